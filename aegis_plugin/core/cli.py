@@ -1,0 +1,181 @@
+"""Entry point of the Aegis core PEX: one subcommand per kind of build step, run by Pants in a sandbox.
+
+Each subcommand reads its inputs from the sandbox and writes its outputs under `--out`. User errors are
+reported as one `aegis: ...` line on stderr with exit code 2; the calling rule prefixes the target and field.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from datetime import datetime, timezone
+
+from aegis_plugin.core.debian import rootfs
+from aegis_plugin.core.debian.errors import DebianError
+from aegis_plugin.core.debian.lock import parse_lock
+from aegis_plugin.core.model import safetensors
+from aegis_plugin.core.oci import image, layout, tarball
+from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
+from aegis_plugin.core.python import requirements_lock, site_packages
+
+LAYER_BLOB = "layer.tar.gz"
+LAYER_INFO = "layer.json"
+
+
+class UserError(Exception):
+    pass
+
+
+def _write_layer(entries: list[LayerEntry], out: str, mtime: int, description: str) -> LayerInfo:
+    os.makedirs(out, exist_ok=True)
+    info = write_layer(entries, os.path.join(out, LAYER_BLOB), mtime)
+    with open(os.path.join(out, LAYER_INFO), "w") as f:
+        json.dump({"digest": info.digest, "diff_id": info.diff_id, "size": info.size,
+                   "description": description}, f, sort_keys=True, indent=2)
+    return info
+
+
+def files_layer(args: argparse.Namespace) -> None:
+    """A layer of files listed in a JSON spec: [{path, mode, source | text, check?, origin}]."""
+    with open(args.spec) as f:
+        spec = json.load(f)
+    entries = []
+    for item in spec["entries"]:
+        if item.get("check") == "safetensors":
+            try:
+                safetensors.validate(item["source"])
+            except safetensors.SafetensorsError as e:
+                raise UserError(f"{item['origin']}: {item['name']} is not a valid safetensors file: {e}")
+        if item.get("check") == "json":
+            try:
+                with open(item["source"], "rb") as f:
+                    json.load(f)
+            except ValueError as e:
+                raise UserError(f"{item['origin']}: {item['name']} is not valid JSON: {e}")
+        if "text" in item:
+            entries.append(LayerEntry(item["path"], "file", item["mode"], data=item["text"].encode()))
+        else:
+            entries.append(LayerEntry(item["path"], "file", item["mode"], source=item["source"]))
+    _write_layer(entries, args.out, spec["mtime"], spec["description"])
+
+
+def debian_layer(args: argparse.Namespace) -> None:
+    """The base layer: every locked Debian package's files plus dpkg records and the non-root user."""
+    with open(args.lock) as f:
+        packages = parse_lock(f.read())
+    with tempfile.TemporaryDirectory() as work_dir:
+        try:
+            entries = rootfs.base_entries(
+                [os.path.join(args.debs, p.deb_basename) for p in packages], packages, work_dir
+            )
+        except DebianError as e:
+            raise UserError(str(e))
+        _write_layer(entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}")
+    with open(os.path.join(args.out, "packages.json"), "w") as f:
+        json.dump([{"name": p.name, "version": p.version, "architecture": p.architecture, "sha256": p.sha256}
+                   for p in packages], f, sort_keys=True, indent=2)
+
+
+def deps_layer(args: argparse.Namespace) -> None:
+    """The third-party layer, plus the lock subset and the list of what it installs."""
+    try:
+        with open(args.lock) as f:
+            locked = requirements_lock.parse(f.read())
+        dists = site_packages.distributions(args.pex)
+        lock_text = requirements_lock.subset(
+            locked, {d.name: d.version for d in dists}, os.path.basename(args.lock)
+        )
+        entries = site_packages.site_packages_entries(args.pex, args.prefix)
+    except (requirements_lock.LockError, site_packages.SitePackagesError) as e:
+        raise UserError(str(e))
+    _write_layer(entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}")
+    with open(os.path.join(args.out, "requirements.lock"), "wb") as f:
+        f.write(lock_text)
+    with open(os.path.join(args.out, "distributions.json"), "w") as f:
+        json.dump([{"name": d.name, "version": d.version, "wheel": d.wheel} for d in dists], f,
+                  sort_keys=True, indent=2)
+
+
+def build_image(args: argparse.Namespace) -> None:
+    """Config, manifest, index and the two on-disk forms (OCI layout dir and image.tar) of one image."""
+    with open(args.spec) as f:
+        spec = json.load(f)
+    layers = []
+    for layer_dir in spec["layers"]:
+        with open(os.path.join(layer_dir, LAYER_INFO)) as f:
+            layers.append((layer_dir, json.load(f)))
+    created = datetime.fromtimestamp(spec["created"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config = image.build_config(
+        architecture=spec["architecture"],
+        os=spec["os"],
+        diff_ids=[info["diff_id"] for _, info in layers],
+        created=created,
+        user=spec["user"],
+        env=spec["env"],
+        entrypoint=spec["entrypoint"],
+        working_dir=spec["working_dir"],
+        labels=spec["labels"],
+        history=[{"created": created, "created_by": f"aegis: {info['description']}"} for _, info in layers],
+    )
+    config_desc = image.descriptor_for(image.MEDIA_TYPE_CONFIG, config)
+    layer_descs = [
+        image.Descriptor(media_type=image.MEDIA_TYPE_LAYER_GZIP, digest=info["digest"], size=info["size"])
+        for _, info in layers
+    ]
+    annotations = {**spec["annotations"], "org.opencontainers.image.created": created}
+    manifest = image.build_manifest(config=config_desc, layers=layer_descs, annotations=annotations)
+    platform = {"architecture": spec["architecture"], "os": spec["os"]}
+    manifest_desc = image.descriptor_for(image.MEDIA_TYPE_MANIFEST, manifest, platform=platform)
+    index = image.build_index([image.with_ref_name(manifest_desc, spec["ref_name"])])
+    blobs = {config_desc.digest: config, manifest_desc.digest: manifest}
+    for (layer_dir, info) in layers:
+        blobs[info["digest"]] = os.path.join(layer_dir, LAYER_BLOB)
+    layout_dir = os.path.join(args.out, "oci")
+    layout.write_layout(layout_dir, blobs, index)
+    tarball.write_image_tar(os.path.join(args.out, "image.tar"), layout_dir, spec["repo_tags"], spec["created"])
+    summary = {
+        "manifest_digest": manifest_desc.digest,
+        "config_digest": config_desc.digest,
+        "repo_tags": spec["repo_tags"],
+        "layers": [{"description": info["description"], "digest": info["digest"], "size": info["size"]}
+                   for _, info in layers],
+        "compressed_size": sum(info["size"] for _, info in layers),
+    }
+    with open(os.path.join(args.out, "image.json"), "w") as f:
+        json.dump(summary, f, sort_keys=True, indent=2)
+        f.write("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aegis-core")
+    commands = parser.add_subparsers(dest="command", required=True)
+    cmd = commands.add_parser("files-layer")
+    cmd.add_argument("--spec", required=True)
+    cmd.set_defaults(run=files_layer)
+    cmd = commands.add_parser("debian-layer")
+    cmd.add_argument("--lock", required=True)
+    cmd.add_argument("--debs", required=True)
+    cmd.set_defaults(run=debian_layer)
+    cmd = commands.add_parser("deps-layer")
+    cmd.add_argument("--pex", required=True)
+    cmd.add_argument("--lock", required=True)
+    cmd.add_argument("--prefix", required=True)
+    cmd.set_defaults(run=deps_layer)
+    cmd = commands.add_parser("image")
+    cmd.add_argument("--spec", required=True)
+    cmd.set_defaults(run=build_image)
+    for sub in commands.choices.values():
+        sub.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as e:
+        print(f"aegis: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

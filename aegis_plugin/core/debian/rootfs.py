@@ -1,0 +1,275 @@
+"""The base layer of a runtime image: every locked .deb unpacked into one tree, plus the files dpkg's
+maintainer scripts would have made and an image needs (users, dpkg status records, a CA bundle).
+
+Nothing runs: no maintainer scripts, no byte-compiling (the rootfs is read-only at run time). Owners
+are always root in our layers, so only modes are carried, normalised so that uid 65532 can read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterable, Sequence
+
+from aegis_plugin.core.debian.deb import DebControl, iter_data, read_control
+from aegis_plugin.core.debian.errors import DebianError
+from aegis_plugin.core.debian.lock import DebPackage, verify_deb
+
+try:
+    from aegis_plugin.core.oci.layer import LayerEntry
+except ModuleNotFoundError as e:  # the OCI package is written in parallel, to this same contract
+    if e.name not in ("aegis_plugin.core.oci", "aegis_plugin.core.oci.layer"):
+        raise
+
+    @dataclass(frozen=True)
+    class LayerEntry:  # type: ignore[no-redef]
+        path: str
+        kind: str  # "file" | "dir" | "symlink" | "hardlink"
+        mode: int
+        source: str | None = None
+        data: bytes | None = None
+        linkname: str | None = None
+
+
+NONROOT_UID = 65532
+PASSWD = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
+GROUP = "root:x:0:\nnonroot:x:65532:\n"
+# Without this file glibc asks DNS before /etc/hosts, so even "localhost" would need a resolver.
+NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"
+STATUS_DIR = "/var/lib/dpkg/status.d"
+CA_SOURCE_DIR = "/usr/share/ca-certificates/"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+# Python's ssl looks for OpenSSL's default file (OPENSSLDIR is /usr/lib/ssl on Debian); the
+# `openssl` package would otherwise be needed just for that directory.
+OPENSSL_CAFILE = "/usr/lib/ssl/cert.pem"
+_DEBIAN_RELEASES = {"bookworm": "12", "trixie": "13"}
+_GENERATED = "(generated)"  # owner name of the entries written here, shown in conflict errors
+
+
+class RootfsError(DebianError):
+    """The packages cannot share one tree (a conflicting path), or an input does not match the lock."""
+
+
+@dataclass(frozen=True)
+class _Owned:
+    entry: LayerEntry
+    owner: str  # package name, or _GENERATED
+    digest: str | None = None  # sha256 of a file's content, to tell identical files from conflicts
+
+
+class _Tree:
+    """Path -> entry, refusing two different things at one path."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, _Owned] = {}
+
+    def add(self, entry: LayerEntry, owner: str, digest: str | None = None) -> None:
+        old = self.items.get(entry.path)
+        if old is None:
+            self.items[entry.path] = _Owned(entry, owner, digest)
+            return
+        a, b = old.entry, entry
+        if a.kind != b.kind:
+            raise RootfsError(f"{b.path}: {a.kind} from {old.owner} conflicts with {b.kind} from {owner}")
+        if a.kind == "dir" and a.mode != b.mode:
+            raise RootfsError(f"{b.path}: directory mode {a.mode:o} from {old.owner} but {b.mode:o} from {owner}")
+        if a.kind == "file" and (old.digest != digest or a.mode != b.mode):
+            raise RootfsError(f"{b.path} is shipped by both {old.owner} and {owner} with different content or mode")
+        if a.kind in ("symlink", "hardlink") and a.linkname != b.linkname:
+            raise RootfsError(f"{b.path}: links to {a.linkname} in {old.owner} but to {b.linkname} in {owner}")
+
+    def kind(self, path: str) -> str | None:
+        owned = self.items.get(path)
+        return owned.entry.kind if owned else None
+
+    def add_missing_parents(self) -> None:
+        for path in sorted(self.items):
+            parent = os.path.dirname(path)
+            while parent != "/":
+                kind = self.kind(parent)
+                if kind is None:
+                    self.add(LayerEntry(parent, "dir", 0o755), _GENERATED)
+                elif kind != "dir":
+                    raise RootfsError(f"{path} needs {parent} to be a directory, but it is a {kind}")
+                parent = os.path.dirname(parent)
+
+
+def file_mode(mode: int) -> int:
+    """Keep permission and exec bits, drop setuid/setgid/sticky, and make the file world-readable."""
+    return (mode & 0o777) | 0o644
+
+
+def _store(stream: IO[bytes], blobs: Path) -> tuple[str, str]:
+    """Copy a member's content into the scratch store, named by its sha256: (path, sha256)."""
+    digest = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".part-")
+    with os.fdopen(fd, "wb") as out:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+            out.write(block)
+    target = blobs / digest.hexdigest()
+    if target.exists():
+        os.unlink(tmp)
+    else:
+        os.replace(tmp, target)
+    return str(target), digest.hexdigest()
+
+
+def _unpack(deb: Path, pkg: DebPackage, tree: _Tree, blobs: Path) -> None:
+    stored: dict[str, tuple[str, str, int]] = {}  # path -> (source, sha256, mode), for hardlinks
+    for member, stream in iter_data(deb):
+        if member.kind == "file":
+            assert stream is not None
+            source, digest = _store(stream, blobs)
+            stored[member.path] = (source, digest, file_mode(member.mode))
+            tree.add(LayerEntry(member.path, "file", file_mode(member.mode), source=source), pkg.name, digest)
+        elif member.kind == "hardlink":  # becomes a plain copy: no ordering rules for the layer writer
+            if member.linkname not in stored:
+                raise RootfsError(f"{pkg.name}: hardlink {member.path} -> {member.linkname}, which is not a file")
+            source, digest, mode = stored[member.linkname]
+            tree.add(LayerEntry(member.path, "file", mode, source=source), pkg.name, digest)
+        elif member.kind == "dir":
+            tree.add(LayerEntry(member.path, "dir", member.mode), pkg.name)
+        else:
+            tree.add(LayerEntry(member.path, "symlink", 0o777, linkname=member.linkname), pkg.name)
+
+
+def status_record(control: DebControl) -> bytes:
+    """The control paragraph with ``Status: install ok installed`` after ``Package:``, as dpkg's
+    status file has it: what scanners read from ``/var/lib/dpkg/status.d/<pkg>`` (distroless style)."""
+    lines = control.control.rstrip("\n").split("\n")
+    at = next((i + 1 for i, line in enumerate(lines) if line.startswith("Package:")), 0)
+    lines.insert(at, "Status: install ok installed")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _os_release(suite: str) -> bytes:
+    codename = suite.split("-")[0]
+    if codename not in _DEBIAN_RELEASES:
+        raise RootfsError(f"no /etc/os-release for suite {suite}: add base-files to the spec")
+    number = _DEBIAN_RELEASES[codename]
+    return (
+        f'PRETTY_NAME="Debian GNU/Linux {number} ({codename})"\nNAME="Debian GNU/Linux"\n'
+        f'VERSION_ID="{number}"\nVERSION="{number} ({codename})"\nVERSION_CODENAME={codename}\nID=debian\n'
+    ).encode()
+
+
+def _ca_bundle(tree: _Tree) -> bytes:
+    """What update-ca-certificates would write: every shipped certificate, in path order."""
+    parts = []
+    for path in sorted(p for p in tree.items if p.startswith(CA_SOURCE_DIR) and p.endswith(".crt")):
+        source = tree.items[path].entry.source
+        assert source is not None
+        pem = Path(source).read_bytes()
+        parts.append(pem if pem.endswith(b"\n") else pem + b"\n")
+    return b"".join(parts)
+
+
+def _add_generated(tree: _Tree, controls: dict[str, DebControl], suite: str) -> None:
+    def add_file(path: str, data: bytes, mode: int = 0o644) -> None:
+        tree.add(LayerEntry(path, "file", mode, data=data), _GENERATED, hashlib.sha256(data).hexdigest())
+
+    for name, control in sorted(controls.items()):
+        add_file(f"{STATUS_DIR}/{name}", status_record(control))
+        if control.md5sums is not None:
+            add_file(f"{STATUS_DIR}/{name}.md5sums", control.md5sums.encode("utf-8"))
+    add_file("/etc/passwd", PASSWD.encode())
+    add_file("/etc/group", GROUP.encode())
+    add_file("/etc/nsswitch.conf", NSSWITCH.encode())
+    if tree.kind("/etc/os-release") is None:
+        add_file("/etc/os-release", _os_release(suite))
+    tree.add(LayerEntry("/tmp", "dir", 0o1777), _GENERATED)
+    tree.add(LayerEntry("/root", "dir", 0o700), _GENERATED)
+    # Owned by root like everything in our layers, so nonroot cannot write its own home: state
+    # belongs in /tmp or a mounted volume.
+    tree.add(LayerEntry("/home/nonroot", "dir", 0o755), _GENERATED)
+    pythons = [p for p in tree.items if re.fullmatch(r"/usr/bin/python3\.\d+", p)]
+    if tree.kind("/usr/bin/python3") is None and len(pythons) == 1:
+        tree.add(LayerEntry("/usr/bin/python3", "symlink", 0o777, linkname=os.path.basename(pythons[0])), _GENERATED)
+    if "ca-certificates" in controls:
+        add_file(CA_BUNDLE, _ca_bundle(tree))
+        if tree.kind(OPENSSL_CAFILE) is None:
+            tree.add(LayerEntry(OPENSSL_CAFILE, "symlink", 0o777, linkname=CA_BUNDLE), _GENERATED)
+
+
+def _match(debs: Iterable[str | os.PathLike[str]], packages: Sequence[DebPackage]) -> list[tuple[DebPackage, Path]]:
+    """Pair each locked package with its .deb, by the file name the lock's Filename ends with."""
+    by_name = {pkg.deb_basename: pkg for pkg in packages}
+    found: dict[str, Path] = {}
+    for deb in debs:
+        path = Path(deb)
+        pkg = by_name.get(path.name)
+        if pkg is None:
+            raise RootfsError(f"{path} is not in the lock (expected one of the lock's Filename names)")
+        if pkg.name in found:
+            raise RootfsError(f"{pkg.name}: given twice ({found[pkg.name]} and {path})")
+        found[pkg.name] = path
+    missing = sorted(pkg.name for pkg in packages if pkg.name not in found)
+    if missing:
+        raise RootfsError(f"no .deb given for: {', '.join(missing)}")
+    return [(pkg, found[pkg.name]) for pkg in sorted(packages, key=lambda p: p.name)]
+
+
+def base_entries(
+    debs: Iterable[str | os.PathLike[str]], packages: Sequence[DebPackage], work_dir: str | os.PathLike[str]
+) -> list[LayerEntry]:
+    """The entries of one layer holding all ``packages`` (their .debs are ``debs``), sorted by path.
+
+    File contents are extracted under ``work_dir`` and referenced by ``source``; keep it until the
+    layer is written. Every .deb is checked against the lock's size and sha256 first.
+    """
+    pairs = _match(debs, packages)
+    blobs = Path(work_dir) / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)
+    tree = _Tree()
+    controls: dict[str, DebControl] = {}
+    for pkg, deb in pairs:
+        verify_deb(deb, pkg)
+        control = read_control(deb)
+        fields = control.fields
+        shown = (fields.get("Package"), fields.get("Version"), fields.get("Architecture"))
+        if shown != (pkg.name, pkg.version, pkg.architecture):
+            raise RootfsError(f"{deb}: its control says {shown}, the lock says {(pkg.name, pkg.version, pkg.architecture)}")
+        controls[pkg.name] = control
+        _unpack(deb, pkg, tree, blobs)
+    _add_generated(tree, controls, pairs[0][0].suite if pairs else "bookworm")
+    tree.add_missing_parents()
+    return [tree.items[path].entry for path in sorted(tree.items)]
+
+
+def installed_size(entries: Iterable[LayerEntry]) -> int:
+    """Bytes of file content in ``entries`` (what a size guard compares against a budget)."""
+    total = 0
+    for entry in entries:
+        if entry.kind == "file":
+            total += len(entry.data) if entry.data is not None else os.stat(entry.source or "").st_size
+    return total
+
+
+def materialize(entries: Iterable[LayerEntry], root: str | os.PathLike[str]) -> None:
+    """Write ``entries`` under ``root`` (for tests and local runs with bwrap; images use layers)."""
+    top = Path(root)
+    dirs: list[tuple[Path, int]] = []
+    for entry in sorted(entries, key=lambda e: e.path):
+        target = top / entry.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if entry.kind == "dir":
+            target.mkdir(exist_ok=True)
+            dirs.append((target, entry.mode))
+        elif entry.kind == "symlink":
+            os.symlink(entry.linkname or "", target)
+        elif entry.kind == "hardlink":
+            os.link(top / (entry.linkname or "").lstrip("/"), target)
+        else:
+            if entry.data is not None:
+                target.write_bytes(entry.data)
+            else:
+                shutil.copyfile(entry.source or "", target)
+            os.chmod(target, entry.mode)
+    for path, mode in reversed(dirs):  # last, so a read-only directory does not block its children
+        os.chmod(path, mode)

@@ -1,0 +1,228 @@
+"""Deterministic layer tarballs.
+
+Layer digests are part of the image identity, so the bytes we write must
+depend only on the declared entries, never on the build machine (disk
+mtimes, owners, umask, locale, input order).  Content is streamed so that
+multi-GB model weights never sit in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import tarfile
+from dataclasses import dataclass
+from typing import BinaryIO, Dict, Iterable, List, Optional, Union
+
+KINDS = ("file", "dir", "symlink", "hardlink")
+DEFAULT_DIR_MODE = 0o755
+GZIP_LEVEL = 6
+_CHUNK = 1024 * 1024
+_MAX_MTIME = 8**11 - 1  # largest value a plain ustar header can hold
+
+_TAR_TYPES = {
+    "file": tarfile.REGTYPE,
+    "dir": tarfile.DIRTYPE,
+    "symlink": tarfile.SYMTYPE,
+    "hardlink": tarfile.LNKTYPE,
+}
+
+
+def _check_image_path(path: str, what: str) -> None:
+    # Only canonical absolute paths, so that two spellings of one path can't
+    # slip past the duplicate check.
+    if (
+        not isinstance(path, str)
+        or not path.startswith("/")
+        or path.startswith("//")
+        or path == "/"
+        or "\x00" in path
+        or posixpath.normpath(path) != path
+    ):
+        raise ValueError(
+            f"{what} must be a normalized absolute path other than '/', got {path!r}"
+        )
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One filesystem object in a layer.
+
+    For hardlinks, `linkname` is the absolute image path of a "file" entry of
+    the same layer, and `mode` is ignored (a hardlink shares its target's
+    inode, so the target's mode is written).  For symlinks, `linkname` is
+    stored verbatim.
+    """
+
+    path: str
+    kind: str
+    mode: int
+    source: Optional[Union[str, os.PathLike[str]]] = None
+    data: Optional[bytes] = None
+    linkname: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_image_path(self.path, "entry path")
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.path}: kind must be one of {KINDS}, got {self.kind!r}")
+        if isinstance(self.mode, bool) or not isinstance(self.mode, int) or not 0 <= self.mode <= 0o7777:
+            raise ValueError(f"{self.path}: mode must be an int in 0..0o7777, got {self.mode!r}")
+        has_content = self.source is not None or self.data is not None
+        if self.kind == "file":
+            if (self.source is None) == (self.data is None):
+                raise ValueError(f"{self.path}: a file needs exactly one of source or data")
+            if self.data is not None and not isinstance(self.data, (bytes, bytearray)):
+                raise ValueError(f"{self.path}: data must be bytes")
+        elif has_content:
+            raise ValueError(f"{self.path}: only files may have source or data")
+        if self.kind in ("symlink", "hardlink"):
+            if not self.linkname:
+                raise ValueError(f"{self.path}: a {self.kind} needs a linkname")
+            if self.kind == "hardlink":
+                _check_image_path(self.linkname, f"{self.path}: hardlink target")
+        elif self.linkname is not None:
+            raise ValueError(f"{self.path}: only links may have a linkname")
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    digest: str  # sha256 of the gzip blob: the manifest's layer digest
+    diff_id: str  # sha256 of the uncompressed tar: the config's rootfs diff_id
+    size: int  # bytes of the gzip blob
+
+
+class _HashingWriter:
+    """Passes writes through while hashing them, so digests need no re-read."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._raw.write(data)
+        self._sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        # Deliberately not forwarded: flushing a GzipFile emits a sync marker.
+        pass
+
+    def digest(self) -> str:
+        return "sha256:" + self._sha.hexdigest()
+
+
+def _plan(entries: Iterable[LayerEntry]) -> List[LayerEntry]:
+    """Validates entries, adds missing parents and fixes the archive order."""
+    by_path: Dict[str, LayerEntry] = {}
+    for entry in entries:
+        if not isinstance(entry, LayerEntry):
+            raise TypeError(f"expected LayerEntry, got {type(entry).__name__}")
+        if entry.path in by_path:
+            raise ValueError(f"duplicate path in layer: {entry.path}")
+        by_path[entry.path] = entry
+
+    for entry in list(by_path.values()):
+        parent = posixpath.dirname(entry.path)
+        while parent != "/":
+            existing = by_path.get(parent)
+            if existing is None:
+                by_path[parent] = LayerEntry(path=parent, kind="dir", mode=DEFAULT_DIR_MODE)
+            elif existing.kind != "dir":
+                raise ValueError(f"{parent} is a {existing.kind} but {entry.path} is inside it")
+            parent = posixpath.dirname(parent)
+
+    for entry in by_path.values():
+        if entry.kind == "hardlink":
+            target = by_path.get(entry.linkname)  # type: ignore[arg-type]
+            if target is None or target.kind != "file":
+                raise ValueError(
+                    f"hardlink {entry.path} must point to a file in the same layer, "
+                    f"got {entry.linkname}"
+                )
+
+    # Sorted by path; hardlinks go last so their targets always exist first
+    # when the layer is extracted.
+    return sorted(by_path.values(), key=lambda e: (e.kind == "hardlink", e.path))
+
+
+def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> None:
+    modes = {e.path: e.mode for e in plan}
+    # Explicit encoding: tarfile otherwise uses the machine's filesystem encoding.
+    with tarfile.TarFile(
+        fileobj=fileobj,
+        mode="w",
+        format=tarfile.PAX_FORMAT,
+        encoding="utf-8",
+        copybufsize=_CHUNK,
+    ) as tar:
+        for entry in plan:
+            info = tarfile.TarInfo(entry.path[1:])
+            info.type = _TAR_TYPES[entry.kind]
+            info.mode = entry.mode
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = mtime
+            if entry.kind == "symlink":
+                info.linkname = entry.linkname  # type: ignore[assignment]
+            elif entry.kind == "hardlink":
+                info.linkname = entry.linkname[1:]  # type: ignore[index]
+                info.mode = modes[entry.linkname]  # type: ignore[index]
+            if entry.kind != "file":
+                tar.addfile(info)
+            elif entry.data is not None:
+                info.size = len(entry.data)
+                tar.addfile(info, io.BytesIO(entry.data))
+            else:
+                with open(entry.source, "rb") as src:  # type: ignore[arg-type]
+                    st = os.fstat(src.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        raise ValueError(f"{entry.path}: source {entry.source} is not a regular file")
+                    info.size = st.st_size
+                    tar.addfile(info, src)
+
+
+def _check_mtime(mtime: int) -> None:
+    if isinstance(mtime, bool) or not isinstance(mtime, int) or not 0 <= mtime <= _MAX_MTIME:
+        raise ValueError(f"mtime must be an int in 0..{_MAX_MTIME}, got {mtime!r}")
+
+
+def write_tar(entries: Iterable[LayerEntry], fileobj: BinaryIO, mtime: int) -> None:
+    """Writes `entries` as a deterministic uncompressed PAX tar to `fileobj`.
+
+    Member names drop the leading "/"; owners are root with empty names and
+    every member gets `mtime`.  Missing parent directories are added (0o755).
+    """
+    _check_mtime(mtime)
+    _write_planned(_plan(entries), fileobj, mtime)
+
+
+def write_layer(
+    entries: Iterable[LayerEntry],
+    out_tar_gz_path: Union[str, os.PathLike[str]],
+    mtime: int,
+) -> LayerInfo:
+    """Writes a gzip layer blob and returns its digest, diff_id and size."""
+    _check_mtime(mtime)
+    plan = _plan(entries)  # fail before creating the output file
+    try:
+        with open(out_tar_gz_path, "wb") as raw:
+            compressed = _HashingWriter(raw)
+            # filename="" and mtime=0 keep the gzip header free of machine state.
+            with gzip.GzipFile(
+                filename="", mode="wb", fileobj=compressed, compresslevel=GZIP_LEVEL, mtime=0
+            ) as gz:
+                uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
+                _write_planned(plan, uncompressed, mtime)  # type: ignore[arg-type]
+    except BaseException:
+        os.remove(out_tar_gz_path)  # never leave a truncated layer behind
+        raise
+    return LayerInfo(digest=compressed.digest(), diff_id=uncompressed.digest(), size=compressed.size)

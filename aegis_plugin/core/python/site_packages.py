@@ -1,0 +1,66 @@
+"""The runtime dependencies layer: a plain `site-packages` merged from a loose-layout PEX.
+
+A PEX built with `--layout loose` keeps each distribution as an installed-wheel tree under
+`.deps/<wheel file name>/`. Merging those trees gives a site-packages directory for the image's own
+interpreter with no interpreter run at build time, which also works for a foreign platform.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from aegis_plugin.core.oci.layer import LayerEntry
+from aegis_plugin.core.python.requirements_lock import canonical_name
+
+
+@dataclass(frozen=True)
+class Distribution:
+    name: str  # canonical
+    version: str
+    wheel: str
+
+
+class SitePackagesError(ValueError):
+    pass
+
+
+def distributions(pex_dir: str) -> list[Distribution]:
+    deps_dir = os.path.join(pex_dir, ".deps")
+    if not os.path.isdir(deps_dir):
+        raise SitePackagesError(f"{pex_dir} is not a loose-layout PEX (no .deps directory)")
+    result = []
+    for wheel in sorted(os.listdir(deps_dir)):
+        if not wheel.endswith(".whl"):
+            continue
+        name, version = wheel.split("-")[:2]
+        result.append(Distribution(canonical_name(name), version, wheel))
+    return result
+
+
+def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
+    """Layer entries for every file of every distribution, under `prefix` (e.g. /app/site-packages).
+
+    Modes are normalised (0644 files, 0755 directories): shared libraries load without the exec bit, and
+    sandbox file modes are not to be trusted. Two wheels installing the same file is an error.
+    """
+    entries: dict[str, LayerEntry] = {}
+    owners: dict[str, str] = {}
+    for dist in distributions(pex_dir):
+        root = os.path.join(pex_dir, ".deps", dist.wheel)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, root)
+            for name in sorted(filenames):
+                if name.endswith(".pyc"):
+                    continue
+                rel = os.path.normpath(os.path.join(rel_dir, name))
+                path = f"{prefix}/{rel}"
+                source = os.path.join(dirpath, name)
+                if path in entries:
+                    raise SitePackagesError(f"{rel} is installed by both {owners[path]} and {dist.wheel}")
+                if os.path.islink(source):
+                    entries[path] = LayerEntry(path, "symlink", 0o777, linkname=os.readlink(source))
+                else:
+                    entries[path] = LayerEntry(path, "file", 0o644, source=source)
+                owners[path] = dist.wheel
+    return [entries[p] for p in sorted(entries)]

@@ -1,0 +1,19 @@
+"""Aegis: package trained models as reproducible, signed OCI images."""
+from aegis_plugin.goals import package
+from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
+from aegis_plugin.util_rules import core_process, layers, source_revision
+
+
+def rules():
+    return [
+        *package.rules(),
+        *core_process.rules(),
+        *layers.rules(),
+        *source_revision.rules(),
+        *AegisSubsystem.rules(),
+    ]
+
+
+def target_types():
+    return [ModelPackageTarget, DebianBaseTarget]

@@ -1,0 +1,49 @@
+"""Repository-wide Aegis options (`[aegis]` in pants.toml)."""
+from __future__ import annotations
+
+from pants.option.option_types import DictOption, StrOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import help_text
+
+
+class AegisSubsystem(Subsystem):
+    options_scope = "aegis"
+    help = "Options for packaging models with Aegis (`model_package` targets)."
+
+    runtime_resolve = StrOption(
+        default="runtime",
+        help=help_text(
+            """
+            The Python resolve whose locked distributions may go into images. A handler in another resolve
+            (e.g. the training one) is refused, so training-only dependencies never ship.
+            """
+        ),
+    )
+    debian_mirrors = DictOption[str](
+        help=help_text(
+            """
+            Debian archive roots by suite, e.g. `{"bookworm": "https://snapshot.example/archive/debian/2025..."}`,
+            to fetch the packages of `debian_base` locks from. Suites not listed use the first matching
+            archive in this machine's apt sources. Every package is verified against the lock's sha256,
+            so the mirror never changes the image.
+            """
+        ),
+    )
+    signer_identity = StrOption(
+        default="unsigned",
+        help=help_text(
+            """
+            Who signs the images: recorded as `signed_by` in each image's `/app/manifest.yaml`. Set it to
+            the key's identity or the CI's keyless OIDC identity; it must match the signature's signer.
+            """
+        ),
+    )
+    source_url = StrOption(
+        default="",
+        help=help_text(
+            """
+            The repository URL recorded as the `org.opencontainers.image.source` annotation. Set it in
+            pants.toml rather than reading git remotes, which differ between clones.
+            """
+        ),
+    )

@@ -1,0 +1,318 @@
+"""The `model_package` and `debian_base` targets: fields only, each with help text."""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Tuple
+
+from pants.core.goals.package import OutputPathField
+from pants.engine.addresses import Address
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    AsyncFieldMixin,
+    Dependencies,
+    DictStringToStringField,
+    InvalidFieldException,
+    SingleSourceField,
+    StringField,
+    StringSequenceField,
+    Target,
+)
+from pants.util.strutil import help_text
+
+from aegis_plugin.core import versions
+
+DEFAULT_BASE_IMAGE = "//3rdparty/debian:python3.11-bookworm"
+SUPPORTED_PLATFORMS = ("linux/amd64",)
+
+
+def _invalid(field_alias: str, address: Address, why: str) -> InvalidFieldException:
+    return InvalidFieldException(f"{address}: field `{field_alias}`: {why}")
+
+
+class ModelIdField(StringField):
+    alias = "model_id"
+    required = True
+    help = help_text(
+        """
+        The model's stable identifier, e.g. `fraud-detector`: lowercase letters, digits, `.`, `_` and `-`.
+        It names the model in `/app/manifest.yaml`, the inference API and the SBOM.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if not versions.is_model_id(value):
+            raise _invalid(cls.alias, address, f"{value!r} is not a valid model id (use [a-z0-9][a-z0-9._-]*)")
+        return value
+
+
+class ModelVersionField(StringField):
+    alias = "version"
+    required = True
+    help = help_text(
+        """
+        The model's version, a semantic version (`1.4.0`, `2.0.0-rc.1`). It becomes the image's immutable tag
+        and its `org.opencontainers.image.version` annotation; `latest` is never accepted.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if not versions.is_semver(value):
+            raise _invalid(
+                cls.alias, address, f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. `1.0.0`)"
+            )
+        return value
+
+
+class WeightsField(StringField, AsyncFieldMixin):
+    alias = "weights"
+    required = True
+    help = help_text(
+        """
+        Address of the `file` target holding the model's weights in safetensors format, e.g. `:weights`.
+        The file may be in the repository or downloaded with `http_source(url=..., sha256=..., len=...)`.
+        It is shipped as `/app/model/weights.safetensors` in a layer of its own.
+        """
+    )
+
+
+class WeightsSha256Field(StringField):
+    alias = "weights_sha256"
+    help = help_text(
+        """
+        The sha256 (64 hex digits) the weights must have. Optional for weights committed to the repository
+        (git pins them), but recommended: a mismatch stops the build instead of shipping other weights.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None and not versions.is_sha256_digest(f"sha256:{value}"):
+            raise _invalid(cls.alias, address, f"{value!r} is not 64 lowercase hex digits")
+        return value
+
+
+class TokenizerField(StringField, AsyncFieldMixin):
+    alias = "tokenizer"
+    help = help_text(
+        """
+        Address of an optional `file` target with the model's `tokenizer.json`; shipped as
+        `/app/model/tokenizer.json`.
+        """
+    )
+
+
+class ModelCardField(SingleSourceField):
+    alias = "model_card"
+    required = True
+    expected_file_extensions = (".md",)
+    help = help_text(
+        """
+        The model card (Markdown), relative to this BUILD file, e.g. `model_card.md`. Required: a model
+        without a card does not ship. Shipped as `/app/model/model_card.md`.
+        """
+    )
+
+
+class HandlerField(StringField, AsyncFieldMixin):
+    alias = "handler"
+    required = True
+    help = help_text(
+        """
+        Address of the `python_source` with the model author's serving code, e.g. `./server/handler.py`.
+        It defines `SIGNATURE` and a `Handler(model_dir)` class with `predict(inputs)`. It is shipped as
+        `/app/server/handler.py`; its first-party imports go to `/app/src` and its third-party imports,
+        from the runtime resolve, to `/app/site-packages` (the image carries nothing else).
+        """
+    )
+
+
+class FrameworkField(StringField):
+    alias = "framework"
+    required = True
+    help = help_text(
+        """
+        The Python distribution that implements the model (e.g. `numpy`, `torch`, `onnxruntime`). It must be
+        one of the handler's runtime dependencies; `/app/manifest.yaml` records it with its locked version.
+        """
+    )
+
+
+class AcceleratorField(StringField):
+    alias = "accelerator"
+    default = "cpu"
+    help = help_text(
+        """
+        What the model runs on: `cpu`, or `cuda-MAJOR.MINOR` (e.g. `cuda-12.4`). Declared, never guessed:
+        a CUDA image that finds no GPU reports not-ready instead of falling back to the CPU.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if not versions.is_accelerator(value):
+            raise _invalid(cls.alias, address, f"{value!r} is not `cpu` or `cuda-MAJOR.MINOR` (e.g. `cuda-12.4`)")
+        return value
+
+
+class BaseImageField(StringField):
+    alias = "base_image"
+    default = DEFAULT_BASE_IMAGE
+    help = help_text(
+        f"""
+        The image the model runs on: the address of a `debian_base` target (default `{DEFAULT_BASE_IMAGE}`,
+        a minimal Python runtime built from hash-pinned Debian packages). References to registry images must
+        be pinned by digest (`name@sha256:...`); tags, `latest` included, are refused.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
+        value = super().compute_value(raw_value, address)
+        if value.startswith("//") or value.startswith(":"):
+            return value
+        problem = versions.check_pinned_reference(value)
+        if problem:
+            raise _invalid(cls.alias, address, problem)
+        raise _invalid(
+            cls.alias,
+            address,
+            f"{value!r}: registry base images are not supported yet; use a `debian_base` target address",
+        )
+
+
+class PlatformsField(StringSequenceField):
+    alias = "platforms"
+    default = SUPPORTED_PLATFORMS
+    help = help_text(
+        f"""
+        The OS/architecture pairs to build, as `os/arch`. Supported: {', '.join(SUPPORTED_PLATFORMS)}.
+        Each platform becomes one manifest under the image index.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[Iterable[str]], address: Address) -> Tuple[str, ...]:
+        value = super().compute_value(raw_value, address)
+        unsupported = [p for p in value if p not in SUPPORTED_PLATFORMS]
+        if unsupported or not value:
+            raise _invalid(
+                cls.alias,
+                address,
+                f"unsupported platform(s) {unsupported or '(none given)'}; supported: {list(SUPPORTED_PLATFORMS)}",
+            )
+        return value
+
+
+class RepositoryField(StringField):
+    alias = "repository"
+    help = help_text(
+        """
+        The image repository, without tag or digest, e.g. `registry.example.com/ml/fraud`. Defaults to
+        `aegis/<model_id>`. Images are tagged `<repository>:<version>`; `latest` is never used.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None:
+            problem = versions.check_repository(value)
+            if problem:
+                raise _invalid(cls.alias, address, problem)
+        return value
+
+
+class ImageAnnotationsField(DictStringToStringField):
+    alias = "annotations"
+    help = help_text(
+        """
+        Extra OCI annotations for the image manifest, e.g. `{"org.opencontainers.image.vendor": "Acme"}`.
+        Aegis sets `org.opencontainers.image.{version,revision,source,created}` itself.
+        """
+    )
+
+
+class ModelPackageOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where under `dist/` the image is written. Defaults to the target's path followed by its name,
+        e.g. `models/fraud/fraud`, holding `oci/` (an OCI image layout), `image.tar` (for `docker load`)
+        and `image.json` (digests and sizes).
+        """
+    )
+
+    def value_or_default(self, *, file_ending: Optional[str] = None) -> str:
+        return self.value or f"{self.address.spec_path}/{self.address.target_name}"
+
+
+class ModelPackageDependenciesField(Dependencies):
+    help = help_text(
+        """
+        Extra dependencies. The weights, tokenizer and handler fields are dependencies already; list here
+        only what those do not reach.
+        """
+    )
+
+
+class ModelPackageTarget(Target):
+    alias = "model_package"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        ModelIdField,
+        ModelVersionField,
+        WeightsField,
+        WeightsSha256Field,
+        TokenizerField,
+        ModelCardField,
+        HandlerField,
+        FrameworkField,
+        AcceleratorField,
+        BaseImageField,
+        PlatformsField,
+        RepositoryField,
+        ImageAnnotationsField,
+        ModelPackageOutputPathField,
+        ModelPackageDependenciesField,
+    )
+    help = help_text(
+        """
+        A trained model packaged as a reproducible OCI image: `pants package` writes an OCI layout and an
+        `image.tar` whose layers are the base OS and Python, the runtime dependencies, the model files and the
+        serving app, in that order, so a code edit never re-ships the weights.
+        """
+    )
+
+
+class DebianLockfileField(SingleSourceField):
+    alias = "lockfile"
+    required = True
+    expected_file_extensions = (".lock",)
+    help = help_text(
+        """
+        The Debian package lock (name, version, architecture, sha256, size and archive path of each package),
+        written by `build-support/lock_debian.py`. It names no mirror: packages are fetched from the mirror
+        configured by `[aegis].debian_mirror` or, by default, the machine's apt sources, and verified.
+        """
+    )
+
+
+class DebianPythonField(StringField):
+    alias = "python"
+    default = "/usr/bin/python3.11"
+    help = "The Python interpreter inside the image that runs the server."
+
+
+class DebianBaseTarget(Target):
+    alias = "debian_base"
+    core_fields = (*COMMON_TARGET_FIELDS, DebianLockfileField, DebianPythonField)
+    help = help_text(
+        """
+        A minimal base image built from hash-pinned Debian packages: their files in one layer, plus the
+        `/var/lib/dpkg/status.d` records scanners read, a non-root user 65532 and a writable `/tmp`.
+        """
+    )

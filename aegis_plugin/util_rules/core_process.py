@@ -1,0 +1,118 @@
+"""The one place where rules reach the plain-Python core.
+
+The core (`aegis_plugin/core/`) runs as a PEX inside Pants sandboxes, so no import shows the tie: every
+command a rule runs is a `CoreCommand` here, and each maps onto one subcommand of `aegis_plugin.core.cli`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from pants.backend.python.target_types import EntryPoint
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.rules import Get, collect_rules, rule
+from pants.util.logging import LogLevel
+
+import aegis_plugin.core
+
+logger = logging.getLogger(__name__)
+
+_CORE_DIR = Path(aegis_plugin.core.__file__).parent
+# The interpreter the core runs on: fixed, so compressed layers come from one zlib on every machine.
+CORE_INTERPRETER_CONSTRAINTS = InterpreterConstraints(["CPython==3.11.*"])
+
+
+class CoreCommand(Enum):
+    """Subcommands of `aegis_plugin.core.cli`, one per kind of build step."""
+
+    FILES_LAYER = "files-layer"  # core/cli.py: files_layer -> oci/layer.py
+    DEBIAN_LAYER = "debian-layer"  # core/cli.py: debian_layer -> debian/rootfs.py
+    DEPS_LAYER = "deps-layer"  # core/cli.py: deps_layer -> python/site_packages.py
+    IMAGE = "image"  # core/cli.py: image -> oci/image.py, oci/layout.py, oci/tarball.py
+
+
+class AegisBuildError(Exception):
+    """A user-facing build failure: one line naming the target and field."""
+
+
+def core_files(subdir: str = "") -> tuple[FileContent, ...]:
+    """The core's Python files (tests excluded), as paths relative to the buildroot-style package root."""
+    root = _CORE_DIR / subdir if subdir else _CORE_DIR
+    files = [
+        FileContent(str(Path("aegis_plugin/core") / path.relative_to(_CORE_DIR)), path.read_bytes())
+        for path in sorted(root.rglob("*.py"))
+        if not path.name.endswith("_test.py") and "__pycache__" not in path.parts
+    ]
+    return tuple(files)
+
+
+@dataclass(frozen=True)
+class AegisCorePex:
+    pex: VenvPex
+
+
+@rule(desc="Building the Aegis core", level=LogLevel.DEBUG)
+async def build_core_pex() -> AegisCorePex:
+    sources = await Get(
+        Digest, CreateDigest([FileContent("aegis_plugin/__init__.py", b""), *core_files()])
+    )
+    pex = await Get(
+        VenvPex,
+        PexRequest(
+            output_filename="aegis-core.pex",
+            internal_only=True,
+            sources=sources,
+            interpreter_constraints=CORE_INTERPRETER_CONSTRAINTS,
+            main=EntryPoint("aegis_plugin.core.cli"),
+        ),
+    )
+    return AegisCorePex(pex)
+
+
+@dataclass(frozen=True)
+class CoreProcess:
+    """One run of a core command. `error_context` prefixes its one-line error, e.g. `a/b:c: field x`."""
+
+    command: CoreCommand
+    argv: tuple[str, ...]
+    input_digest: Digest
+    description: str
+    error_context: str
+    output_directory: str = "out"
+
+
+@dataclass(frozen=True)
+class CoreResult:
+    output_digest: Digest
+
+
+@rule
+async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResult:
+    process = await Get(
+        Process,
+        VenvPexProcess(
+            core.pex,
+            argv=(request.command.value, *request.argv, "--out", request.output_directory),
+            input_digest=request.input_digest,
+            output_directories=(request.output_directory,),
+            description=request.description,
+            level=LogLevel.DEBUG,
+        ),
+    )
+    result = await Get(FallibleProcessResult, Process, process)
+    if result.exit_code != 0:
+        # The core reports user errors as one `aegis: ...` line; anything else is a bug worth showing whole.
+        stderr = result.stderr.decode(errors="replace").strip()
+        lines = [line for line in stderr.splitlines() if line.startswith("aegis: ")]
+        message = lines[-1][len("aegis: ") :] if lines else stderr
+        raise AegisBuildError(f"{request.error_context}: {message}")
+    return CoreResult(result.output_digest)
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,197 @@
+"""Rules that build one image layer each, as a cacheable core process whose output is `out/layer.*`.
+
+Layers are split by how often they change, so registries and caches reuse them: the Debian base (per lock),
+the third-party Python distributions (per resolve subset), the model files, and the app.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.util_rules.pex import Pex
+from pants.engine.fs import (
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestEntries,
+    DownloadFile,
+    FileContent,
+    FileDigest,
+    FileEntry,
+    MergeDigests,
+    PathGlobs,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+
+from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
+from aegis_plugin.core.debian.sources import find_source, read_apt_sources
+from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.util_rules.core_process import (
+    AegisBuildError,
+    CoreCommand,
+    CoreProcess,
+    CoreResult,
+)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A core process output directory holding `layer.tar.gz` and `layer.json`, plus any extra files."""
+
+    digest: Digest
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Debian base
+
+
+@dataclass(frozen=True)
+class DebianLayerRequest:
+    context: str  # e.g. "models/fraud:fraud: field `base_image` (//3rdparty/debian:python3.11-bookworm)"
+    lockfile_digest: Digest
+    lockfile_path: str
+
+
+def _mirror_for(pkg: DebPackage, mirrors: dict[str, str], context: str) -> str:
+    if pkg.suite in mirrors:
+        return mirrors[pkg.suite]
+    source = find_source(read_apt_sources(), pkg.suite)
+    if source is None:
+        raise AegisBuildError(
+            f"{context}: no Debian archive serves suite {pkg.suite!r} for {pkg.name}: add it to the apt "
+            f"sources or set `[aegis].debian_mirrors`"
+        )
+    return source.uri
+
+
+@rule(desc="Building a Debian base layer")
+async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem) -> Layer:
+    contents = await Get(DigestContents, Digest, request.lockfile_digest)
+    packages = parse_lock(contents[0].content.decode())
+    mirrors = dict(aegis.debian_mirrors)
+    downloads = []
+    for pkg in packages:
+        url = fetch_url(_mirror_for(pkg, mirrors, request.context), pkg)
+        downloads.append(DownloadFile(url, FileDigest(pkg.sha256, pkg.size)))
+    try:
+        debs = await MultiGet(Get(Digest, DownloadFile, d) for d in downloads)
+    except Exception as e:
+        raise AegisBuildError(
+            f"{request.context}: a locked Debian package could not be fetched ({str(e).splitlines()[-1]}); "
+            f"mirrors drop superseded versions: refresh the lock with `build-support/lock_debian.py` or point "
+            f"`[aegis].debian_mirrors` at a snapshot archive"
+        ) from None
+    debs_digest = await Get(Digest, AddPrefix(await Get(Digest, MergeDigests(debs)), "debs"))
+    result = await Get(
+        CoreResult,
+        CoreProcess(
+            CoreCommand.DEBIAN_LAYER,
+            ("--lock", request.lockfile_path, "--debs", "debs"),
+            await Get(Digest, MergeDigests([debs_digest, request.lockfile_digest])),
+            description=f"Building the Debian base layer from {request.lockfile_path}",
+            error_context=request.context,
+        ),
+    )
+    return Layer(result.output_digest)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Third-party Python distributions
+
+
+@dataclass(frozen=True)
+class DepsLayerRequest:
+    context: str
+    loose_pex: Pex  # built with PexLayout.LOOSE from the handler's closure, requirements only
+    resolve: str
+
+
+@rule(desc="Building the Python dependencies layer")
+async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup) -> Layer:
+    lockfile = python_setup.resolves[request.resolve]
+    lock_digest = await Get(Digest, PathGlobs([lockfile]))
+    result = await Get(
+        CoreResult,
+        CoreProcess(
+            CoreCommand.DEPS_LAYER,
+            ("--pex", request.loose_pex.name, "--lock", lockfile, "--prefix", "/app/site-packages"),
+            await Get(Digest, MergeDigests([request.loose_pex.digest, lock_digest])),
+            description=f"Building the Python dependencies layer from resolve {request.resolve!r}",
+            error_context=request.context,
+        ),
+    )
+    return Layer(result.output_digest)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files (model, app)
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """Files of a files layer: `digest` holds one file for `path`, or any number under a `path` ending
+    in `/`; or `text` is the literal content of `path`."""
+
+    path: str  # in the image
+    origin: str  # what the user wrote, for errors: e.g. "field `weights`"
+    digest: Digest | None = None
+    text: str | None = None
+    check: str | None = None  # "safetensors" | "json"
+
+
+@dataclass(frozen=True)
+class FilesLayerRequest:
+    context: str
+    description: str
+    files: tuple[LayerFile, ...]
+    mtime: int
+
+
+@rule(desc="Building a files layer")
+async def build_files_layer(request: FilesLayerRequest) -> Layer:
+    with_digest = [(i, f) for i, f in enumerate(request.files) if f.digest is not None]
+    all_entries = await MultiGet(Get(DigestEntries, Digest, f.digest) for _, f in with_digest)
+    inputs = await MultiGet(Get(Digest, AddPrefix(f.digest, f"in/{i}")) for i, f in with_digest)
+    spec_entries = [
+        {"path": f.path, "origin": f.origin, "name": f.path.rsplit("/", 1)[-1], "text": f.text, "mode": 0o644}
+        for f in request.files
+        if f.digest is None
+    ]
+    for (index, file), entries in zip(with_digest, all_entries):
+        files = [e for e in entries if isinstance(e, FileEntry)]
+        if not file.path.endswith("/") and len(files) != 1:
+            raise AegisBuildError(f"{request.context}: {file.origin} must name exactly one file, got {len(files)}")
+        for entry in files:
+            path = f"{file.path}{entry.path}" if file.path.endswith("/") else file.path
+            spec_entries.append(
+                {
+                    "path": path,
+                    "origin": file.origin,
+                    "name": entry.path,
+                    "source": f"in/{index}/{entry.path}",
+                    # Modes come from the digest: sandbox files may be hardlinks with the wrong bits.
+                    "mode": 0o755 if entry.is_executable else 0o644,
+                    **({"check": file.check} if file.check else {}),
+                }
+            )
+    spec = {"mtime": request.mtime, "description": request.description, "entries": spec_entries}
+    spec_digest = await Get(
+        Digest, CreateDigest([FileContent("spec.json", json.dumps(spec, sort_keys=True).encode())])
+    )
+    result = await Get(
+        CoreResult,
+        CoreProcess(
+            CoreCommand.FILES_LAYER,
+            ("--spec", "spec.json"),
+            await Get(Digest, MergeDigests([spec_digest, *inputs])),
+            description=f"Building the {request.description} layer",
+            error_context=request.context,
+        ),
+    )
+    return Layer(result.output_digest)
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Regenerates every 3rdparty/python/<name>.lock from <name>-requirements.in.
+#
+#   build-support/lock-python.sh                       # re-lock all, keeping versions already locked
+#   build-support/lock-python.sh runtime training      # only these locks
+#   build-support/lock-python.sh runtime -- --upgrade-package numpy   # after --: `uv pip compile` args
+#
+# The locks are hash-pinned requirement files from `uv pip compile --universal --generate-hashes`.
+# They must not name any package index (no URLs, no host names): the machine's pip/uv configuration
+# is ignored so that only uv's default public index is used, and the result is checked at the end.
+set -euo pipefail
+
+# Each lock's target Python, next to its name. Every *-requirements.in needs a row here.
+#   name       python
+LOCKS="
+  runtime    3.11
+  training   3.11
+  plugin     3.9
+"
+
+# uv itself is pinned so that re-locking is reproducible; set UV=/path/to/uv to use another one.
+UV_VERSION="0.13.9"
+
+cd "$(dirname "$0")/.."
+lock_dir="3rdparty/python"
+
+# Isolation: no pip or uv configuration from the machine or the caller (extra indexes, find-links,
+# constraints) may reach the resolver or leak into the locks.
+for var in $(compgen -e | grep -E '^(UV|PIP)_' || true); do unset "$var"; done
+export PIP_CONFIG_FILE=/dev/null
+
+ensure_uv() {
+  if [[ -n "${UV:-}" ]]; then return; fi
+  local venv="${XDG_CACHE_HOME:-$HOME/.cache}/aegis/uv-$UV_VERSION"
+  if [[ ! -x "$venv/bin/uv" ]]; then
+    echo "Installing uv==$UV_VERSION into $venv" >&2
+    python3.11 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "uv==$UV_VERSION"
+  fi
+  UV="$venv/bin/uv"
+}
+
+python_for() {
+  awk -v name="$1" '$1 == name { print $2 }' <<<"$LOCKS"
+}
+
+# Lock names to regenerate (default: every *-requirements.in); arguments after -- go to uv.
+names=()
+while [[ $# -gt 0 && "$1" != "--" ]]; do names+=("$1"); shift; done
+[[ "${1:-}" == "--" ]] && shift
+if [[ ${#names[@]} -eq 0 ]]; then
+  for input in "$lock_dir"/*-requirements.in; do names+=("$(basename "$input" -requirements.in)"); done
+fi
+
+ensure_uv
+status=0
+for name in "${names[@]}"; do
+  input="$lock_dir/$name-requirements.in"
+  [[ -f "$input" ]] || { echo "error: no $input" >&2; exit 1; }
+  python="$(python_for "$name")"
+  if [[ -z "$python" ]]; then
+    echo "error: $input has no row in the LOCKS table of $0" >&2
+    exit 1
+  fi
+  lock="$lock_dir/$name.lock"
+  echo "Locking $lock for Python $python" >&2
+  "$UV" pip compile "$input" \
+    --output-file "$lock" \
+    --universal \
+    --python-version "$python" \
+    --generate-hashes \
+    --no-config \
+    --custom-compile-command "build-support/lock-python.sh" \
+    --quiet \
+    "$@"
+  if grep -nE '[A-Za-z][A-Za-z0-9+.-]*://|^ *--(index-url|extra-index-url|find-links|trusted-host)' "$lock"; then
+    echo "error: $lock names a package index; locks must be host-free" >&2
+    status=1
+  fi
+done
+exit "$status"
