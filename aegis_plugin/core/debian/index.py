@@ -32,7 +32,7 @@ class Relation:
     version: str | None = None
 
 
-_RELATION = re.compile(r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([^)\s]+)\s*\))?$")
+_RELATION = re.compile(r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([0-9A-Za-z.+~:-]+)\s*\))?$")
 
 
 def parse_relations(field: str) -> list[list[Relation]]:

@@ -94,3 +94,12 @@ def find_source(sources: list[AptSource], suite: str, component: str = "main") -
         if suite in source.suites and component in source.components:
             return source
     return None
+
+
+def mirror_for_suite(sources: list[AptSource], suite: str, component: str = "main") -> str | None:
+    """The mirror root serving ``suite``; ``<codename>-updates`` lives beside ``<codename>`` in the
+    same archive, so it falls back to that source (security updates are a separate archive)."""
+    source = find_source(sources, suite, component)
+    if source is None and suite.endswith("-updates"):
+        source = find_source(sources, suite[: -len("-updates")], component)
+    return source.uri if source else None

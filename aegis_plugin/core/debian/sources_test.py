@@ -5,6 +5,7 @@ from pathlib import Path
 from aegis_plugin.core.debian.sources import (
     AptSource,
     find_source,
+    mirror_for_suite,
     parse_deb822_sources,
     parse_sources_list,
     read_apt_sources,
@@ -77,3 +78,14 @@ def test_read_order_and_ignored_files(tmp_path: Path) -> None:
     ]
     assert "http://never.example.invalid/debian" not in uris
     assert read_apt_sources(tmp_path / "missing") == []
+
+
+def test_mirror_for_suite() -> None:
+    sources = parse_sources_list(
+        "deb http://main.example.invalid/debian bookworm main\n"
+        "deb http://sec.example.invalid/debian-security bookworm-security main\n"
+    )
+    assert mirror_for_suite(sources, "bookworm") == "http://main.example.invalid/debian"
+    assert mirror_for_suite(sources, "bookworm-updates") == "http://main.example.invalid/debian"
+    assert mirror_for_suite(sources, "bookworm-security") == "http://sec.example.invalid/debian-security"
+    assert mirror_for_suite(sources, "trixie-security") is None

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import http.server
 import io
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from aegis_plugin.core.debian.lock import DebPackage
 
@@ -121,3 +125,22 @@ def locked(deb: str | Path, name: str, version: str = "1.0-1", suite: str = "boo
         source_version=version,
         suite=suite,
     )
+
+
+@contextlib.contextmanager
+def serve_directory(root: str | Path) -> Iterator[str]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a fake mirror); yields the base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/debian"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -48,8 +48,12 @@ def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
     for dist in distributions(pex_dir):
         root = os.path.join(pex_dir, ".deps", dist.wheel)
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
             rel_dir = os.path.relpath(dirpath, root)
+            if rel_dir == ".":
+                # PEX's own bookkeeping (.layout.json) and the wheel's scripts/data (.prefix/) stay out.
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                filenames = [f for f in filenames if not f.startswith(".")]
+            dirnames.sort()
             for name in sorted(filenames):
                 if name.endswith(".pyc"):
                     continue
