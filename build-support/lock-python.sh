@@ -35,7 +35,7 @@ ensure_uv() {
   if [[ ! -x "$venv/bin/uv" ]]; then
     echo "Installing uv==$UV_VERSION into $venv" >&2
     python3.11 -m venv "$venv"
-    "$venv/bin/pip" install --quiet "uv==$UV_VERSION"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
   fi
   UV="$venv/bin/uv"
 }

@@ -83,7 +83,9 @@ def release_text(suite: Suite) -> str | None:
     gpgv = shutil.which("gpgv")
     keyring = suite.keyring if suite.keyring and os.path.exists(suite.keyring) else None
     if not gpgv or not keyring:
-        note(f"{suite.name}: InRelease not GPG-verified (gpgv: {gpgv or 'missing'}, keyring: {keyring or 'missing'})")
+        note(
+            f"{suite.name}: InRelease not GPG-verified (gpgv: {gpgv or 'missing'}, keyring: {keyring or 'missing'})"
+        )
         return unsigned_body(signed.decode("utf-8", "replace"))  # still catches a corrupt Packages.xz
     with tempfile.TemporaryDirectory() as tmp:
         signed_path, out_path = Path(tmp, "InRelease"), Path(tmp, "Release")
@@ -143,7 +145,11 @@ def suites_to_read(args: argparse.Namespace) -> list[Suite]:
         Suite(f"{args.suite}-updates", updates[0], updates[1], required=False),
     ]
     if args.security_mirror != "none":
-        security = (args.security_mirror, DEFAULT_KEYRING) if args.security_mirror else from_apt(f"{args.suite}-security")
+        security = (
+            (args.security_mirror, DEFAULT_KEYRING)
+            if args.security_mirror
+            else from_apt(f"{args.suite}-security")
+        )
         if security is None:
             note(f"no apt source serves {args.suite}-security; security updates are not considered")
         else:
@@ -216,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(format_lock((entry.package for entry in selected.values()), header))
     debs = sum(entry.package.size for entry in selected.values())
     installed = sum(entry.installed_size_kib for entry in selected.values())
-    note(f"wrote {out}: {len(selected)} packages, {debs / 1e6:.1f} MB of .debs, ~{installed / 1024:.1f} MiB installed")
+    note(
+        f"wrote {out}: {len(selected)} packages, {debs / 1e6:.1f} MB of .debs, ~{installed / 1024:.1f} MiB installed"
+    )
     return 0
 
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 from pants.backend.python.target_types import PythonResolveField, PythonSourceField
-from pants.backend.python.util_rules.pex import Pex, PexLayout
-from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
 from pants.backend.python.util_rules.python_sources import (
     PythonSourceFiles,
     PythonSourceFilesRequest,
@@ -221,53 +220,30 @@ async def package_model(
                 f"{weights_entry.file_digest.fingerprint}, expected {fs.weights_sha256.value}"
             )
 
-    # The handler's closure: first-party code for /app/src, third-party code for the deps layer.
+    # The handler's closure: its first-party code goes to /app/src.
     transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([handler_tgt.address]))
-    sources, loose_pex = await MultiGet(
-        Get(PythonSourceFiles, PythonSourceFilesRequest(transitive.closure)),
-        Get(
-            Pex,
-            PexFromTargetsRequest(
-                [handler_tgt.address],
-                output_filename="runtime-deps.pex",
-                internal_only=False,
-                include_source_files=False,
-                layout=PexLayout.LOOSE,
-                description=f"Resolving the runtime dependencies of {context}",
-            ),
-        ),
-    )
+    sources = await Get(PythonSourceFiles, PythonSourceFilesRequest(transitive.closure))
 
-    stripped = await Get(StrippedPythonSourceFiles, PythonSourceFiles, sources)
-
-    # The revision: the newest commit touching any input of this package.
-    input_paths = sorted(
-        {
-            *weights_src.snapshot.files,
-            *(tokenizer_src.snapshot.files if tokenizer_src else ()),
-            *card_src.snapshot.files,
-            *base_lock_src.snapshot.files,
-            *sources.source_files.files,
-            python_setup.resolves[resolve],
-            *(f"{t.address.spec_path}/BUILD" if t.address.spec_path else "BUILD" for t in transitive.closure),
-            f"{fs.address.spec_path}/BUILD" if fs.address.spec_path else "BUILD",
-        }
-    )
-    model_paths = sorted({*weights_src.snapshot.files, *card_src.snapshot.files,
-                          *(tokenizer_src.snapshot.files if tokenizer_src else ())})
+    # The revision: the newest commit touching any input of this package (checked before any slow step).
+    model_paths = {
+        *weights_src.snapshot.files,
+        *card_src.snapshot.files,
+        *(tokenizer_src.snapshot.files if tokenizer_src else ()),
+    }
+    input_paths = {
+        *model_paths,
+        *base_lock_src.snapshot.files,
+        *sources.source_files.files,
+        python_setup.resolves[resolve],
+        *(os.path.join(t.address.spec_path, "BUILD") for t in [*transitive.closure, base_tgt]),
+        os.path.join(fs.address.spec_path, "BUILD"),
+    }
     revision, model_revision = await MultiGet(
-        Get(SourceRevision, SourceRevisionRequest(context, tuple(input_paths), fs.address.spec_path)),
-        Get(SourceRevision, SourceRevisionRequest(context, tuple(model_paths), fs.address.spec_path)),
+        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(input_paths)), fs.address.spec_path)),
+        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(model_paths)), fs.address.spec_path)),
     )
 
-    base_context = f"{context}: field `base_image` ({base_tgt.address})"
-    base_layer, deps_layer = await MultiGet(
-        Get(Layer, DebianLayerRequest(base_context, base_lock_src.snapshot.digest, base_lock_src.snapshot.files[0])),
-        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", loose_pex, resolve)),
-    )
-
-    # The model layer: weights, tokenizer and card, stamped with the model files' own revision so that a
-    # code-only commit leaves its digest unchanged.
+    # The model layer is stamped with the model files' own revision, so a code-only commit leaves it as is.
     model_files = [
         LayerFile("/app/model/weights.safetensors", "field `weights`", weights_src.snapshot.digest,
                   check="safetensors"),
@@ -277,8 +253,12 @@ async def package_model(
         model_files.append(
             LayerFile("/app/model/tokenizer.json", "field `tokenizer`", tokenizer_src.snapshot.digest, check="json")
         )
-    model_layer_get = Get(
-        Layer, FilesLayerRequest(context, "model files", tuple(model_files), model_revision.commit_time)
+    base_context = f"{context}: field `base_image` ({base_tgt.address})"
+    model_layer, base_layer, deps_layer, stripped = await MultiGet(
+        Get(Layer, FilesLayerRequest(context, "model files", tuple(model_files), model_revision.commit_time)),
+        Get(Layer, DebianLayerRequest(base_context, base_lock_src.snapshot.digest, base_lock_src.snapshot.files[0])),
+        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", handler_tgt.address, resolve)),
+        Get(StrippedPythonSourceFiles, PythonSourceFiles, sources),
     )
 
     # The manifest needs the framework's locked version, which the deps layer reports.
@@ -332,10 +312,7 @@ async def package_model(
         ),
         LayerFile(f"{APP_SRC}/", "the handler's first-party dependencies", app_sources),
     ]
-    model_layer, app_layer = await MultiGet(
-        model_layer_get,
-        Get(Layer, FilesLayerRequest(context, "app", tuple(app_files), revision.commit_time)),
-    )
+    app_layer = await Get(Layer, FilesLayerRequest(context, "app", tuple(app_files), revision.commit_time))
 
     python = base_tgt[DebianPythonField].value
     repository = fs.repository.value or f"aegis/{fs.model_id.value}"

@@ -9,7 +9,9 @@ import json
 from dataclasses import dataclass
 
 from pants.backend.python.subsystems.setup import PythonSetup
-from pants.backend.python.util_rules.pex import Pex
+from pants.backend.python.util_rules.pex import Pex, PexLayout
+from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
+from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
@@ -104,20 +106,34 @@ async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem)
 @dataclass(frozen=True)
 class DepsLayerRequest:
     context: str
-    loose_pex: Pex  # built with PexLayout.LOOSE from the handler's closure, requirements only
+    handler: Address
     resolve: str
 
 
 @rule(desc="Building the Python dependencies layer")
 async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup) -> Layer:
     lockfile = python_setup.resolves[request.resolve]
-    lock_digest = await Get(Digest, PathGlobs([lockfile]))
+    # A loose-layout PEX of the handler's third-party requirements only: one installed wheel per directory.
+    loose_pex, lock_digest = await MultiGet(
+        Get(
+            Pex,
+            PexFromTargetsRequest(
+                [request.handler],
+                output_filename="runtime-deps.pex",
+                internal_only=False,
+                include_source_files=False,
+                layout=PexLayout.LOOSE,
+                description=f"Resolving the runtime dependencies of {request.handler}",
+            ),
+        ),
+        Get(Digest, PathGlobs([lockfile])),
+    )
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreCommand.DEPS_LAYER,
-            ("--pex", request.loose_pex.name, "--lock", lockfile, "--prefix", "/app/site-packages"),
-            await Get(Digest, MergeDigests([request.loose_pex.digest, lock_digest])),
+            ("--pex", loose_pex.name, "--lock", lockfile, "--prefix", "/app/site-packages"),
+            await Get(Digest, MergeDigests([loose_pex.digest, lock_digest])),
             description=f"Building the Python dependencies layer from resolve {request.resolve!r}",
             error_context=request.context,
         ),

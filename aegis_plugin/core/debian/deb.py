@@ -90,7 +90,7 @@ def _open_tar(f: BinaryIO, members: dict[str, tuple[int, int]], stem: str, where
         if name != f"{stem}.tar" and not name.startswith(f"{stem}.tar."):
             continue
         raw = io.BufferedReader(_Slice(f, offset, size), 1 << 16)
-        compression = name[len(f"{stem}.tar"):]
+        compression = name[len(f"{stem}.tar") :]
         if compression in ("", ".xz", ".gz", ".bz2"):
             return tarfile.open(fileobj=raw, mode="r|" + compression.lstrip("."))
         if compression == ".zst":

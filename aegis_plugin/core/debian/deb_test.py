@@ -28,7 +28,9 @@ def test_data_members(tmp_path: Path, compression: str) -> None:
     assert found["/usr"] == (DebMember("/usr", "dir", 0o755, 0), None)
     assert found["/usr/bin/tool"] == (DebMember("/usr/bin/tool", "file", 0o755, 12), b"#!/bin/true\n")
     assert found["/usr/lib/libx.so.1.2"][1] == b"odd-sized!"
-    assert found["/usr/lib/libx.so.1"][0] == DebMember("/usr/lib/libx.so.1", "symlink", 0o644, 0, "libx.so.1.2")
+    assert found["/usr/lib/libx.so.1"][0] == DebMember(
+        "/usr/lib/libx.so.1", "symlink", 0o644, 0, "libx.so.1.2"
+    )
     assert found["/usr/bin/tool2"][0].kind == "hardlink"
     assert found["/usr/bin/tool2"][0].linkname == "/usr/bin/tool"
     assert found["/var/cache/x"][0].mode == 0o700

@@ -16,7 +16,9 @@ from typing import Mapping, Sequence
 
 from aegis_plugin.core.debian.lock import DebPackage, LockError, fetch_url, verify_deb
 
-REFRESH_HINT = "refresh the lock (python3 build-support/lock_debian.py SPEC) or point the mirror option at a snapshot"
+REFRESH_HINT = (
+    "refresh the lock (python3 build-support/lock_debian.py SPEC) or point the mirror option at a snapshot"
+)
 
 
 def fetch_deb(pkg: DebPackage, mirror: str, cache_dir: str | os.PathLike[str], timeout: float = 60) -> Path:
@@ -39,7 +41,9 @@ def fetch_deb(pkg: DebPackage, mirror: str, cache_dir: str | os.PathLike[str], t
                     shutil.copyfileobj(response, out, 1 << 20)
             except urllib.error.HTTPError as e:
                 if e.code in (404, 410):
-                    raise LockError(f"{pkg.name} {pkg.version} is no longer on {mirror} ({pkg.suite}): {REFRESH_HINT}") from None
+                    raise LockError(
+                        f"{pkg.name} {pkg.version} is no longer on {mirror} ({pkg.suite}): {REFRESH_HINT}"
+                    ) from None
                 raise LockError(f"{pkg.name} {pkg.version}: HTTP {e.code} from {url}") from None
             except (urllib.error.URLError, OSError) as e:
                 raise LockError(f"{pkg.name} {pkg.version}: cannot download {url}: {e}") from None

@@ -32,7 +32,9 @@ class Relation:
     version: str | None = None
 
 
-_RELATION = re.compile(r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([0-9A-Za-z.+~:-]+)\s*\))?$")
+_RELATION = re.compile(
+    r"^([a-z0-9][a-z0-9+.-]*)(?::[a-z0-9-]+)?\s*(?:\(\s*(<<|<=|>=|>>|=|<|>)\s*([0-9A-Za-z.+~:-]+)\s*\))?$"
+)
 
 
 def parse_relations(field: str) -> list[list[Relation]]:
@@ -117,9 +119,13 @@ def _provided(selected: Mapping[str, IndexEntry]) -> dict[str, list[str | None]]
     return provided
 
 
-def _met(relation: Relation, selected: Mapping[str, IndexEntry], provided: Mapping[str, list[str | None]]) -> bool:
+def _met(
+    relation: Relation, selected: Mapping[str, IndexEntry], provided: Mapping[str, list[str | None]]
+) -> bool:
     real = selected.get(relation.name)
-    if real is not None and (relation.op is None or satisfies(real.package.version, relation.op, relation.version or "")):
+    if real is not None and (
+        relation.op is None or satisfies(real.package.version, relation.op, relation.version or "")
+    ):
         return True
     for version in provided.get(relation.name, []):
         if relation.op is None:

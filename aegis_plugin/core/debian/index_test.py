@@ -56,7 +56,10 @@ def test_newest_wins_and_ties_prefer_the_first_suite() -> None:
     main = index(para("a", "1.0-1"), para("b", "2.0"))
     security = index(para("a", "1.0-1+deb12u1"), para("b", "2.0"), suite="bookworm-security")
     selected = select_newest(["a", "b"], [main, security])
-    assert (selected["a"].package.version, selected["a"].package.suite) == ("1.0-1+deb12u1", "bookworm-security")
+    assert (selected["a"].package.version, selected["a"].package.suite) == (
+        "1.0-1+deb12u1",
+        "bookworm-security",
+    )
     assert selected["b"].package.suite == "bookworm"
     with pytest.raises(DebianError, match="not in any reachable suite: zz"):
         select_newest(["a", "zz"], [main])
@@ -64,7 +67,12 @@ def test_newest_wins_and_ties_prefer_the_first_suite() -> None:
 
 def test_dependency_check() -> None:
     entries = index(
-        para("app", "1", Pre_Depends="libc6 (>= 2.34)", Depends="media-types | mime-support, virt, libx (= 2), debconf"),
+        para(
+            "app",
+            "1",
+            Pre_Depends="libc6 (>= 2.34)",
+            Depends="media-types | mime-support, virt, libx (= 2), debconf",
+        ),
         para("libc6", "2.36"),
         para("mime-support", "3"),
         para("provider", "1", Provides="virt, libx (= 2)"),
@@ -77,7 +85,11 @@ def test_dependency_check() -> None:
 
 
 def test_versions_are_checked() -> None:
-    entries = index(para("app", "1", Depends="libc6 (>= 2.38), prov (>= 2)"), para("libc6", "2.36"), para("p", "1", Provides="prov"))
+    entries = index(
+        para("app", "1", Depends="libc6 (>= 2.38), prov (>= 2)"),
+        para("libc6", "2.36"),
+        para("p", "1", Provides="prov"),
+    )
     selected = {e.package.name: e for e in entries}
     # an unversioned Provides does not satisfy a versioned dependency
     assert unsatisfied(selected) == ["app Depends: libc6 (>= 2.38)", "app Depends: prov (>= 2)"]

@@ -84,8 +84,15 @@ def _check(pkg: DebPackage) -> None:
     if pkg.size <= 0:
         raise LockError(f"lock: {pkg.name}: Size must be positive, got {pkg.size}")
     parts = pkg.filename.split("/")
-    if "://" in pkg.filename or pkg.filename.startswith("/") or ".." in parts or not pkg.filename.endswith(".deb"):
-        raise LockError(f"lock: {pkg.name}: Filename must be an archive-relative .deb path, got {pkg.filename!r}")
+    if (
+        "://" in pkg.filename
+        or pkg.filename.startswith("/")
+        or ".." in parts
+        or not pkg.filename.endswith(".deb")
+    ):
+        raise LockError(
+            f"lock: {pkg.name}: Filename must be an archive-relative .deb path, got {pkg.filename!r}"
+        )
 
 
 def parse_lock(text: str) -> list[DebPackage]:
@@ -128,7 +135,9 @@ def verify_deb(path: str | os.PathLike[str], pkg: DebPackage) -> None:
     """Raise a one-line LockError unless the file at ``path`` is exactly the locked .deb."""
     size = os.stat(path).st_size
     if size != pkg.size:
-        raise LockError(f"{pkg.name} {pkg.version}: {os.fspath(path)} has size {size}, the lock expects {pkg.size}")
+        raise LockError(
+            f"{pkg.name} {pkg.version}: {os.fspath(path)} has size {size}, the lock expects {pkg.size}"
+        )
     actual = file_sha256(path)
     if actual != pkg.sha256:
         raise LockError(

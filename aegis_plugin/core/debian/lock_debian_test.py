@@ -33,10 +33,15 @@ def para(name: str, version: str, depends: str = "", arch: str = "amd64") -> str
     text = f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\nInstalled-Size: 100\n"
     if depends:
         text += f"Depends: {depends}\n"
-    return text + f"Filename: pool/main/{name[0]}/{name}/{name}_{version}_{arch}.deb\nSize: 1000\nSHA256: {digest}\n"
+    return (
+        text
+        + f"Filename: pool/main/{name[0]}/{name}/{name}_{version}_{arch}.deb\nSize: 1000\nSHA256: {digest}\n"
+    )
 
 
-def publish(root: Path, suite: str, paragraphs: list[str], by_hash: bool = True, corrupt: bool = False) -> None:
+def publish(
+    root: Path, suite: str, paragraphs: list[str], by_hash: bool = True, corrupt: bool = False
+) -> None:
     """Write dists/<suite>/{InRelease, main/binary-amd64/Packages.xz} as the archive lays them out."""
     dists = root / "debian/dists" / suite
     binary = dists / "main/binary-amd64"
@@ -59,9 +64,18 @@ def mirrors(tmp_path: Path) -> Path:
     publish(
         tmp_path / "main",
         "bookworm",
-        [para("libc6", "2.36-9"), para("app", "1.0", "libc6 (>= 2.34), debconf | debconf-2.0"), para("other", "1")],
+        [
+            para("libc6", "2.36-9"),
+            para("app", "1.0", "libc6 (>= 2.34), debconf | debconf-2.0"),
+            para("other", "1"),
+        ],
     )
-    publish(tmp_path / "security", "bookworm-security", [para("app", "1.0+deb12u1", "libc6 (>= 2.34), debconf")], by_hash=False)
+    publish(
+        tmp_path / "security",
+        "bookworm-security",
+        [para("app", "1.0+deb12u1", "libc6 (>= 2.34), debconf")],
+        by_hash=False,
+    )
     return tmp_path
 
 
@@ -88,7 +102,9 @@ def test_writes_a_sorted_host_free_lock(tool: ModuleType, mirrors: Path, tmp_pat
     assert "python3 build-support/lock_debian.py" in first.splitlines()[2]
 
 
-def test_unsatisfied_dependencies_fail(tool: ModuleType, mirrors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unsatisfied_dependencies_fail(
+    tool: ModuleType, mirrors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = write_spec(tmp_path, "app\n")
     with serve_directory(mirrors / "main") as main:
         assert tool.main([str(spec), "--mirror", main, "--security-mirror", "none"]) == 1
@@ -108,7 +124,9 @@ def test_unreachable_main_suite_fails_security_is_optional(
         assert "cannot read bookworm from" in capsys.readouterr().err
 
 
-def test_index_must_match_the_release_file(tool: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_index_must_match_the_release_file(
+    tool: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish(tmp_path / "bad", "bookworm", [para("libc6", "2.36-9")], by_hash=False, corrupt=True)
     spec = write_spec(tmp_path, "libc6\n")
     with serve_directory(tmp_path / "bad") as main:

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from aegis_plugin.core.debian.lock import DebPackage, LockError, fetch_url, format_lock, parse_lock, verify_deb
+from aegis_plugin.core.debian.lock import (
+    DebPackage,
+    LockError,
+    fetch_url,
+    format_lock,
+    parse_lock,
+    verify_deb,
+)
 
 PKG = DebPackage(
     name="libc6",
@@ -18,13 +25,19 @@ PKG = DebPackage(
     source_version="2.36-9+deb12u10",
     suite="bookworm",
 )
-OTHER = dataclasses.replace(PKG, name="zlib1g", filename="pool/main/z/zlib/zlib1g_1.2.13_amd64.deb", source="zlib")
+OTHER = dataclasses.replace(
+    PKG, name="zlib1g", filename="pool/main/z/zlib/zlib1g_1.2.13_amd64.deb", source="zlib"
+)
 
 
 def test_round_trip_sorted_and_deterministic() -> None:
     text = format_lock([OTHER, PKG], header=["how to regenerate", "  python3 build-support/lock_debian.py x"])
-    assert text == format_lock([PKG, OTHER], header=["how to regenerate", "  python3 build-support/lock_debian.py x"])
-    assert text.startswith("# how to regenerate\n#   python3 build-support/lock_debian.py x\n\nPackage: libc6\n")
+    assert text == format_lock(
+        [PKG, OTHER], header=["how to regenerate", "  python3 build-support/lock_debian.py x"]
+    )
+    assert text.startswith(
+        "# how to regenerate\n#   python3 build-support/lock_debian.py x\n\nPackage: libc6\n"
+    )
     assert parse_lock(text) == [PKG, OTHER]
     assert "://" not in text
 
@@ -53,7 +66,9 @@ def test_duplicates_and_empty() -> None:
 
 
 def test_fetch_url() -> None:
-    pkg = dataclasses.replace(PKG, filename="pool/updates/main/c/ca-certificates/ca-certificates_20250419~deb12u2_all.deb")
+    pkg = dataclasses.replace(
+        PKG, filename="pool/updates/main/c/ca-certificates/ca-certificates_20250419~deb12u2_all.deb"
+    )
     assert (
         fetch_url("http://mirror.example.invalid/debian/", pkg)
         == "http://mirror.example.invalid/debian/pool/updates/main/c/ca-certificates/ca-certificates_20250419~deb12u2_all.deb"
@@ -64,9 +79,13 @@ def test_fetch_url() -> None:
 def test_verify_deb(tmp_path: Path) -> None:
     deb = tmp_path / "x.deb"
     deb.write_bytes(b"hello")
-    good = dataclasses.replace(PKG, size=5, sha256="2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
+    good = dataclasses.replace(
+        PKG, size=5, sha256="2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    )
     verify_deb(deb, good)
-    with pytest.raises(LockError, match=r"^libc6 2\.36-9\+deb12u10: .*x\.deb has size 5, the lock expects 6$"):
+    with pytest.raises(
+        LockError, match=r"^libc6 2\.36-9\+deb12u10: .*x\.deb has size 5, the lock expects 6$"
+    ):
         verify_deb(deb, dataclasses.replace(good, size=6))
     bad = dataclasses.replace(good, sha256="b" * 64)
     with pytest.raises(LockError, match=f"has sha256 {good.sha256}, the lock expects {'b' * 64}$"):

@@ -77,11 +77,17 @@ class _Tree:
         if a.kind != b.kind:
             raise RootfsError(f"{b.path}: {a.kind} from {old.owner} conflicts with {b.kind} from {owner}")
         if a.kind == "dir" and a.mode != b.mode:
-            raise RootfsError(f"{b.path}: directory mode {a.mode:o} from {old.owner} but {b.mode:o} from {owner}")
+            raise RootfsError(
+                f"{b.path}: directory mode {a.mode:o} from {old.owner} but {b.mode:o} from {owner}"
+            )
         if a.kind == "file" and (old.digest != digest or a.mode != b.mode):
-            raise RootfsError(f"{b.path} is shipped by both {old.owner} and {owner} with different content or mode")
+            raise RootfsError(
+                f"{b.path} is shipped by both {old.owner} and {owner} with different content or mode"
+            )
         if a.kind in ("symlink", "hardlink") and a.linkname != b.linkname:
-            raise RootfsError(f"{b.path}: links to {a.linkname} in {old.owner} but to {b.linkname} in {owner}")
+            raise RootfsError(
+                f"{b.path}: links to {a.linkname} in {old.owner} but to {b.linkname} in {owner}"
+            )
 
     def kind(self, path: str) -> str | None:
         owned = self.items.get(path)
@@ -130,7 +136,9 @@ def _unpack(deb: Path, pkg: DebPackage, tree: _Tree, blobs: Path) -> None:
             tree.add(LayerEntry(member.path, "file", file_mode(member.mode), source=source), pkg.name, digest)
         elif member.kind == "hardlink":  # becomes a plain copy: no ordering rules for the layer writer
             if member.linkname not in stored:
-                raise RootfsError(f"{pkg.name}: hardlink {member.path} -> {member.linkname}, which is not a file")
+                raise RootfsError(
+                    f"{pkg.name}: hardlink {member.path} -> {member.linkname}, which is not a file"
+                )
             source, digest, mode = stored[member.linkname]
             tree.add(LayerEntry(member.path, "file", mode, source=source), pkg.name, digest)
         elif member.kind == "dir":
@@ -190,14 +198,19 @@ def _add_generated(tree: _Tree, controls: dict[str, DebControl], suite: str) -> 
     tree.add(LayerEntry("/home/nonroot", "dir", 0o755), _GENERATED)
     pythons = [p for p in tree.items if re.fullmatch(r"/usr/bin/python3\.\d+", p)]
     if tree.kind("/usr/bin/python3") is None and len(pythons) == 1:
-        tree.add(LayerEntry("/usr/bin/python3", "symlink", 0o777, linkname=os.path.basename(pythons[0])), _GENERATED)
+        tree.add(
+            LayerEntry("/usr/bin/python3", "symlink", 0o777, linkname=os.path.basename(pythons[0])),
+            _GENERATED,
+        )
     if "ca-certificates" in controls:
         add_file(CA_BUNDLE, _ca_bundle(tree))
         if tree.kind(OPENSSL_CAFILE) is None:
             tree.add(LayerEntry(OPENSSL_CAFILE, "symlink", 0o777, linkname=CA_BUNDLE), _GENERATED)
 
 
-def _match(debs: Iterable[str | os.PathLike[str]], packages: Sequence[DebPackage]) -> list[tuple[DebPackage, Path]]:
+def _match(
+    debs: Iterable[str | os.PathLike[str]], packages: Sequence[DebPackage]
+) -> list[tuple[DebPackage, Path]]:
     """Pair each locked package with its .deb, by the file name the lock's Filename ends with."""
     by_name = {pkg.deb_basename: pkg for pkg in packages}
     found: dict[str, Path] = {}
@@ -234,7 +247,9 @@ def base_entries(
         fields = control.fields
         shown = (fields.get("Package"), fields.get("Version"), fields.get("Architecture"))
         if shown != (pkg.name, pkg.version, pkg.architecture):
-            raise RootfsError(f"{deb}: its control says {shown}, the lock says {(pkg.name, pkg.version, pkg.architecture)}")
+            raise RootfsError(
+                f"{deb}: its control says {shown}, the lock says {(pkg.name, pkg.version, pkg.architecture)}"
+            )
         controls[pkg.name] = control
         _unpack(deb, pkg, tree, blobs)
     _add_generated(tree, controls, pairs[0][0].suite if pairs else "bookworm")

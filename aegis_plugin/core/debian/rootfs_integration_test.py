@@ -41,7 +41,21 @@ def mirrors_or_skip(suites: set[str]) -> dict[str, str]:
 def bwrap(root: Path, *command: str, nonroot: bool = False) -> subprocess.CompletedProcess[str]:
     user = ["--unshare-user", "--uid", "65532", "--gid", "65532"] if nonroot else []
     return subprocess.run(
-        ["bwrap", "--ro-bind", str(root), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--unshare-pid", *user, *command],
+        [
+            "bwrap",
+            "--ro-bind",
+            str(root),
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--unshare-pid",
+            *user,
+            *command,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -73,5 +87,7 @@ def test_python_runs_in_the_base(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
     size = installed_size(entries)
     with capsys.disabled():
-        print(f"\n[debian base] {len(packages)} packages, {len(entries)} entries, {size:,} bytes ({size / 2**20:.1f} MiB) installed")
+        print(
+            f"\n[debian base] {len(packages)} packages, {len(entries)} entries, {size:,} bytes ({size / 2**20:.1f} MiB) installed"
+        )
     assert 35 * 2**20 < size < 50 * 2**20

@@ -86,7 +86,9 @@ def test_files_modes_and_links(tmp_path: Path, debs: tuple[list[Path], list[DebP
     alias = entries["/usr/bin/python3.11-alias"]
     assert (alias.kind, alias.mode, alias.source) == ("file", 0o755, python.source)
     assert entries["/lib64/ld-linux-x86-64.so.2"].linkname == "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
-    assert entries["/usr/bin/python3"] == LayerEntry("/usr/bin/python3", "symlink", 0o777, linkname="python3.11")
+    assert entries["/usr/bin/python3"] == LayerEntry(
+        "/usr/bin/python3", "symlink", 0o777, linkname="python3.11"
+    )
     assert entries["/usr/bin"].kind == "dir"
 
 
@@ -141,14 +143,22 @@ def test_deterministic(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]
     assert installed_size(first) == installed_size(other) > 0
 
 
-def test_conflicting_file_names_both_packages(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]) -> None:
+def test_conflicting_file_names_both_packages(
+    tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]
+) -> None:
     paths, packages = debs
-    clash = build_deb(tmp_path / "clash_1_amd64.deb", "clash", "1", [M("/usr/bin/python3.11", content=b"other")])
-    with pytest.raises(RootfsError, match=r"/usr/bin/python3\.11 is shipped by both clash and python3\.11-minimal"):
+    clash = build_deb(
+        tmp_path / "clash_1_amd64.deb", "clash", "1", [M("/usr/bin/python3.11", content=b"other")]
+    )
+    with pytest.raises(
+        RootfsError, match=r"/usr/bin/python3\.11 is shipped by both clash and python3\.11-minimal"
+    ):
         base_entries(paths + [clash], packages + [locked(clash, "clash", "1")], tmp_path / "work")
 
 
-def test_identical_files_and_directories_merge(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]) -> None:
+def test_identical_files_and_directories_merge(
+    tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]
+) -> None:
     paths, packages = debs
     same = build_deb(
         tmp_path / "same_1_amd64.deb",
@@ -160,9 +170,13 @@ def test_identical_files_and_directories_merge(tmp_path: Path, debs: tuple[list[
     assert content(entries["/usr/share/doc/libc6/copyright"]) == b"LGPL\n"
 
 
-def test_generated_files_conflict_with_packaged_ones(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]) -> None:
+def test_generated_files_conflict_with_packaged_ones(
+    tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]
+) -> None:
     paths, packages = debs
-    passwd = build_deb(tmp_path / "base-passwd_1_amd64.deb", "base-passwd", "1", [M("/etc/passwd", content=b"root::0:0\n")])
+    passwd = build_deb(
+        tmp_path / "base-passwd_1_amd64.deb", "base-passwd", "1", [M("/etc/passwd", content=b"root::0:0\n")]
+    )
     with pytest.raises(RootfsError, match="/etc/passwd is shipped by both base-passwd and"):
         base_entries(paths + [passwd], packages + [locked(passwd, "base-passwd", "1")], tmp_path / "work")
 
@@ -170,7 +184,9 @@ def test_generated_files_conflict_with_packaged_ones(tmp_path: Path, debs: tuple
 def test_sha256_mismatch(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]) -> None:
     paths, packages = debs
     wrong = [dataclasses.replace(p, sha256="f" * 64) if p.name == "libc6" else p for p in packages]
-    with pytest.raises(LockError, match=f"^libc6 2.36-9: .* has sha256 [0-9a-f]{{64}}, the lock expects {'f' * 64}$"):
+    with pytest.raises(
+        LockError, match=f"^libc6 2.36-9: .* has sha256 [0-9a-f]{{64}}, the lock expects {'f' * 64}$"
+    ):
         base_entries(paths, wrong, tmp_path / "work")
 
 

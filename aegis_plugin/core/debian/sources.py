@@ -28,7 +28,7 @@ def parse_sources_list(text: str) -> list[AptSource]:
         line = raw.split("#", 1)[0].strip()
         if not line.startswith("deb "):
             continue
-        rest = line[len("deb "):].strip()
+        rest = line[len("deb ") :].strip()
         options: dict[str, str] = {}
         if rest.startswith("["):
             inside, _, rest = rest[1:].partition("]")

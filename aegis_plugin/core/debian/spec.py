@@ -35,7 +35,9 @@ def parse_spec(text: str, where: str = "spec") -> Spec:
         elif len(words) == 1:
             names, target = words, packages
         else:
-            raise DebianError(f"{where}:{number}: expected one package name or '!ignore NAME...', got {line!r}")
+            raise DebianError(
+                f"{where}:{number}: expected one package name or '!ignore NAME...', got {line!r}"
+            )
         for name in names:
             if not _NAME.match(name):
                 raise DebianError(f"{where}:{number}: {name!r} is not a Debian package name")

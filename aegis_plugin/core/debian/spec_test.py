@@ -7,7 +7,9 @@ from aegis_plugin.core.debian.spec import parse_spec
 
 
 def test_parse() -> None:
-    spec = parse_spec("# comment\nlibc6\nzlib1g   # why\n\n!ignore debconf awk  # maintainer scripts\nlibstdc++6\n")
+    spec = parse_spec(
+        "# comment\nlibc6\nzlib1g   # why\n\n!ignore debconf awk  # maintainer scripts\nlibstdc++6\n"
+    )
     assert spec.packages == ("libc6", "libstdc++6", "zlib1g")
     assert spec.ignored == ("awk", "debconf")
 

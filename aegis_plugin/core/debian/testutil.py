@@ -41,7 +41,9 @@ def _ar(members: Sequence[tuple[str, bytes]]) -> bytes:
 
 def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]], compression: str) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode=f"w:{compression}" if compression else "w", format=tarfile.GNU_FORMAT) as tar:
+    with tarfile.open(
+        fileobj=out, mode=f"w:{compression}" if compression else "w", format=tarfile.GNU_FORMAT
+    ) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return out.getvalue()
@@ -49,7 +51,12 @@ def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]], compression: s
 
 def _info(name: str, kind: str, mode: int, size: int = 0, linkname: str = "") -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}[kind]
+    info.type = {
+        "file": tarfile.REGTYPE,
+        "dir": tarfile.DIRTYPE,
+        "symlink": tarfile.SYMTYPE,
+        "hardlink": tarfile.LNKTYPE,
+    }[kind]
     info.mode, info.size, info.linkname, info.mtime = mode, size, linkname, 0
     return info
 

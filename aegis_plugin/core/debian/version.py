@@ -32,7 +32,7 @@ def _compare_part(a: str, b: str) -> int:
     while a or b:
         a_text = _NON_DIGITS.match(a).group()  # type: ignore[union-attr]
         b_text = _NON_DIGITS.match(b).group()  # type: ignore[union-attr]
-        a, b = a[len(a_text):], b[len(b_text):]
+        a, b = a[len(a_text) :], b[len(b_text) :]
         for i in range(max(len(a_text), len(b_text))):
             a_order = _char_order(a_text[i]) if i < len(a_text) else 0
             b_order = _char_order(b_text[i]) if i < len(b_text) else 0
@@ -40,7 +40,7 @@ def _compare_part(a: str, b: str) -> int:
                 return -1 if a_order < b_order else 1
         a_num = _DIGITS.match(a).group()  # type: ignore[union-attr]
         b_num = _DIGITS.match(b).group()  # type: ignore[union-attr]
-        a, b = a[len(a_num):], b[len(b_num):]
+        a, b = a[len(a_num) :], b[len(b_num) :]
         if int(a_num or "0") != int(b_num or "0"):
             return -1 if int(a_num or "0") < int(b_num or "0") else 1
     return 0

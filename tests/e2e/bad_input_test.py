@@ -1,0 +1,107 @@
+"""Bad input fails `package` with one actionable line naming the target and field, and writes nothing."""
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+
+import pytest
+
+from tests.e2e.clones import Clone, make_clone
+
+FIELDS = dict(
+    model_id='"bad-model"',
+    version='"1.0.0"',
+    weights='":weights"',
+    tokenizer='":tokenizer"',
+    model_card='"model_card.md"',
+    handler='"models/fraud/server/handler.py"',
+    framework='"numpy"',
+)
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Clone:
+    return make_clone(tmp_path_factory.mktemp("bad"), "repo")
+
+
+def write_model(clone: Clone, **overrides: str) -> None:
+    bad = clone.root / "models/bad"
+    shutil.rmtree(bad, ignore_errors=True)
+    bad.mkdir()
+    for name in ["weights.safetensors", "tokenizer.json", "model_card.md"]:
+        shutil.copy(clone.root / "models/fraud" / name, bad / name)
+    fields = {**FIELDS, **overrides}
+    args = "".join(f"    {key}={value},\n" for key, value in fields.items() if value is not None)
+    (bad / "BUILD").write_text(
+        'file(name="weights", source="weights.safetensors")\n'
+        'file(name="tokenizer", source="tokenizer.json")\n'
+        f'model_package(\n    name="bad",\n{args})\n'
+    )
+
+
+def assert_fails(clone: Clone, *expected: str) -> None:
+    result = clone.pants("package", "models/bad::", check=False)
+    assert result.returncode != 0, result.stdout
+    error_lines = [l for l in result.stderr.splitlines() if "models/bad:bad" in l]
+    assert error_lines, result.stderr
+    assert any(all(e in line for e in expected) for line in error_lines), "\n".join(error_lines)
+    assert not (clone.root / "dist/models/bad").exists(), "a failed package must write nothing"
+
+
+def test_missing_model_card(clone: Clone) -> None:
+    write_model(clone, model_card='"no_such_card.md"')
+    assert_fails(clone, "'model_card' field", "models/bad:bad")
+
+
+def test_model_card_is_required(clone: Clone) -> None:
+    write_model(clone, model_card=None)
+    assert_fails(clone, "model_card")
+
+
+def test_non_semver_version(clone: Clone) -> None:
+    write_model(clone, version='"1.0"')
+    assert_fails(clone, "models/bad:bad: field `version`", "'1.0' is not a semantic version")
+
+
+def test_latest_version(clone: Clone) -> None:
+    write_model(clone, version='"latest"')
+    assert_fails(clone, "field `version`", "'latest' is not a semantic version")
+
+
+def test_latest_repository(clone: Clone) -> None:
+    write_model(clone, repository='"registry.example.com/ml/bad:latest"')
+    assert_fails(clone, "field `repository`", "never `latest`")
+
+
+def test_base_image_by_tag(clone: Clone) -> None:
+    write_model(clone, base_image='"debian:12-slim"')
+    assert_fails(clone, "field `base_image`", "is given by tag '12-slim'", "pin it by digest")
+
+
+def test_base_image_latest(clone: Clone) -> None:
+    write_model(clone, base_image='"python:latest"')
+    assert_fails(clone, "field `base_image`", "tag 'latest'")
+
+
+def test_weights_sha256_mismatch(clone: Clone) -> None:
+    write_model(clone, weights_sha256='"' + "0" * 64 + '"')
+    assert_fails(clone, "field `weights_sha256`", "expected " + "0" * 64)
+
+
+def test_weights_not_safetensors(clone: Clone) -> None:
+    write_model(clone)
+    (clone.root / "models/bad/weights.safetensors").write_bytes(b"PK\x03\x04 this is a zip, not safetensors")
+    assert_fails(clone, "field `weights`", "not a valid safetensors file")
+
+
+def test_weights_header_longer_than_file(clone: Clone) -> None:
+    write_model(clone)
+    (clone.root / "models/bad/weights.safetensors").write_bytes(struct.pack("<Q", 1 << 40) + b"{}")
+    assert_fails(clone, "field `weights`", "header length 1099511627776 exceeds the file size (10 bytes)")
+
+
+def test_symlink_outside_repo(clone: Clone) -> None:
+    write_model(clone)
+    os.symlink("/etc/hostname", clone.root / "models/bad/extra")
+    assert_fails(clone, "symlinks pointing outside the repository", "models/bad/extra -> /etc/hostname")
