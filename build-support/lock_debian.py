@@ -51,7 +51,7 @@ TIMEOUT = 60
 class Suite:
     name: str
     mirror: str
-    keyring: str | None
+    keyring: str  # used only if it exists
     required: bool
 
 
@@ -81,7 +81,7 @@ def release_text(suite: Suite) -> str | None:
         note(f"{suite.name}: no InRelease ({e}); Packages.xz is taken unchecked")
         return None
     gpgv = shutil.which("gpgv")
-    keyring = suite.keyring if suite.keyring and os.path.exists(suite.keyring) else None
+    keyring = suite.keyring if os.path.exists(suite.keyring) else None
     if not gpgv or not keyring:
         note(
             f"{suite.name}: InRelease not GPG-verified (gpgv: {gpgv or 'missing'}, keyring: {keyring or 'missing'})"
@@ -127,7 +127,7 @@ def packages_index(suite: Suite, arch: str) -> bytes:
 def suites_to_read(args: argparse.Namespace) -> list[Suite]:
     sources = read_apt_sources()
 
-    def from_apt(name: str) -> tuple[str, str | None] | None:
+    def from_apt(name: str) -> tuple[str, str] | None:
         source = find_source(sources, name)
         return (source.uri, source.signed_by or DEFAULT_KEYRING) if source else None
 

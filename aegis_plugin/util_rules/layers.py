@@ -28,7 +28,7 @@ from pants.engine.fs import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
-from aegis_plugin.core.debian.sources import find_source, read_apt_sources
+from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.util_rules.core_process import (
     AegisBuildError,
@@ -59,13 +59,13 @@ class DebianLayerRequest:
 def _mirror_for(pkg: DebPackage, mirrors: dict[str, str], context: str) -> str:
     if pkg.suite in mirrors:
         return mirrors[pkg.suite]
-    source = find_source(read_apt_sources(), pkg.suite)
-    if source is None:
+    mirror = mirror_for_suite(read_apt_sources(), pkg.suite)
+    if mirror is None:
         raise AegisBuildError(
             f"{context}: no Debian archive serves suite {pkg.suite!r} for {pkg.name}: add it to the apt "
             f"sources or set `[aegis].debian_mirrors`"
         )
-    return source.uri
+    return mirror
 
 
 @rule(desc="Building a Debian base layer")

@@ -89,10 +89,10 @@ def _open_tar(f: BinaryIO, members: dict[str, tuple[int, int]], stem: str, where
     for name, (offset, size) in sorted(members.items()):
         if name != f"{stem}.tar" and not name.startswith(f"{stem}.tar."):
             continue
-        raw = io.BufferedReader(_Slice(f, offset, size), 1 << 16)
+        raw = io.BufferedReader(_Slice(f, offset, size), 1 << 16)  # type: ignore[type-var]
         compression = name[len(f"{stem}.tar") :]
         if compression in ("", ".xz", ".gz", ".bz2"):
-            return tarfile.open(fileobj=raw, mode="r|" + compression.lstrip("."))
+            return tarfile.open(fileobj=raw, mode="r|" + compression.lstrip("."))  # type: ignore[call-overload]
         if compression == ".zst":
             return tarfile.open(fileobj=_zstd_reader(raw, where), mode="r|")
         raise DebFormatError(f"{where}: unsupported compression {name}")

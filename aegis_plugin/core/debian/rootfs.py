@@ -40,7 +40,16 @@ NONROOT_UID = 65532
 PASSWD = "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
 GROUP = "root:x:0:\nnonroot:x:65532:\n"
 # Without this file glibc asks DNS before /etc/hosts, so even "localhost" would need a resolver.
-NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n"
+NSSWITCH = "".join(
+    f"{database}: {sources}\n"
+    for database, sources in [
+        ("passwd", "files"),
+        ("group", "files"),
+        ("shadow", "files"),
+        ("hosts", "files dns"),
+    ]
+    + [("networks", "files"), ("protocols", "files"), ("services", "files")]
+)
 STATUS_DIR = "/var/lib/dpkg/status.d"
 CA_SOURCE_DIR = "/usr/share/ca-certificates/"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

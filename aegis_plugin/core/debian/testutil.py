@@ -41,9 +41,8 @@ def _ar(members: Sequence[tuple[str, bytes]]) -> bytes:
 
 def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]], compression: str) -> bytes:
     out = io.BytesIO()
-    with tarfile.open(
-        fileobj=out, mode=f"w:{compression}" if compression else "w", format=tarfile.GNU_FORMAT
-    ) as tar:
+    mode = f"w:{compression}" if compression else "w"
+    with tarfile.open(fileobj=out, mode=mode, format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
     return out.getvalue()
@@ -92,7 +91,8 @@ def build_deb(
             data.append((_info(name, "hardlink", member.mode, linkname="." + member.target), None))
         else:
             data.append((_info(name, member.kind, member.mode, linkname=member.target), None))
-    control = f"Package: {package}\nVersion: {version}\nArchitecture: {architecture}\nMaintainer: Test <t@example.invalid>\n"
+    control = f"Package: {package}\nVersion: {version}\nArchitecture: {architecture}\n"
+    control += "Maintainer: Test <t@example.invalid>\n"
     if depends:
         control += f"Depends: {depends}\n"
     control += f"Description: test package {package}\n a synthetic package\n"

@@ -19,7 +19,7 @@ from aegis_plugin.core.oci.tarball import write_image_tar
 def run(binary: str, *args: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        pytest.skip(f"{binary} is not installed (e.g. `apt-get install {binary}`)")
+        pytest.fail(f"{binary} is not installed: build-support/test.sh installs it (`apt-get install {binary}`)")
     proc = subprocess.run([path, *args], capture_output=True, text=True)
     assert proc.returncode == 0, f"{binary} {' '.join(args)} failed:\n{proc.stderr}"
     return proc.stdout

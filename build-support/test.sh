@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test, after installing the system tools the tests use. This is what CI runs (.ci/run).
+#
+# The end-to-end tests (tests/e2e) clone this repository's HEAD: commit before running them.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Real tools, not mocks: umoci and skopeo validate images, bwrap runs them, git stamps revisions.
+packages=(umoci skopeo bubblewrap git ca-certificates)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  echo "build-support/test.sh: installing ${missing[*]}" >&2
+  ${sudo} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
+  echo "build-support/test.sh: note: the end-to-end tests build HEAD, not your uncommitted changes" >&2
+fi
+
+export AEGIS_REPO_ROOT="${PWD}"
+exec ./pants --no-pantsd test "$@" ::
