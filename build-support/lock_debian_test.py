@@ -14,7 +14,7 @@ import pytest
 from aegis_plugin.core.debian.lock import parse_lock
 from aegis_plugin.core.debian.testutil import serve_directory
 
-SCRIPT = Path(__file__).resolve().parents[3] / "build-support" / "lock_debian.py"
+SCRIPT = Path(__file__).resolve().parent / "lock_debian.py"
 
 
 @pytest.fixture
