@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates every 3rdparty/python/<name>.lock from <name>-requirements.in.
+# Regenerates every Python lock (<dir>/<name>.lock) from its <dir>/<name>-requirements.in.
 #
 #   build-support/lock-python.sh                       # re-lock all, keeping versions already locked
-#   build-support/lock-python.sh runtime training      # only these locks
+#   build-support/lock-python.sh runtime training      # only these locks (by name)
 #   build-support/lock-python.sh runtime -- --upgrade-package numpy   # after --: `uv pip compile` args
 #
 # The locks are hash-pinned requirement files from `uv pip compile --universal --generate-hashes`.
@@ -10,19 +10,19 @@
 # is ignored so that only uv's default public index is used, and the result is checked at the end.
 set -euo pipefail
 
-# Each lock's target Python, next to its name. Every *-requirements.in needs a row here.
-#   name       python
+# Each lock and its target Python. Every lock here needs a <name>-requirements.in beside it.
+#   lock                                   python
 LOCKS="
-  runtime    3.11
-  training   3.11
-  plugin     3.9
+  3rdparty/python/runtime.lock             3.11
+  3rdparty/python/training.lock            3.11
+  3rdparty/python/plugin.lock              3.9
+  build-support/bootstrap/pants.lock       3.9
 "
 
 # uv itself is pinned so that re-locking is reproducible; set UV=/path/to/uv to use another one.
 UV_VERSION="0.13.9"
 
 cd "$(dirname "$0")/.."
-lock_dir="3rdparty/python"
 
 # Isolation: no pip or uv configuration from the machine or the caller (extra indexes, find-links,
 # constraints) may reach the resolver or leak into the locks.
@@ -40,29 +40,30 @@ ensure_uv() {
   UV="$venv/bin/uv"
 }
 
-python_for() {
-  awk -v name="$1" '$1 == name { print $2 }' <<<"$LOCKS"
+lock_path() {
+  awk -v name="$1" '{ n = $1; sub(/.*\//, "", n); sub(/\.lock$/, "", n) } n == name { print $1 }' <<<"$LOCKS"
 }
 
-# Lock names to regenerate (default: every *-requirements.in); arguments after -- go to uv.
+python_for() {
+  awk -v lock="$1" '$1 == lock { print $2 }' <<<"$LOCKS"
+}
+
+# Lock names to regenerate (default: all); arguments after -- go to uv.
 names=()
 while [[ $# -gt 0 && "$1" != "--" ]]; do names+=("$1"); shift; done
 [[ "${1:-}" == "--" ]] && shift
 if [[ ${#names[@]} -eq 0 ]]; then
-  for input in "$lock_dir"/*-requirements.in; do names+=("$(basename "$input" -requirements.in)"); done
+  for lock in $(awk 'NF { print $1 }' <<<"$LOCKS"); do names+=("$(basename "$lock" .lock)"); done
 fi
 
 ensure_uv
 status=0
 for name in "${names[@]}"; do
-  input="$lock_dir/$name-requirements.in"
+  lock="$(lock_path "$name")"
+  [[ -n "$lock" ]] || { echo "error: no lock named $name in the LOCKS table of $0" >&2; exit 1; }
+  input="${lock%.lock}-requirements.in"
   [[ -f "$input" ]] || { echo "error: no $input" >&2; exit 1; }
-  python="$(python_for "$name")"
-  if [[ -z "$python" ]]; then
-    echo "error: $input has no row in the LOCKS table of $0" >&2
-    exit 1
-  fi
-  lock="$lock_dir/$name.lock"
+  python="$(python_for "$lock")"
   echo "Locking $lock for Python $python" >&2
   "$UV" pip compile "$input" \
     --output-file "$lock" \

@@ -1,0 +1,137 @@
+"""RuleRunner tests of the package rules that need no network: fields, inference, the source revision."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from pants.backend.python import register as python_backend
+from pants.backend.python.target_types import PythonSourcesGeneratorTarget
+from pants.core.target_types import FileTarget
+from pants.core import register as core_backend
+from pants.engine.addresses import Address
+from pants.engine.internals.scheduler import ExecutionError
+from pants.engine.target import InferredDependencies
+from pants.testutil.rule_runner import QueryRule, RuleRunner
+
+from aegis_plugin.goals.package import (
+    InferModelPackageDependencies,
+    ModelPackageReferencesFieldSet,
+)
+from aegis_plugin import register as aegis_backend
+from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
+from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
+
+
+@pytest.fixture
+def rule_runner() -> RuleRunner:
+    rule_runner = RuleRunner(
+        target_types=[ModelPackageTarget, DebianBaseTarget, FileTarget, PythonSourcesGeneratorTarget],
+        rules=[
+            *core_backend.rules(),
+            *python_backend.rules(),
+            *aegis_backend.rules(),
+            QueryRule(InferredDependencies, [InferModelPackageDependencies]),
+            QueryRule(SourceRevision, [SourceRevisionRequest]),
+        ],
+    )
+    rule_runner.set_options([], env_inherit={"PATH"})
+    return rule_runner
+
+
+def write_model(rule_runner: RuleRunner, **fields: str) -> None:
+    values = dict(
+        model_id='"demo"', version='"1.2.3"', weights='":weights"', tokenizer='":tokenizer"',
+        model_card='"card.md"', handler='"m/server/handler.py"', framework='"numpy"',
+        base_image='"//base:py"',
+    )
+    values.update(fields)
+    args = ", ".join(f"{k}={v}" for k, v in values.items())
+    rule_runner.write_files(
+        {
+            "m/BUILD": (
+                'file(name="weights", source="w.safetensors")\nfile(name="tokenizer", source="t.json")\n'
+                f'model_package(name="m", {args})\n'
+            ),
+            "m/w.safetensors": "", "m/t.json": "{}", "m/card.md": "# card\n",
+            "m/server/BUILD": "python_sources()", "m/server/handler.py": "",
+            "base/BUILD": 'debian_base(name="py", lockfile="py.lock")', "base/py.lock": "",
+        }
+    )
+
+
+def test_model_package_dependencies_are_inferred(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner)
+    target = rule_runner.get_target(Address("m", target_name="m"))
+    inferred = rule_runner.request(
+        InferredDependencies, [InferModelPackageDependencies(ModelPackageReferencesFieldSet.create(target))]
+    )
+    assert set(inferred.include) == {
+        Address("m", target_name="weights"),
+        Address("m", target_name="tokenizer"),
+        Address("m/server", relative_file_path="handler.py"),
+        Address("base", target_name="py"),
+    }
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"version": '"1.0"'}, "m:m: field `version`: '1.0' is not a semantic version"),
+        ({"version": '"latest"'}, "m:m: field `version`: 'latest' is not a semantic version"),
+        ({"model_id": '"Demo Model"'}, "m:m: field `model_id`: 'Demo Model' is not a valid model id"),
+        ({"accelerator": '"gpu"'}, "m:m: field `accelerator`: 'gpu' is not `cpu` or `cuda-MAJOR.MINOR`"),
+        ({"base_image": '"debian:12"'}, "m:m: field `base_image`: 'debian:12' is given by tag '12'"),
+        ({"repository": '"reg.example/ml/demo:latest"'}, "m:m: field `repository`:"),
+        ({"platforms": '["linux/s390x"]'}, "m:m: field `platforms`: unsupported platform(s) ['linux/s390x']"),
+        ({"weights_sha256": '"abc"'}, "m:m: field `weights_sha256`: 'abc' is not 64 lowercase hex digits"),
+    ],
+)
+def test_invalid_fields(rule_runner: RuleRunner, fields: dict, message: str) -> None:
+    write_model(rule_runner, **fields)
+    with pytest.raises(ExecutionError) as e:
+        rule_runner.get_target(Address("m", target_name="m"))
+    assert message in str(e.value)
+
+
+def git(root: str, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t.invalid", *args],
+        cwd=root, check=True, capture_output=True, text=True,
+        env={**os.environ, "GIT_COMMITTER_DATE": "2024-01-02T03:04:05Z", "GIT_AUTHOR_DATE": "2024-01-02T03:04:05Z"},
+    ).stdout.strip()
+
+
+def test_source_revision_is_the_newest_commit_touching_the_inputs(rule_runner: RuleRunner) -> None:
+    root = rule_runner.build_root
+    rule_runner.write_files({"m/input.txt": "1", "other.txt": "1"})
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first")
+    first = git(root, "rev-parse", "HEAD")
+    rule_runner.write_files({"other.txt": "2"})
+    git(root, "commit", "-qam", "unrelated")
+
+    request = SourceRevisionRequest("m:m", ("m/input.txt",), "m")
+    revision = rule_runner.request(SourceRevision, [request])
+    assert revision == SourceRevision(git_sha=first, commit_time=1704164645)
+
+    rule_runner.write_files({"m/input.txt": "changed"})
+    rule_runner.set_options([], env_inherit={"PATH"})  # a new run: the revision is read once per run
+    assert rule_runner.request(SourceRevision, [request]).git_sha == f"{first}-dirty"
+
+
+def test_symlink_outside_the_repository_is_refused(rule_runner: RuleRunner) -> None:
+    root = rule_runner.build_root
+    rule_runner.write_files({"m/input.txt": "1"})
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "first")
+    os.symlink("/etc/hostname", os.path.join(root, "m", "escape"))
+    os.symlink("input.txt", os.path.join(root, "m", "inside"))  # inside the repository: fine
+    with pytest.raises(ExecutionError) as e:
+        rule_runner.request(SourceRevision, [SourceRevisionRequest("m:m", ("m/input.txt",), "m")])
+    assert "m:m: the model directory has symlinks pointing outside the repository" in str(e.value)
+    assert "m/escape -> /etc/hostname" in str(e.value)
+    assert "m/inside" not in str(e.value)
