@@ -2,13 +2,14 @@
 from aegis_plugin.goals import package
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
-from aegis_plugin.util_rules import core_process, layers, source_revision
+from aegis_plugin.util_rules import core_process, image, layers, source_revision
 
 
 def rules():
     return [
         *package.rules(),
         *core_process.rules(),
+        *image.rules(),
         *layers.rules(),
         *source_revision.rules(),
         *AegisSubsystem.rules(),

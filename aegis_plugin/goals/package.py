@@ -5,46 +5,30 @@ import json
 import os
 from dataclasses import dataclass
 
-from pants.backend.python.target_types import PythonResolveField, PythonSourceField
-from pants.backend.python.util_rules.python_sources import (
-    PythonSourceFiles,
-    PythonSourceFilesRequest,
-    StrippedPythonSourceFiles,
-)
 from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.target_types import PythonResolveField, PythonSourceField
+from pants.backend.python.util_rules.python_sources import PythonSourceFiles, PythonSourceFilesRequest
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.target_types import FileSourceField
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
-from pants.engine.fs import (
-    AddPrefix,
-    CreateDigest,
-    Digest,
-    DigestContents,
-    DigestEntries,
-    DigestSubset,
-    FileContent,
-    FileEntry,
-    MergeDigests,
-    PathGlobs,
-    RemovePrefix,
-)
+from pants.engine.fs import AddPrefix, Digest, DigestContents, DigestEntries, DigestSubset, FileEntry, PathGlobs
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
+    FieldSet,
     HydratedSources,
     HydrateSourcesRequest,
     InferDependenciesRequest,
     InferredDependencies,
-    FieldSet,
-    SourcesField,
     Target,
-    Targets,
     TransitiveTargets,
     TransitiveTargetsRequest,
     WrappedTarget,
     WrappedTargetRequest,
 )
 from pants.engine.unions import UnionRule
+from pants.util.frozendict import FrozenDict
 
+from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.target_types import (
@@ -65,14 +49,12 @@ from aegis_plugin.target_types import (
     WeightsField,
     WeightsSha256Field,
 )
-from aegis_plugin.util_rules.core_process import (
-    AegisBuildError,
-    CoreCommand,
-    CoreProcess,
-    CoreResult,
-    core_files,
-)
+from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.image import OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
+    APP_SITE_PACKAGES,
+    APP_SRC,
+    AppLayerRequest,
     DebianLayerRequest,
     DepsLayerRequest,
     FilesLayerRequest,
@@ -80,9 +62,6 @@ from aegis_plugin.util_rules.layers import (
     LayerFile,
 )
 from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
-
-APP_SITE_PACKAGES = "/app/site-packages"
-APP_SRC = "/app/src"
 
 
 @dataclass(frozen=True)
@@ -145,10 +124,29 @@ async def infer_model_package_dependencies(request: InferModelPackageDependencie
     return InferredDependencies(addresses)
 
 
-@rule(desc="Packaging a model")
-async def package_model(
+@dataclass(frozen=True)
+class ModelInputs:
+    """Everything a model package is built from, resolved and checked."""
+
+    context: str  # the target's address, which every error starts with
+    weights: Digest
+    tokenizer: Digest | None
+    model_card: Digest
+    handler: Address
+    handler_source: HydratedSources
+    handler_sources: PythonSourceFiles  # the handler's first-party closure
+    resolve: str
+    base: Address
+    base_lockfile: HydratedSources
+    python: str  # the interpreter inside the base image
+    revision: SourceRevision  # of all inputs: the image's git_sha and timestamps
+    model_revision: SourceRevision  # of the model files only: the model layer's timestamps
+
+
+@rule(desc="Resolving the inputs of a model package")
+async def resolve_model_inputs(
     fs: ModelPackageFieldSet, aegis: AegisSubsystem, python_setup: PythonSetup
-) -> BuiltPackage:
+) -> ModelInputs:
     context = str(fs.address)
     references = _address_fields(fs)
     addresses = await MultiGet(
@@ -239,142 +237,120 @@ async def package_model(
         os.path.join(fs.address.spec_path, "BUILD"),
     }
     revision, model_revision = await MultiGet(
-        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(input_paths)), fs.address.spec_path)),
-        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(model_paths)), fs.address.spec_path)),
+        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(input_paths)))),
+        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(model_paths)))),
     )
+    return ModelInputs(
+        context=context,
+        weights=weights_src.snapshot.digest,
+        tokenizer=tokenizer_src.snapshot.digest if tokenizer_src else None,
+        model_card=card_src.snapshot.digest,
+        handler=handler_tgt.address,
+        handler_source=handler_src,
+        handler_sources=sources,
+        resolve=resolve,
+        base=base_tgt.address,
+        base_lockfile=base_lock_src,
+        python=base_tgt[DebianPythonField].value,
+        revision=revision,
+        model_revision=model_revision,
+    )
+
+
+@rule(desc="Packaging a model")
+async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> BuiltPackage:
+    inputs = await Get(ModelInputs, ModelPackageFieldSet, fs)
+    context = inputs.context
 
     # The model layer is stamped with the model files' own revision, so a code-only commit leaves it as is.
     model_files = [
-        LayerFile("/app/model/weights.safetensors", "field `weights`", weights_src.snapshot.digest,
-                  check="safetensors"),
-        LayerFile("/app/model/model_card.md", "field `model_card`", card_src.snapshot.digest),
+        LayerFile("/app/model/weights.safetensors", "field `weights`", inputs.weights, check="safetensors"),
+        LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card),
     ]
-    if tokenizer_src is not None:
-        model_files.append(
-            LayerFile("/app/model/tokenizer.json", "field `tokenizer`", tokenizer_src.snapshot.digest, check="json")
-        )
-    base_context = f"{context}: field `base_image` ({base_tgt.address})"
-    model_layer, base_layer, deps_layer, stripped = await MultiGet(
-        Get(Layer, FilesLayerRequest(context, "model files", tuple(model_files), model_revision.commit_time)),
-        Get(Layer, DebianLayerRequest(base_context, base_lock_src.snapshot.digest, base_lock_src.snapshot.files[0])),
-        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", handler_tgt.address, resolve)),
-        Get(StrippedPythonSourceFiles, PythonSourceFiles, sources),
+    if inputs.tokenizer is not None:
+        model_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
+    base_lockfile = inputs.base_lockfile.snapshot
+    model_layer, base_layer, deps_layer = await MultiGet(
+        Get(Layer, FilesLayerRequest(context, "model files", tuple(model_files), inputs.model_revision.commit_time)),
+        Get(
+            Layer,
+            DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
+                               base_lockfile.files[0]),
+        ),
+        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve)),
     )
 
-    # The manifest needs the framework's locked version, which the deps layer reports.
+    # The manifest records the framework's locked version, which the deps layer reports.
     deps_contents = await Get(
         DigestContents, DigestSubset(deps_layer.digest, PathGlobs(["out/distributions.json", "out/requirements.lock"]))
     )
     deps_files = {c.path: c.content for c in deps_contents}
     distributions = {d["name"]: d["version"] for d in json.loads(deps_files["out/distributions.json"])}
-    framework = fs.framework.value
-    framework_key = framework.lower().replace("_", "-")
-    if framework_key not in distributions:
+    framework = canonical_name(fs.framework.value)
+    if framework not in distributions:
         raise AegisBuildError(
-            f"{context}: field `framework`: {framework!r} is not among the handler's runtime dependencies "
-            f"({', '.join(sorted(distributions)) or 'none'})"
+            f"{context}: field `framework`: {fs.framework.value!r} is not among the handler's runtime "
+            f"dependencies ({', '.join(sorted(distributions)) or 'none'})"
         )
     manifest = manifest_yaml.render(
         {
             "model_id": fs.model_id.value,
             "version": fs.version.value,
-            "git_sha": revision.git_sha,
-            "framework": framework_key,
-            "framework_version": distributions[framework_key],
+            "git_sha": inputs.revision.git_sha,
+            "framework": framework,
+            "framework_version": distributions[framework],
             "accelerator": fs.accelerator.value,
             "signed_by": aegis.signer_identity,
         }
     )
-
-    handler_path = handler_src.snapshot.files[0]
-    runtime_files = core_files("runtime")
-    # First-party code the handler imports goes to /app/src; the handler itself to /app/server.
-    app_sources = await Get(
-        Digest,
-        DigestSubset(
-            stripped.stripped_source_files.snapshot.digest,
-            PathGlobs(["**", *(f"!{p}" for p in stripped.stripped_source_files.snapshot.files
-                               if handler_path == p or handler_path.endswith(f"/{p}"))]),
+    app_layer = await Get(
+        Layer,
+        AppLayerRequest(
+            context,
+            inputs.handler_source.snapshot.digest,
+            inputs.handler_source.snapshot.files[0],
+            inputs.handler_sources,
+            manifest.decode(),
+            deps_files["out/requirements.lock"].decode(),
+            inputs.revision.commit_time,
         ),
     )
-    app_files = [
-        LayerFile("/app/server/handler.py", "field `handler`", handler_src.snapshot.digest),
-        LayerFile("/app/manifest.yaml", "manifest", text=manifest.decode()),
-        LayerFile("/app/requirements.lock", "runtime lock", text=deps_files["out/requirements.lock"].decode()),
-        *(
-            LayerFile(
-                "/app/server/healthcheck.py" if f.path.endswith("/healthcheck.py") else
-                "/app/aegis_runtime/" + f.path.split("/runtime/", 1)[1],
-                "aegis runtime",
-                text=f.content.decode(),
-            )
-            for f in runtime_files
-        ),
-        LayerFile(f"{APP_SRC}/", "the handler's first-party dependencies", app_sources),
-    ]
-    app_layer = await Get(Layer, FilesLayerRequest(context, "app", tuple(app_files), revision.commit_time))
 
-    python = base_tgt[DebianPythonField].value
     repository = fs.repository.value or f"aegis/{fs.model_id.value}"
     annotations = {
         **(fs.annotations.value or {}),
         "org.opencontainers.image.title": fs.model_id.value,
         "org.opencontainers.image.version": fs.version.value,
-        "org.opencontainers.image.revision": revision.git_sha,
+        "org.opencontainers.image.revision": inputs.revision.git_sha,
         **({"org.opencontainers.image.source": aegis.source_url} if aegis.source_url else {}),
     }
-    spec = {
-        "layers": ["base/out", "deps/out", "model/out", "app/out"],
-        "architecture": "amd64",
-        "os": "linux",
-        "created": revision.commit_time,
-        "user": "65532:65532",
-        "env": [
-            "PATH=/usr/local/bin:/usr/bin:/bin",
-            f"PYTHONPATH={APP_SITE_PACKAGES}:{APP_SRC}:/app",
-            "PYTHONDONTWRITEBYTECODE=1",
-            "PYTHONUNBUFFERED=1",
-            "AEGIS_APP_DIR=/app",
-            "AEGIS_PORT=8080",
-        ],
-        "entrypoint": [python, "-m", "aegis_runtime.server"],
-        "working_dir": "/app",
-        "labels": annotations,
-        "annotations": annotations,
-        "ref_name": fs.version.value,
-        "repo_tags": [f"{repository}:{fs.version.value}"],
-    }
-    layer_inputs = await MultiGet(
-        Get(Digest, AddPrefix(layer.digest, name))
-        for name, layer in [("base", base_layer), ("deps", deps_layer), ("model", model_layer), ("app", app_layer)]
-    )
-    spec_digest = await Get(
-        Digest, CreateDigest([FileContent("image-spec.json", json.dumps(spec, sort_keys=True).encode())])
-    )
     image = await Get(
-        CoreResult,
-        CoreProcess(
-            CoreCommand.IMAGE,
-            ("--spec", "image-spec.json"),
-            await Get(Digest, MergeDigests([spec_digest, *layer_inputs])),
-            description=f"Assembling the image of {context}",
-            error_context=context,
+        OciImage,
+        OciImageRequest(
+            context=context,
+            layers=(base_layer, deps_layer, model_layer, app_layer),
+            created=inputs.revision.commit_time,
+            entrypoint=(inputs.python, "-m", "aegis_runtime.server"),
+            env=(
+                f"PYTHONPATH={APP_SITE_PACKAGES}:{APP_SRC}:/app",
+                "AEGIS_APP_DIR=/app",
+                "AEGIS_PORT=8080",
+            ),
+            annotations=FrozenDict(annotations),
+            tag=fs.version.value,
+            repository=repository,
         ),
     )
     output_path = fs.output_path.value_or_default(file_ending=None)
-    out = await Get(Digest, RemovePrefix(image.output_digest, "out"))
-    summary_contents = await Get(DigestContents, DigestSubset(out, PathGlobs(["image.json"])))
-    summary = json.loads(summary_contents[0].content)
-    dist = await Get(Digest, AddPrefix(out, output_path))
     return BuiltPackage(
-        dist,
+        await Get(Digest, AddPrefix(image.digest, output_path)),
         (
             BuiltPackageArtifact(
                 f"{output_path}/image.tar",
                 extra_log_lines=(
-                    f"    manifest digest: {summary['manifest_digest']}",
-                    f"    tag: {summary['repo_tags'][0]} (OCI layout in {output_path}/oci)",
-                    f"    revision: {revision.git_sha}",
+                    f"    manifest digest: {image.manifest_digest}",
+                    f"    tag: {repository}:{fs.version.value} (OCI layout in {output_path}/oci)",
+                    f"    revision: {inputs.revision.git_sha}",
                 ),
             ),
         ),

@@ -18,6 +18,7 @@ from pants.engine.fs import (
     Digest,
     DigestContents,
     DigestEntries,
+    DigestSubset,
     DownloadFile,
     FileContent,
     FileDigest,
@@ -25,6 +26,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
+from pants.backend.python.util_rules.python_sources import PythonSourceFiles, StrippedPythonSourceFiles
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
@@ -35,7 +37,12 @@ from aegis_plugin.util_rules.core_process import (
     CoreCommand,
     CoreProcess,
     CoreResult,
+    core_files,
 )
+
+
+APP_SITE_PACKAGES = "/app/site-packages"  # third-party distributions, on PYTHONPATH
+APP_SRC = "/app/src"  # the handler's first-party imports, on PYTHONPATH
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup)
         CoreResult,
         CoreProcess(
             CoreCommand.DEPS_LAYER,
-            ("--pex", loose_pex.name, "--lock", lockfile, "--prefix", "/app/site-packages"),
+            ("--pex", loose_pex.name, "--lock", lockfile, "--prefix", APP_SITE_PACKAGES),
             await Get(Digest, MergeDigests([loose_pex.digest, lock_digest])),
             description=f"Building the Python dependencies layer from resolve {request.resolve!r}",
             error_context=request.context,
@@ -207,6 +214,49 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
         ),
     )
     return Layer(result.output_digest)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The app: the model author's handler and its first-party code, Aegis' server, the manifest and the lock
+
+
+
+@dataclass(frozen=True)
+class AppLayerRequest:
+    context: str
+    handler: Digest  # exactly the handler file
+    handler_path: str
+    handler_sources: PythonSourceFiles  # the handler's first-party closure, the handler included
+    manifest: str
+    requirements_lock: str
+    mtime: int
+
+
+@rule(desc="Building the app layer")
+async def build_app_layer(request: AppLayerRequest) -> Layer:
+    handler_path = request.handler_path
+    stripped = await Get(StrippedPythonSourceFiles, PythonSourceFiles, request.handler_sources)
+    # The handler goes to /app/server; the first-party code it imports to /app/src (on PYTHONPATH).
+    snapshot = stripped.stripped_source_files.snapshot
+    not_handler = [f"!{p}" for p in snapshot.files if handler_path == p or handler_path.endswith(f"/{p}")]
+    first_party = await Get(Digest, DigestSubset(snapshot.digest, PathGlobs(["**", *not_handler])))
+    runtime = [
+        LayerFile(
+            "/app/server/healthcheck.py" if f.path.endswith("/healthcheck.py")
+            else "/app/aegis_runtime/" + f.path.split("/runtime/", 1)[1],
+            "the Aegis runtime",
+            text=f.content.decode(),
+        )
+        for f in core_files("runtime")
+    ]
+    files = (
+        LayerFile("/app/server/handler.py", "field `handler`", request.handler),
+        LayerFile("/app/manifest.yaml", "the manifest", text=request.manifest),
+        LayerFile("/app/requirements.lock", "the runtime lock", text=request.requirements_lock),
+        *runtime,
+        LayerFile(f"{APP_SRC}/", "the handler's first-party dependencies", first_party),
+    )
+    return await Get(Layer, FilesLayerRequest(request.context, "app", files, request.mtime))
 
 
 def rules():

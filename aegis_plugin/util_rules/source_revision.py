@@ -6,8 +6,6 @@ timestamp of every layer entry and of the image, which makes the image a functio
 """
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass
 
 from pants.base.build_environment import get_buildroot
@@ -16,16 +14,18 @@ from pants.vcs.git import GitBinaryException, MaybeGitBinary
 
 from aegis_plugin.util_rules.core_process import AegisBuildError
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SourceRevisionRequest:
-    """`paths` are the package's input files relative to the buildroot; `scan_dir` is checked for links."""
+    """`paths` are the input files, relative to the buildroot.
+
+    Symlinks pointing outside the repository need no check here: Pants refuses to read any directory
+    holding one ("Absolute symlink" / "Globs may not traverse outside of the buildroot").
+    """
 
     context: str
     paths: tuple[str, ...]
-    scan_dir: str
 
 
 @dataclass(frozen=True)
@@ -38,32 +38,12 @@ class SourceRevision:
         return self.git_sha.endswith("-dirty")
 
 
-def find_escaping_symlinks(buildroot: str, scan_dir: str) -> list[str]:
-    """Symlinks under `scan_dir` that point outside the repository: their content is not versioned."""
-    root = os.path.realpath(buildroot)
-    escaping = []
-    for dirpath, dirnames, filenames in os.walk(os.path.join(buildroot, scan_dir)):
-        for name in sorted(dirnames + filenames):
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                target = os.path.realpath(path)
-                if os.path.commonpath([root, target]) != root:
-                    escaping.append(f"{os.path.relpath(path, buildroot)} -> {os.readlink(path)}")
-    return sorted(escaping)
-
-
 # Uncacheable: git state changes without any file Pants watches changing, so it is read once per run.
 @_uncacheable_rule
 async def resolve_source_revision(
     request: SourceRevisionRequest, maybe_git: MaybeGitBinary
 ) -> SourceRevision:
     buildroot = get_buildroot()
-    escaping = find_escaping_symlinks(buildroot, request.scan_dir)
-    if escaping:
-        raise AegisBuildError(
-            f"{request.context}: the model directory has symlinks pointing outside the repository, whose "
-            f"content git does not pin: {', '.join(escaping)}; copy the files in instead"
-        )
     git = maybe_git.git_binary
     if git is None:
         raise AegisBuildError(f"{request.context}: `git` was not found; Aegis stamps images with the revision")
@@ -79,12 +59,16 @@ async def resolve_source_revision(
     except GitBinaryException as e:
         raise AegisBuildError(f"{request.context}: reading the git revision failed: {e}")
     if not log:
-        raise AegisBuildError(
-            f"{request.context}: none of the package's inputs is committed to git yet; commit them first"
-        )
+        # Inputs never committed (a new model): stamp them as a dirty change on top of HEAD.
+        try:
+            log = git._invoke_unsandboxed([*base, "log", "-1", "--format=%H %ct", "HEAD"]).strip()
+        except GitBinaryException:
+            log = ""
+        if not log:
+            raise AegisBuildError(f"{request.context}: the repository has no commits yet; commit the model first")
+        status = status or "uncommitted"
     sha, commit_time = log.split()
     if status:
-        logger.warning(f"{request.context}: inputs differ from commit {sha[:12]}; marking the image dirty")
         sha = f"{sha}-dirty"
     return SourceRevision(git_sha=sha, commit_time=int(commit_time))
 
