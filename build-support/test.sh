@@ -24,4 +24,7 @@ if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
 fi
 
 export AEGIS_REPO_ROOT="${PWD}"
+# The end-to-end tests build this commit: part of their cache key, so a new commit runs them again.
+AEGIS_REPO_HEAD="$(git rev-parse HEAD)"
+export AEGIS_REPO_HEAD
 exec ./pants --no-pantsd test "$@" ::

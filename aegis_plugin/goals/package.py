@@ -191,18 +191,16 @@ async def resolve_model_inputs(
             f"third-party code from the runtime resolve {aegis.runtime_resolve!r} only"
         )
 
-    # Sources: weights, tokenizer, model card, handler, base lockfile.
-    model_sources = [(WeightsField.alias, weights_tgt[FileSourceField])]
-    if tokenizer_tgt is not None:
-        model_sources.append((TokenizerField.alias, tokenizer_tgt[FileSourceField]))
+    # Sources. Model files may be `http_source` downloads, which Pants hydrates as generated sources.
+    model_files = [weights_tgt[FileSourceField], *([tokenizer_tgt[FileSourceField]] if tokenizer_tgt else [])]
     hydrated = await MultiGet(
-        Get(HydratedSources, HydrateSourcesRequest(field))
-        for field in [
-            *(f for _, f in model_sources),
-            fs.model_card,
-            handler_tgt[PythonSourceField],
-            base_tgt[DebianLockfileField],
-        ]
+        *(
+            Get(HydratedSources, HydrateSourcesRequest(f, for_sources_types=(FileSourceField,), enable_codegen=True))
+            for f in model_files
+        ),
+        Get(HydratedSources, HydrateSourcesRequest(fs.model_card)),
+        Get(HydratedSources, HydrateSourcesRequest(handler_tgt[PythonSourceField])),
+        Get(HydratedSources, HydrateSourcesRequest(base_tgt[DebianLockfileField])),
     )
     weights_src, *rest = hydrated
     tokenizer_src = rest.pop(0) if tokenizer_tgt is not None else None

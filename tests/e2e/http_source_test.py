@@ -1,0 +1,67 @@
+"""Weights from `http_source` (served on 127.0.0.1 here) are pinned by sha256 like any download in Pants."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import tarfile
+import threading
+
+import pytest
+
+from tests.e2e.clones import Clone, make_clone
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A throwaway HTTP server on loopback serving a copy of the demo weights; stopped after the tests."""
+    root = tmp_path_factory.mktemp("www")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Clone:
+    return make_clone(tmp_path_factory.mktemp("http"), "repo")
+
+
+def write_remote_model(clone: Clone, url: str, sha256: str, size: int) -> None:
+    remote = clone.root / "models/remote"
+    remote.mkdir(exist_ok=True)
+    (remote / "model_card.md").write_bytes((clone.root / "models/fraud/model_card.md").read_bytes())
+    (remote / "BUILD").write_text(
+        f'file(name="weights", source=http_source(url="{url}", sha256="{sha256}", len={size}, '
+        'filename="weights.safetensors"))\n'
+        'model_package(name="remote", model_id="remote", version="1.0.0", weights=":weights", '
+        'model_card="model_card.md", handler="models/fraud/server/handler.py", framework="numpy")\n'
+    )
+
+
+def test_http_source_weights_are_packaged(served, clone: Clone) -> None:
+    root, base_url = served
+    weights = (clone.root / "models/fraud/weights.safetensors").read_bytes()
+    (root / "w.safetensors").write_bytes(weights)
+    write_remote_model(clone, f"{base_url}/w.safetensors", hashlib.sha256(weights).hexdigest(), len(weights))
+    clone.pants("package", "models/remote::")
+    summary = clone.image_summary("models/remote/remote")
+    model_layer = summary["layers"][2]
+    assert model_layer["description"] == "model files"
+    blob = clone.root / "dist/models/remote/remote/oci/blobs/sha256" / model_layer["digest"].split(":")[1]
+    with tarfile.open(blob) as tar:
+        shipped = tar.extractfile("app/model/weights.safetensors").read()
+    assert shipped == weights
+
+
+def test_http_source_with_the_wrong_sha256_fails(served, clone: Clone) -> None:
+    root, base_url = served
+    (root / "other.safetensors").write_bytes(b"not the pinned weights")
+    write_remote_model(clone, f"{base_url}/other.safetensors", "0" * 64, 22)
+    result = clone.pants("package", "models/remote::", check=False)
+    assert result.returncode != 0
+    assert "0" * 64 in result.stderr and "other.safetensors" in result.stderr, result.stderr
+    assert not (clone.root / "dist/models/remote").exists()
