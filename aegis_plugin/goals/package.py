@@ -193,18 +193,21 @@ async def resolve_model_inputs(
 
     # Sources. Model files may be `http_source` downloads, which Pants hydrates as generated sources.
     model_files = [weights_tgt[FileSourceField], *([tokenizer_tgt[FileSourceField]] if tokenizer_tgt else [])]
-    hydrated = await MultiGet(
-        *(
+    try:
+        downloaded = await MultiGet(
             Get(HydratedSources, HydrateSourcesRequest(f, for_sources_types=(FileSourceField,), enable_codegen=True))
             for f in model_files
-        ),
+        )
+    except Exception as e:  # a download failed or did not match its pinned sha256
+        fields = " or ".join(f"`{f.alias}` ({f.address})" for f in model_files)
+        raise AegisBuildError(f"{context}: field {fields}: {str(e).strip().splitlines()[-1]}") from None
+    hydrated = await MultiGet(
         Get(HydratedSources, HydrateSourcesRequest(fs.model_card)),
         Get(HydratedSources, HydrateSourcesRequest(handler_tgt[PythonSourceField])),
         Get(HydratedSources, HydrateSourcesRequest(base_tgt[DebianLockfileField])),
     )
-    weights_src, *rest = hydrated
-    tokenizer_src = rest.pop(0) if tokenizer_tgt is not None else None
-    card_src, handler_src, base_lock_src = rest
+    weights_src, tokenizer_src = downloaded[0], (downloaded[1] if tokenizer_tgt else None)
+    card_src, handler_src, base_lock_src = hydrated
 
     if fs.weights_sha256.value:
         (weights_entry,) = [
