@@ -192,21 +192,20 @@ async def resolve_model_inputs(
         )
 
     # Sources. Model files may be `http_source` downloads, which Pants hydrates as generated sources.
-    model_files = [weights_tgt[FileSourceField], *([tokenizer_tgt[FileSourceField]] if tokenizer_tgt else [])]
-    try:
-        downloaded = await MultiGet(
-            Get(HydratedSources, HydrateSourcesRequest(f, for_sources_types=(FileSourceField,), enable_codegen=True))
-            for f in model_files
-        )
-    except Exception as e:  # a download failed or did not match its pinned sha256
-        fields = " or ".join(f"`{f.alias}` ({f.address})" for f in model_files)
-        raise AegisBuildError(f"{context}: field {fields}: {str(e).strip().splitlines()[-1]}") from None
+    model_files = {WeightsField.alias: weights_tgt, **({TokenizerField.alias: tokenizer_tgt} if tokenizer_tgt else {})}
+    downloaded = {}
+    for alias, tgt in model_files.items():
+        request = HydrateSourcesRequest(tgt[FileSourceField], for_sources_types=(FileSourceField,), enable_codegen=True)
+        try:
+            downloaded[alias] = await Get(HydratedSources, HydrateSourcesRequest, request)
+        except Exception as e:  # a download failed or did not match its pinned sha256
+            raise AegisBuildError(f"{context}: field `{alias}` ({tgt.address}): {str(e).strip().splitlines()[-1]}") from None
     hydrated = await MultiGet(
         Get(HydratedSources, HydrateSourcesRequest(fs.model_card)),
         Get(HydratedSources, HydrateSourcesRequest(handler_tgt[PythonSourceField])),
         Get(HydratedSources, HydrateSourcesRequest(base_tgt[DebianLockfileField])),
     )
-    weights_src, tokenizer_src = downloaded[0], (downloaded[1] if tokenizer_tgt else None)
+    weights_src, tokenizer_src = downloaded[WeightsField.alias], downloaded.get(TokenizerField.alias)
     card_src, handler_src, base_lock_src = hydrated
 
     if fs.weights_sha256.value:
