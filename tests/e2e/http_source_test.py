@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import shutil
 import tarfile
 import threading
 
@@ -61,6 +62,7 @@ def test_http_source_with_the_wrong_sha256_fails(served, clone: Clone) -> None:
     root, base_url = served
     (root / "other.safetensors").write_bytes(b"not the pinned weights")
     write_remote_model(clone, f"{base_url}/other.safetensors", "0" * 64, 22)
+    shutil.rmtree(clone.root / "dist", ignore_errors=True)
     result = clone.pants("package", "models/remote::", check=False)
     assert result.returncode != 0
     error = [line for line in result.stderr.splitlines() if "models/remote:remote: field `weights`" in line]
