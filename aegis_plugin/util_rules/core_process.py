@@ -5,22 +5,22 @@ command a rule runs is a `CoreCommand` here, and each maps onto one subcommand o
 """
 from __future__ import annotations
 
-import logging
+import json
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
-from pants.engine.fs import CreateDigest, Digest, FileContent
+from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, collect_rules, rule
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 import aegis_plugin.core
-
-logger = logging.getLogger(__name__)
 
 _CORE_DIR = Path(aegis_plugin.core.__file__).parent
 # The interpreter the core runs on: fixed, so compressed layers come from one zlib on every machine.
@@ -76,13 +76,17 @@ async def build_core_pex() -> AegisCorePex:
 
 @dataclass(frozen=True)
 class CoreProcess:
-    """One run of a core command. `error_context` prefixes its one-line error, e.g. `a/b:c: field x`."""
+    """One run of a core command. `error_context` prefixes its one-line error, e.g. `a/b:c: field x`.
+
+    `spec`, when given, is JSON-serialisable data written to `spec.json` and passed as `--spec spec.json`.
+    """
 
     command: CoreCommand
     argv: tuple[str, ...]
     input_digest: Digest
     description: str
     error_context: str
+    spec: FrozenDict[str, Any] | None = None
     output_directory: str = "out"
 
 
@@ -91,14 +95,36 @@ class CoreResult:
     output_digest: Digest
 
 
+def freeze(value: Any) -> Any:
+    """A hashable copy of JSON-like data (dicts and lists become FrozenDicts and tuples), for `spec`."""
+    if isinstance(value, dict):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """JSON for the frozen collections a hashable request holds."""
+    if isinstance(value, FrozenDict):
+        return dict(value)
+    raise TypeError(f"{value!r} is not JSON-serialisable")
+
+
 @rule
 async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResult:
+    argv, input_digest = request.argv, request.input_digest
+    if request.spec is not None:
+        spec = json.dumps(request.spec, sort_keys=True, default=_thaw).encode()
+        spec_digest = await Get(Digest, CreateDigest([FileContent("spec.json", spec)]))
+        input_digest = await Get(Digest, MergeDigests([spec_digest, input_digest]))
+        argv = ("--spec", "spec.json", *argv)
     process = await Get(
         Process,
         VenvPexProcess(
             core.pex,
-            argv=(request.command.value, *request.argv, "--out", request.output_directory),
-            input_digest=request.input_digest,
+            argv=(request.command.value, *argv, "--out", request.output_directory),
+            input_digest=input_digest,
             output_directories=(request.output_directory,),
             description=request.description,
             level=LogLevel.DEBUG,

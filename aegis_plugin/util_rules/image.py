@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pants.engine.fs import AddPrefix, CreateDigest, Digest, DigestContents, DigestSubset, FileContent
-from pants.engine.fs import MergeDigests, PathGlobs, RemovePrefix
+from pants.engine.fs import AddPrefix, Digest, DigestContents, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
-from aegis_plugin.util_rules.core_process import CoreCommand, CoreProcess, CoreResult
+from aegis_plugin.util_rules.core_process import CoreCommand, CoreProcess, CoreResult, freeze
 from aegis_plugin.util_rules.layers import Layer
 
 NON_ROOT = "65532:65532"
@@ -54,17 +53,15 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
     layer_inputs = await MultiGet(
         Get(Digest, AddPrefix(layer.digest, f"layer{i}")) for i, layer in enumerate(request.layers)
     )
-    spec_digest = await Get(
-        Digest, CreateDigest([FileContent("image-spec.json", json.dumps(spec, sort_keys=True).encode())])
-    )
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreCommand.IMAGE,
-            ("--spec", "image-spec.json"),
-            await Get(Digest, MergeDigests([spec_digest, *layer_inputs])),
+            (),
+            await Get(Digest, MergeDigests(layer_inputs)),
             description=f"Assembling the image of {request.context}",
             error_context=request.context,
+            spec=freeze(spec),
         ),
     )
     out = await Get(Digest, RemovePrefix(result.output_digest, "out"))

@@ -5,28 +5,25 @@ the third-party Python distributions (per resolve subset), the model files, and 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.pex import Pex, PexLayout
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
+from pants.backend.python.util_rules.python_sources import PythonSourceFiles, StrippedPythonSourceFiles
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
-    CreateDigest,
     Digest,
     DigestContents,
     DigestEntries,
     DigestSubset,
     DownloadFile,
-    FileContent,
     FileDigest,
     FileEntry,
     MergeDigests,
     PathGlobs,
 )
-from pants.backend.python.util_rules.python_sources import PythonSourceFiles, StrippedPythonSourceFiles
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
@@ -38,6 +35,7 @@ from aegis_plugin.util_rules.core_process import (
     CoreProcess,
     CoreResult,
     core_files,
+    freeze,
 )
 
 
@@ -199,18 +197,15 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
                     **({"check": file.check} if file.check else {}),
                 }
             )
-    spec = {"mtime": request.mtime, "description": request.description, "entries": spec_entries}
-    spec_digest = await Get(
-        Digest, CreateDigest([FileContent("spec.json", json.dumps(spec, sort_keys=True).encode())])
-    )
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreCommand.FILES_LAYER,
-            ("--spec", "spec.json"),
-            await Get(Digest, MergeDigests([spec_digest, *inputs])),
+            (),
+            await Get(Digest, MergeDigests(inputs)),
             description=f"Building the {request.description} layer",
             error_context=request.context,
+            spec=freeze({"mtime": request.mtime, "description": request.description, "entries": spec_entries}),
         ),
     )
     return Layer(result.output_digest)
@@ -218,7 +213,6 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
 
 # ---------------------------------------------------------------------------------------------------------
 # The app: the model author's handler and its first-party code, Aegis' server, the manifest and the lock
-
 
 
 @dataclass(frozen=True)
