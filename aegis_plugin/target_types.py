@@ -11,6 +11,7 @@ from pants.engine.target import (
     Dependencies,
     DictStringToStringField,
     InvalidFieldException,
+    OptionalSingleSourceField,
     SingleSourceField,
     StringField,
     StringSequenceField,
@@ -113,6 +114,18 @@ class ModelCardField(SingleSourceField):
         """
         The model card (Markdown), relative to this BUILD file, e.g. `model_card.md`. Required: a model
         without a card does not ship. Shipped as `/app/model/model_card.md`.
+        """
+    )
+
+
+class ModelExamplesField(OptionalSingleSourceField):
+    alias = "examples"
+    expected_file_extensions = (".json",)
+    help = help_text(
+        """
+        Example requests with their expected outputs (JSON: `[{"inputs": {name: data}, "outputs": {name:
+        data}}]`), relative to this BUILD file. `pants test` sends each through the built image and
+        compares the answers; floats match within 1e-3.
         """
     )
 
@@ -269,6 +282,7 @@ class ModelPackageTarget(Target):
         WeightsSha256Field,
         TokenizerField,
         ModelCardField,
+        ModelExamplesField,
         HandlerField,
         FrameworkField,
         AcceleratorField,

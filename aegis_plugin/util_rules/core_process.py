@@ -52,21 +52,31 @@ def core_files(subdir: str = "") -> tuple[FileContent, ...]:
 
 
 @dataclass(frozen=True)
+class CoreSources:
+    """The core's files as a digest, the sources of every PEX that runs it."""
+
+    digest: Digest
+
+
+@rule
+async def core_sources() -> CoreSources:
+    files = [FileContent("aegis_plugin/__init__.py", b""), *core_files()]
+    return CoreSources(await Get(Digest, CreateDigest(files)))
+
+
+@dataclass(frozen=True)
 class AegisCorePex:
     pex: VenvPex
 
 
 @rule(desc="Building the Aegis core", level=LogLevel.DEBUG)
-async def build_core_pex() -> AegisCorePex:
-    sources = await Get(
-        Digest, CreateDigest([FileContent("aegis_plugin/__init__.py", b""), *core_files()])
-    )
+async def build_core_pex(sources: CoreSources) -> AegisCorePex:
     pex = await Get(
         VenvPex,
         PexRequest(
             output_filename="aegis-core.pex",
             internal_only=True,
-            sources=sources,
+            sources=sources.digest,
             interpreter_constraints=CORE_INTERPRETER_CONSTRAINTS,
             main=EntryPoint("aegis_plugin.core.cli"),
         ),

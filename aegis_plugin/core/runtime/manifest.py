@@ -1,16 +1,18 @@
 """`/app/manifest.yaml`: what the image is, in a flat `key: value` YAML any tool (or a human) can read.
 
 Written by the build and read by the server, with no YAML library on either side: values are JSON strings,
-which YAML accepts as double-quoted scalars.
+which YAML accepts as double-quoted scalars. `load` also accepts plain (unquoted) scalars, as YAML does, so a
+hand-edited manifest still loads.
 """
 from __future__ import annotations
 
 import json
+from typing import Dict
 
 FIELDS = ("model_id", "version", "git_sha", "framework", "framework_version", "accelerator", "signed_by")
 
 
-def render(values: dict[str, str]) -> bytes:
+def render(values: Dict[str, str]) -> bytes:
     missing = [f for f in FIELDS if f not in values]
     if missing:
         raise ValueError(f"manifest is missing {missing}")
@@ -19,11 +21,34 @@ def render(values: dict[str, str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def load(path: str) -> dict[str, str]:
-    values = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip() and not line.startswith("#"):
-                key, _, value = line.partition(":")
-                values[key.strip()] = json.loads(value.strip())
+def parse(text: str, source: str = "manifest") -> Dict[str, str]:
+    """The manifest's keys and values (all strings); ValueError naming `source` and the line otherwise."""
+    values: Dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, colon, raw = stripped.partition(":")
+        key, raw = key.strip(), raw.strip()
+        if not colon or not key:
+            raise ValueError(f"{source}:{number}: expected `key: value`, got {stripped[:60]!r}")
+        if key in values:
+            raise ValueError(f"{source}:{number}: {key!r} is given twice")
+        if raw.startswith('"'):
+            try:
+                value = json.loads(raw)
+            except ValueError as e:
+                raise ValueError(
+                    f"{source}:{number}: the value of {key!r} is not a valid quoted string ({e})"
+                ) from None
+            if not isinstance(value, str):
+                raise ValueError(f"{source}:{number}: the value of {key!r} is not a string")
+        else:
+            value = raw
+        values[key] = value
     return values
+
+
+def load(path: str) -> Dict[str, str]:
+    with open(path, encoding="utf-8") as f:
+        return parse(f.read(), path)

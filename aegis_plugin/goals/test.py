@@ -1,0 +1,94 @@
+"""`pants test` for `model_package`: the contract test of the built image, not of the source tree.
+
+The test process's inputs are the image's OCI layout, the examples and the driver, so its result is cached
+by the image digest: re-running without changes runs nothing.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.core.goals.package import BuiltPackage
+from pants.core.goals.test import TestFieldSet, TestRequest, TestResult, TestSubsystem
+from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
+from pants.engine.fs import Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
+from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import HydratedSources, HydrateSourcesRequest, WrappedTarget, WrappedTargetRequest
+from pants.util.logging import LogLevel
+
+from aegis_plugin.goals.package import ModelPackageFieldSet
+from aegis_plugin.subsystems.contract_test import ContractTestSubsystem
+from aegis_plugin.target_types import ModelExamplesField, ModelIdField
+from aegis_plugin.util_rules.contract_driver import TEST_MAIN, ContractDriverRequest
+from aegis_plugin.util_rules.core_process import AegisBuildError
+
+@dataclass(frozen=True)
+class ModelContractTestFieldSet(TestFieldSet):
+    required_fields = (ModelIdField,)
+
+    sources: ModelExamplesField
+
+
+class ModelContractTestRequest(TestRequest):
+    tool_subsystem = ContractTestSubsystem
+    field_set_type = ModelContractTestFieldSet
+
+
+@rule(desc="Contract-testing a model image", level=LogLevel.DEBUG)
+async def run_contract_test(
+    batch: ModelContractTestRequest.Batch,
+    subsystem: ContractTestSubsystem,
+    test_subsystem: TestSubsystem,
+) -> TestResult:
+    field_set = batch.single_element
+    wrapped = await Get(
+        WrappedTarget, WrappedTargetRequest(field_set.address, description_of_origin="the `test` goal")
+    )
+    driver, package, examples, bwrap = await MultiGet(
+        Get(VenvPex, PexRequest, await Get(PexRequest, ContractDriverRequest(TEST_MAIN))),
+        Get(BuiltPackage, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target)),
+        Get(HydratedSources, HydrateSourcesRequest(field_set.sources)),
+        Get(BinaryPaths, BinaryPathRequest(binary_name="bwrap", search_path=("/usr/bin", "/bin"))),
+    )
+    if not bwrap.first_path:
+        raise AegisBuildError(
+            f"{field_set.address}: the contract test runs the image with bwrap, which is not installed "
+            f"(Debian: `apt-get install bubblewrap`)"
+        )
+    # Only the OCI layout goes in: image.tar holds the same bytes again.
+    layout_prefix = os.path.dirname(package.artifacts[0].relpath or "")
+    layout = await Get(
+        Digest,
+        RemovePrefix(
+            await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{layout_prefix}/oci/**"]))),
+            layout_prefix,
+        ),
+    )
+    if not examples.snapshot.files:
+        raise AegisBuildError(
+            f"{field_set.address}: field `examples`: the contract test needs example requests with their "
+            f"expected outputs, e.g. `examples=\"server/examples.json\"`"
+        )
+    argv = ["--layout", "oci", "--examples", examples.snapshot.files[0], "--report", "contract-report.json",
+            "--ready-timeout", str(subsystem.ready_timeout)]
+    process = await Get(
+        Process,
+        VenvPexProcess(
+            driver,
+            argv=argv,
+            input_digest=await Get(Digest, MergeDigests([layout, examples.snapshot.digest])),
+            extra_env={"PATH": f"{os.path.dirname(bwrap.first_path.path)}:/usr/bin:/bin"},
+            output_files=("contract-report.json",),
+            description=f"Contract test of {field_set.address}",
+            level=LogLevel.DEBUG,
+            timeout_seconds=subsystem.ready_timeout + 120,
+        ),
+    )
+    result = await Get(FallibleProcessResult, Process, process)
+    return TestResult.from_fallible_process_result(result, field_set.address, test_subsystem.output)
+
+
+def rules():
+    return [*collect_rules(), *ModelContractTestRequest.rules()]
