@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Real tools, not mocks: umoci and skopeo validate images, bwrap runs them, git stamps revisions.
-packages=(umoci skopeo bubblewrap git ca-certificates)
+# Real tools, not mocks: umoci and skopeo validate images, bwrap runs them (nsenter from util-linux
+# enters them), git stamps revisions, hey loads them in build-support/bench_serve.sh.
+packages=(umoci skopeo bubblewrap util-linux git ca-certificates hey)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")

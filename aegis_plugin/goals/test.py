@@ -19,7 +19,7 @@ from pants.engine.target import HydratedSources, HydrateSourcesRequest, WrappedT
 from pants.util.logging import LogLevel
 
 from aegis_plugin.goals.package import ModelPackageFieldSet
-from aegis_plugin.subsystems.contract_test import ContractTestSubsystem
+from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelExamplesField, ModelIdField
 from aegis_plugin.util_rules.contract_driver import TEST_MAIN, ContractDriverRequest
 from aegis_plugin.util_rules.core_process import AegisBuildError

@@ -12,7 +12,7 @@ from pants.backend.python.util_rules.pex import PexRequest
 from pants.backend.python.util_rules.pex_requirements import EntireLockfile, Lockfile, Resolve
 from pants.engine.rules import Get, collect_rules, rule
 
-from aegis_plugin.subsystems.contract_test import ContractTestSubsystem
+from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.util_rules.core_process import CORE_INTERPRETER_CONSTRAINTS, CoreSources
 
 TEST_MAIN = "aegis_plugin.core.contract.cli"
