@@ -12,7 +12,7 @@ from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProc
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.test import TestFieldSet, TestRequest, TestResult, TestSubsystem
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
-from pants.engine.fs import Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
+from pants.engine.fs import Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix, Snapshot
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import HydratedSources, HydrateSourcesRequest, WrappedTarget, WrappedTargetRequest
@@ -23,6 +23,7 @@ from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelExamplesField, ModelIdField
 from aegis_plugin.util_rules.contract_driver import TEST_MAIN, ContractDriverRequest
 from aegis_plugin.util_rules.core_process import AegisBuildError
+
 
 @dataclass(frozen=True)
 class ModelContractTestFieldSet(TestFieldSet):
@@ -52,6 +53,11 @@ async def run_contract_test(
         Get(HydratedSources, HydrateSourcesRequest(field_set.sources)),
         Get(BinaryPaths, BinaryPathRequest(binary_name="bwrap", search_path=("/usr/bin", "/bin"))),
     )
+    if not examples.snapshot.files:
+        raise AegisBuildError(
+            f"{field_set.address}: field `examples`: the contract test needs example requests with their "
+            f"expected outputs, e.g. `examples=\"server/examples.json\"`"
+        )
     if not bwrap.first_path:
         raise AegisBuildError(
             f"{field_set.address}: the contract test runs the image with bwrap, which is not installed "
@@ -66,11 +72,6 @@ async def run_contract_test(
             layout_prefix,
         ),
     )
-    if not examples.snapshot.files:
-        raise AegisBuildError(
-            f"{field_set.address}: field `examples`: the contract test needs example requests with their "
-            f"expected outputs, e.g. `examples=\"server/examples.json\"`"
-        )
     argv = ["--layout", "oci", "--examples", examples.snapshot.files[0], "--report", "contract-report.json",
             "--ready-timeout", str(subsystem.ready_timeout)]
     process = await Get(
@@ -87,7 +88,11 @@ async def run_contract_test(
         ),
     )
     result = await Get(FallibleProcessResult, Process, process)
-    return TestResult.from_fallible_process_result(result, field_set.address, test_subsystem.output)
+    # The JSON report (every check, the digests, the container's log tail) goes to dist/ for CI.
+    report = await Get(Snapshot, Digest, result.output_digest)
+    return TestResult.from_fallible_process_result(
+        result, field_set.address, test_subsystem.output, extra_output=report, log_extra_output=True
+    )
 
 
 def rules():
