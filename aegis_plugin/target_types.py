@@ -29,7 +29,24 @@ def _invalid(field_alias: str, address: Address, why: str) -> InvalidFieldExcept
     return InvalidFieldException(f"{address}: field `{field_alias}`: {why}")
 
 
-class ModelIdField(StringField):
+class _CheckedStringField(StringField):
+    """A string field whose value `problem()` checks when the BUILD file is parsed."""
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        raise NotImplementedError
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value is not None:
+            problem = cls.problem(value)
+            if problem:
+                raise _invalid(cls.alias, address, problem)
+        return value
+
+
+class ModelIdField(_CheckedStringField):
     alias = "model_id"
     required = True
     help = help_text(
@@ -40,14 +57,13 @@ class ModelIdField(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
+    def problem(cls, value: str) -> Optional[str]:
         if not versions.is_model_id(value):
-            raise _invalid(cls.alias, address, f"{value!r} is not a valid model id (use [a-z0-9][a-z0-9._-]*)")
-        return value
+            return f"{value!r} is not a valid model id (use [a-z0-9][a-z0-9._-]*)"
+        return None
 
 
-class ModelVersionField(StringField):
+class ModelVersionField(_CheckedStringField):
     alias = "version"
     required = True
     help = help_text(
@@ -58,13 +74,10 @@ class ModelVersionField(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
+    def problem(cls, value: str) -> Optional[str]:
         if not versions.is_semver(value):
-            raise _invalid(
-                cls.alias, address, f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. `1.0.0`)"
-            )
-        return value
+            return f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. `1.0.0`)"
+        return None
 
 
 class WeightsField(StringField, AsyncFieldMixin):
@@ -79,7 +92,7 @@ class WeightsField(StringField, AsyncFieldMixin):
     )
 
 
-class WeightsSha256Field(StringField):
+class WeightsSha256Field(_CheckedStringField):
     alias = "weights_sha256"
     help = help_text(
         """
@@ -89,11 +102,10 @@ class WeightsSha256Field(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None and not versions.is_sha256_digest(f"sha256:{value}"):
-            raise _invalid(cls.alias, address, f"{value!r} is not 64 lowercase hex digits")
-        return value
+    def problem(cls, value: str) -> Optional[str]:
+        if not versions.is_sha256_digest(f"sha256:{value}"):
+            return f"{value!r} is not 64 lowercase hex digits"
+        return None
 
 
 class TokenizerField(StringField, AsyncFieldMixin):
@@ -154,7 +166,7 @@ class FrameworkField(StringField):
     )
 
 
-class AcceleratorField(StringField):
+class AcceleratorField(_CheckedStringField):
     alias = "accelerator"
     default = "cpu"
     help = help_text(
@@ -165,14 +177,13 @@ class AcceleratorField(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
+    def problem(cls, value: str) -> Optional[str]:
         if not versions.is_accelerator(value):
-            raise _invalid(cls.alias, address, f"{value!r} is not `cpu` or `cuda-MAJOR.MINOR` (e.g. `cuda-12.4`)")
-        return value
+            return f"{value!r} is not `cpu` or `cuda-MAJOR.MINOR` (e.g. `cuda-12.4`)"
+        return None
 
 
-class BaseImageField(StringField):
+class BaseImageField(_CheckedStringField):
     alias = "base_image"
     default = DEFAULT_BASE_IMAGE
     help = help_text(
@@ -184,17 +195,11 @@ class BaseImageField(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> str:
-        value = super().compute_value(raw_value, address)
+    def problem(cls, value: str) -> Optional[str]:
         if value.startswith("//") or value.startswith(":"):
-            return value
-        problem = versions.check_pinned_reference(value)
-        if problem:
-            raise _invalid(cls.alias, address, problem)
-        raise _invalid(
-            cls.alias,
-            address,
-            f"{value!r}: registry base images are not supported yet; use a `debian_base` target address",
+            return None
+        return versions.check_pinned_reference(value) or (
+            f"{value!r}: registry base images are not supported yet; use a `debian_base` target address"
         )
 
 
@@ -221,7 +226,7 @@ class PlatformsField(StringSequenceField):
         return value
 
 
-class RepositoryField(StringField):
+class RepositoryField(_CheckedStringField):
     alias = "repository"
     help = help_text(
         """
@@ -231,13 +236,8 @@ class RepositoryField(StringField):
     )
 
     @classmethod
-    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
-        value = super().compute_value(raw_value, address)
-        if value is not None:
-            problem = versions.check_repository(value)
-            if problem:
-                raise _invalid(cls.alias, address, problem)
-        return value
+    def problem(cls, value: str) -> Optional[str]:
+        return versions.check_repository(value)
 
 
 class ImageAnnotationsField(DictStringToStringField):
