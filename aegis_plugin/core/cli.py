@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from aegis_plugin.core.debian import rootfs
 from aegis_plugin.core.debian.errors import DebianError
 from aegis_plugin.core.debian.lock import parse_lock
-from aegis_plugin.core.model import safetensors
+from aegis_plugin.core.model import model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
 from aegis_plugin.core.python import requirements_lock, site_packages
@@ -48,6 +48,12 @@ def files_layer(args: argparse.Namespace) -> None:
                 safetensors.validate(item["source"])
             except safetensors.SafetensorsError as e:
                 raise UserError(f"{item['origin']}: {item['name']} is not a valid safetensors file: {e}")
+        if item.get("check") == "model_card":
+            try:
+                with open(item["source"], encoding="utf-8") as f:
+                    model_card.validate(f.read())
+            except (UnicodeDecodeError, model_card.CardError) as e:
+                raise UserError(f"{item['origin']}: {item['name']}: {e}")
         if item.get("check") == "json":
             try:
                 with open(item["source"], "rb") as f:

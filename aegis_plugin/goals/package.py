@@ -265,7 +265,7 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
     # The model layer is stamped with the model files' own revision, so a code-only commit leaves it as is.
     model_files = [
         LayerFile("/app/model/weights.safetensors", "field `weights`", inputs.weights, check="safetensors"),
-        LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card),
+        LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card"),
     ]
     if inputs.tokenizer is not None:
         model_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))

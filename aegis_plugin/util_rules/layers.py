@@ -159,7 +159,7 @@ class LayerFile:
     origin: str  # what the user wrote, for errors: e.g. "field `weights`"
     digest: Digest | None = None
     text: str | None = None
-    check: str | None = None  # "safetensors" | "json"
+    check: str | None = None  # "safetensors" | "json" | "model_card": validated by the core
 
 
 @dataclass(frozen=True)

@@ -115,3 +115,13 @@ def test_relative_symlink_outside_repo(clone: Clone) -> None:
     os.symlink("../../../../../etc/hostname", clone.root / "models/bad/data/extra")
     assert_fails(clone, "models/bad/data/extra", "may not traverse outside of the buildroot",
                  spec="models/bad:bad", names="models/bad/data/extra")
+
+
+def test_model_card_missing_a_section(clone: Clone) -> None:
+    write_model(clone)
+    card = clone.root / "models/bad/model_card.md"
+    text = card.read_text()
+    start = text.index("## Training data")
+    end = text.index("\n## ", start + 1)
+    card.write_text(text[:start] + text[end + 1:])
+    assert_fails(clone, "models/bad:bad: field `model_card`", "model card is missing sections: Training data")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# Canonical name -> accepted headings, normalised (see `normalize`). The canonical name is the first.
+# Canonical name (used in messages) -> the headings it accepts, normalised as `normalize` does.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "Intended use": ("intended use", "intended uses", "intended use cases"),
     "Out-of-scope use": ("out of scope use", "out of scope uses", "out of scope use cases"),

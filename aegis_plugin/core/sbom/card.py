@@ -1,0 +1,172 @@
+"""What the SBOMs say about the model, read from its card's sections and fields.
+
+The card is Markdown split into sections by heading (the inventory carries them). Lists become separate
+items (one per bullet; a paragraph is one item), and performance metrics come from the "Evaluation metrics"
+section: a Markdown table (a metric column and a value column, optionally a slice column) or
+``- name: value`` bullets.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from aegis_plugin.core.sbom.inventory import ModelCard
+
+_BULLET = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+(.*)$")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_TABLE_SEPARATOR_CELL = re.compile(r"^:?-+:?$")
+
+_NAME_COLUMNS = ("metric", "metrics", "name", "measure")
+_VALUE_COLUMNS = ("value", "score", "result", "results")
+_SLICE_COLUMNS = ("slice", "subset", "split", "segment", "dataset", "data")
+
+# CycloneDX modelParameters.approach.type
+APPROACHES = ("supervised", "unsupervised", "reinforcement-learning", "semi-supervised", "self-supervised")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: str
+    slice: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    task: Optional[str]
+    approach: Optional[str]  # one of APPROACHES
+    architecture_family: Optional[str]
+    model_architecture: Optional[str]
+    owner: Optional[str]
+    license: Optional[str]
+    use_cases: Tuple[str, ...]
+    out_of_scope_uses: Tuple[str, ...]
+    users: Tuple[str, ...]
+    limitations: Tuple[str, ...]
+    tradeoffs: Tuple[str, ...]
+    ethical_considerations: Tuple[str, ...]
+    metrics: Tuple[Metric, ...]
+    training_data: Optional[str]
+    evaluation_data: Optional[str]
+
+
+def _text(lines: List[str]) -> str:
+    return re.sub(r"\s+", " ", " ".join(line.strip() for line in lines)).strip()
+
+
+def _is_table_row(line: str) -> bool:
+    return line.strip().startswith("|")
+
+
+def items(markdown: Optional[str]) -> Tuple[str, ...]:
+    """One string per bullet and per paragraph, in order; tables and headings are left out."""
+    if not markdown:
+        return ()
+    out: List[str] = []
+    current: List[str] = []
+
+    def flush() -> None:
+        if current:
+            text = _text(current)
+            if text:
+                out.append(text)
+            current.clear()
+
+    for line in markdown.splitlines():
+        if not line.strip() or _HEADING.match(line) or _is_table_row(line):
+            flush()
+            continue
+        bullet = _BULLET.match(line)
+        if bullet:
+            flush()
+            current.append(bullet.group(1))
+        else:
+            current.append(line)
+    flush()
+    return tuple(out)
+
+
+def paragraphs(markdown: Optional[str]) -> Optional[str]:
+    """The section as plain paragraphs separated by blank lines (lines within a paragraph joined)."""
+    parts = items(markdown)
+    return "\n\n".join(parts) if parts else None
+
+
+def _cells(line: str) -> List[str]:
+    text = line.strip()
+    if text.startswith("|"):
+        text = text[1:]
+    if text.endswith("|") and not text.endswith("\\|"):
+        text = text[:-1]
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", text)]
+
+
+def _column(header: List[str], names: Tuple[str, ...]) -> Optional[int]:
+    for i, cell in enumerate(header):
+        if re.sub(r"[^a-z]", "", cell.lower()) in names:
+            return i
+    return None
+
+
+def metrics(markdown: Optional[str]) -> Tuple[Metric, ...]:
+    """Performance metrics from Markdown tables and ``- name: value`` bullets, in order."""
+    if not markdown:
+        return ()
+    lines = markdown.splitlines()
+    out: List[Metric] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if _is_table_row(line) and i + 1 < len(lines) and _is_table_row(lines[i + 1]):
+            header = _cells(line)
+            separator = _cells(lines[i + 1])
+            if all(_TABLE_SEPARATOR_CELL.match(cell) for cell in separator) and len(header) >= 2:
+                name_col = _column(header, _NAME_COLUMNS)
+                value_col = _column(header, _VALUE_COLUMNS)
+                slice_col = _column(header, _SLICE_COLUMNS)
+                name_col = 0 if name_col is None else name_col
+                if value_col is None:
+                    value_col = next(c for c in range(len(header)) if c not in (name_col, slice_col))
+                i += 2
+                while i < len(lines) and _is_table_row(lines[i]):
+                    row = _cells(lines[i])
+                    i += 1
+                    if max(name_col, value_col) >= len(row):
+                        continue
+                    name, value = row[name_col], row[value_col]
+                    if not name or not value:
+                        continue
+                    slice_ = row[slice_col] if slice_col is not None and slice_col < len(row) else None
+                    out.append(Metric(name, value, slice_ or None))
+                continue
+        bullet = _BULLET.match(line)
+        if bullet and ":" in bullet.group(1):
+            name, value = (part.strip() for part in bullet.group(1).split(":", 1))
+            if name and value and len(name) <= 80:
+                out.append(Metric(name, value))
+        i += 1
+    return tuple(out)
+
+
+def facts(card: ModelCard) -> CardFacts:
+    approach = card.field("approach", "learning type", "learning_type")
+    approach = approach.lower() if approach and approach.lower() in APPROACHES else None
+    return CardFacts(
+        task=card.field("task"),
+        approach=approach,
+        architecture_family=card.field("architecture_family", "architecture family"),
+        model_architecture=card.field("model_architecture", "architecture"),
+        owner=card.field("owner"),
+        license=card.field("license"),
+        use_cases=items(card.section("Intended use", "Intended uses", "Use cases", "Uses")),
+        out_of_scope_uses=items(card.section("Out-of-scope use", "Out-of-scope uses", "Out of scope")),
+        users=items(card.section("Intended users", "Users", "Primary intended users")),
+        limitations=items(card.section("Limitations", "Technical limitations", "Known limitations")),
+        tradeoffs=items(card.section("Performance tradeoffs", "Tradeoffs", "Trade-offs")),
+        ethical_considerations=items(card.section("Ethical considerations", "Ethics", "Risks")),
+        metrics=metrics(card.section("Evaluation metrics", "Metrics", "Evaluation", "Performance")),
+        training_data=paragraphs(card.section("Training data", "Training dataset")),
+        evaluation_data=paragraphs(card.section("Evaluation data", "Evaluation dataset", "Test data")),
+    )

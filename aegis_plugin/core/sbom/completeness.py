@@ -1,0 +1,357 @@
+"""SBOM completeness: does every file in the image belong to a component the SBOM names?
+
+The image's filesystem is what its layers give when applied in order (OCI image spec, "Applying
+changesets"): a `.wh.<name>` entry deletes `<name>` from the layers below, `.wh..wh..opq` empties its
+directory of everything from the layers below, and a non-directory replaces a directory together with its
+contents. Only regular files of that final filesystem are counted; a hardlink is a regular file of its own.
+Directories and symlinks carry no content and are not counted.
+
+Each regular file is attributed, the first source that claims it winning:
+
+1. `deb` — a Debian package: the paths in `/var/lib/dpkg/status.d/<pkg>.md5sums` (`<md5>  <path>`, path
+   without its leading slash) and its conffiles, which dpkg leaves out of md5sums: the `Conffiles:` field of
+   the status record `status.d/<pkg>` (` /etc/x <md5>` lines) or a `status.d/<pkg>.conffiles` list; plus
+   those status.d files themselves;
+2. `pypi` — a Python distribution: the paths in `<site_packages>/<dist>.dist-info/RECORD` (CSV rows
+   `path,hash,size`, relative to site-packages), plus every file under its `.dist-info/`;
+3. the explicit components (`{"component": "model:fraud-detector", "files": [...]}`), in the order given;
+   the type is the part of the name before `:` (`model`, `app`, ...);
+4. `allowed` — knowingly unattributed: files matching one of the `allow` glob patterns (`fnmatch` on the
+   absolute path, case-sensitive; `*` also matches `/`). Files a base image generates (`/etc/passwd`, the
+   CA bundle) go here or into an explicit component such as `{"component": "base", ...}`.
+
+Listed paths are resolved through the image's directory symlinks (a package's `lib/x86_64-linux-gnu/…` is
+found at `usr/lib/…` in a merged-/usr image). Listed paths absent from the image are reported as `missing`,
+which is not an error: minimal images drop documentation on purpose.
+"""
+from __future__ import annotations
+
+import bisect
+import csv
+import fnmatch
+import io
+import json
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+
+DPKG_STATUS_DIR = "/var/lib/dpkg/status.d"
+STANDARD_TYPES = ("deb", "pypi", "model", "app", "allowed")
+_OPAQUE = ".wh..wh..opq"
+_WHITEOUT = ".wh."
+_MAX_SYMLINK_HOPS = 40
+
+
+class CompletenessError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Report:
+    total: int  # regular files in the image's final filesystem
+    by_type: dict[str, int]  # deb, pypi, model, app, allowed, and any other component type
+    by_component: dict[str, int]  # "deb:libc6", "pypi:numpy", "model:fraud-detector", ... (not allowed)
+    unattributed: list[str]  # sorted
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (component, path), sorted
+    overlaps: list[str] = field(default_factory=list)  # files claimed by more than one component, sorted
+    unrecorded: list[str] = field(default_factory=list)  # dist-info directories without a RECORD
+
+    @property
+    def attributed(self) -> int:
+        """Files attributed to a component (allow-listed ones excluded)."""
+        return sum(n for t, n in self.by_type.items() if t != "allowed")
+
+    @property
+    def attributed_share(self) -> float:
+        return self.attributed / self.total if self.total else 1.0
+
+    def to_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "attributed": self.attributed,
+            "attributed_share": round(self.attributed_share, 6),
+            "by_type": dict(sorted(self.by_type.items())),
+            "by_component": dict(sorted(self.by_component.items())),
+            "unattributed": list(self.unattributed),
+            "missing": [{"component": c, "path": p} for c, p in self.missing],
+            "overlaps": list(self.overlaps),
+            "unrecorded": list(self.unrecorded),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+@dataclass
+class Entry:
+    """One path of the final filesystem."""
+
+    kind: str  # "file" (regular or hardlink), "dir", "symlink" or "other"
+    linkname: str = ""  # symlink target as written; hardlink target as an absolute path
+    data: bytes | None = None  # only for the bookkeeping files attribution reads
+
+
+def attribute(
+    layer_paths: list[str],
+    site_packages: str,
+    components: list[dict],
+    allow: list[str],
+) -> Report:
+    """Attributes every regular file of the image made of `layer_paths` (tar or gzip-tar blobs, lowest
+    first). `site_packages` is the absolute directory holding the image's `*.dist-info` (e.g.
+    `/app/site-packages`); `components` are `{"component": name, "files": [absolute paths]}`."""
+    site_packages = _normalize(site_packages)
+    fs = filesystem(layer_paths, site_packages)
+
+    claims: list[tuple[str, list[str]]] = []  # (component, absolute paths), in precedence order
+    ordered = sorted(fs)
+    claims.extend(_deb_claims(fs, ordered))
+    pypi, unrecorded = _pypi_claims(fs, ordered, site_packages)
+    claims.extend(pypi)
+    for component in components:
+        name, files = component.get("component"), component.get("files", [])
+        if not isinstance(name, str) or not name or not isinstance(files, list):
+            raise CompletenessError(f"a component needs a name and a list of files: {component!r}"[:300])
+        claims.append((name, [_normalize(p) for p in files]))
+
+    owner: dict[str, str] = {}
+    overlaps: set[str] = set()
+    missing: set[tuple[str, str]] = set()
+    for name, paths in claims:
+        for listed in paths:
+            path = _resolve_parents(fs, listed)
+            entry = fs.get(path)
+            if entry is None:
+                missing.add((name, listed))
+                continue
+            if entry.kind != "file":
+                continue  # a directory or symlink listed by its owner: nothing to count
+            if path in owner:
+                if owner[path] != name:
+                    overlaps.add(path)
+                continue
+            owner[path] = name
+
+    files = [p for p in ordered if fs[p].kind == "file"]
+    by_type = dict.fromkeys(STANDARD_TYPES, 0)
+    by_component: dict[str, int] = {}
+    unattributed = []
+    for path in files:
+        name = owner.get(path)
+        if name is not None:
+            kind = name.split(":", 1)[0]
+            by_type[kind] = by_type.get(kind, 0) + 1
+            by_component[name] = by_component.get(name, 0) + 1
+        elif any(fnmatch.fnmatchcase(path, pattern) for pattern in allow):
+            by_type["allowed"] += 1
+        else:
+            unattributed.append(path)
+    return Report(
+        total=len(files),
+        by_type=by_type,
+        by_component=by_component,
+        unattributed=unattributed,
+        missing=sorted(missing),
+        overlaps=sorted(overlaps),
+        unrecorded=unrecorded,
+    )
+
+
+def check(report: Report, max_unattributed: int = 0, show: int = 5) -> None:
+    """Raises `CompletenessError` (one line: the count and the first `show` paths) when more than
+    `max_unattributed` files are unattributed."""
+    count = len(report.unattributed)
+    if count <= max_unattributed:
+        return
+    listed = ", ".join(report.unattributed[:show])
+    more = f" and {count - show} more" if count > show else ""
+    noun = "file" if report.total == 1 else "files"
+    limit = f" (at most {max_unattributed} allowed)" if max_unattributed else ""
+    raise CompletenessError(
+        f"SBOM does not account for {count} of {report.total} {noun} in the image{limit}: {listed}{more}"
+    )
+
+
+def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict[str, Entry]:
+    """The final filesystem: absolute path -> entry. The content of dpkg `status.d` files and of
+    `<site_packages>/*.dist-info/RECORD` is kept for attribution."""
+    fs: dict[str, Entry] = {}
+    for layer in layer_paths:
+        added: dict[str, Entry] = {}
+        deleted: list[str] = []  # whiteouts: subtrees to remove from the layers below
+        opaque: list[str] = []  # directories to empty of the layers below
+        try:
+            tar = tarfile.open(layer, mode="r|*")
+        except (OSError, tarfile.TarError) as e:
+            raise CompletenessError(f"{layer}: not a tar or gzip-compressed tar layer ({e})") from e
+        with tar:
+            for member in tar:
+                path = _normalize(member.name)
+                if path == "/":
+                    continue
+                parent, base = posixpath.split(path)
+                if base == _OPAQUE:
+                    opaque.append(parent)
+                    continue
+                if base.startswith(_WHITEOUT):
+                    if not base.startswith(_WHITEOUT + _WHITEOUT):  # other .wh..wh. names are AUFS metadata
+                        deleted.append(posixpath.join(parent, base[len(_WHITEOUT):]))
+                    continue
+                added.pop(path, None)  # a later entry of the same layer wins, in its own position
+                added[path] = _entry(tar, member, path, added, fs, site_packages)
+        for path in deleted:
+            _remove_tree(fs, path)
+        for directory in opaque:
+            _remove_tree(fs, directory, keep_root=True)
+        for path, entry in added.items():
+            old = fs.get(path)
+            if old is not None and old.kind == "dir" and entry.kind != "dir":
+                _remove_tree(fs, path)
+            _drop_file_ancestors(fs, path)
+            if entry.kind == "dir" and old is not None and old.kind == "dir":
+                continue  # an existing directory keeps its contents
+            fs[path] = entry
+    return fs
+
+
+def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, added: dict, fs: dict,
+           site_packages: str | None) -> Entry:
+    if member.isdir():
+        return Entry("dir")
+    if member.issym():
+        return Entry("symlink", member.linkname)
+    if member.islnk():
+        target = _normalize(member.linkname)
+        source = added.get(target) or fs.get(target)
+        return Entry("file", target, source.data if source is not None else None)
+    if member.isreg():
+        data = None
+        if _is_bookkeeping(path, site_packages):
+            extracted = tar.extractfile(member)
+            data = extracted.read() if extracted is not None else b""
+        return Entry("file", data=data)
+    return Entry("other")
+
+
+def _is_bookkeeping(path: str, site_packages: str | None) -> bool:
+    if posixpath.dirname(path) == DPKG_STATUS_DIR:
+        return True
+    if site_packages is not None and posixpath.basename(path) == "RECORD":
+        dist_info = posixpath.dirname(path)
+        return dist_info.endswith(".dist-info") and posixpath.dirname(dist_info) == site_packages
+    return False
+
+
+def _deb_claims(fs: dict[str, Entry], ordered: list[str]) -> list[tuple[str, list[str]]]:
+    packages: dict[str, list[str]] = {}
+    prefix = DPKG_STATUS_DIR + "/"
+    for path in _under(ordered, prefix):
+        if not path.startswith(prefix) or "/" in path[len(prefix):] or fs[path].kind != "file":
+            continue
+        name = posixpath.basename(path)
+        suffix = next((s for s in (".md5sums", ".conffiles") if name.endswith(s)), "")
+        paths = packages.setdefault(name[: len(name) - len(suffix)], [])
+        paths.append(path)
+        text = (fs[path].data or b"").decode("utf-8", "surrogateescape")
+        if suffix == ".md5sums":
+            for line in text.splitlines():
+                _md5, sep, listed = line.partition("  ")
+                if sep and listed.strip():
+                    paths.append(_normalize(listed))
+        elif suffix == ".conffiles":
+            paths.extend(_normalize(line) for line in text.splitlines() if line.strip())
+        else:
+            paths.extend(_conffiles(text))
+    return [(f"deb:{package}", paths) for package, paths in sorted(packages.items())]
+
+
+def _conffiles(record: str) -> list[str]:
+    """The paths of a dpkg status record's `Conffiles:` field (continuation lines ` /path md5 [obsolete]`)."""
+    paths = []
+    inside = False
+    for line in record.splitlines():
+        if line[:1] in (" ", "\t"):
+            if inside and line.split():
+                paths.append(_normalize(line.split()[0]))
+            continue
+        inside = line.split(":", 1)[0].strip().lower() == "conffiles"
+    return paths
+
+
+def _pypi_claims(
+    fs: dict[str, Entry], ordered: list[str], site_packages: str
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    claims = []
+    unrecorded = []
+    prefix = site_packages + "/"
+    dist_infos = [
+        p for p in _under(ordered, prefix)
+        if fs[p].kind == "dir" and p.endswith(".dist-info") and "/" not in p[len(prefix):]
+    ]
+    for dist_info in dist_infos:
+        name = posixpath.basename(dist_info)[: -len(".dist-info")].split("-", 1)[0]
+        paths = _under(ordered, dist_info + "/")
+        record = fs.get(dist_info + "/RECORD")
+        if record is None or record.kind != "file":
+            unrecorded.append(dist_info)
+        else:
+            text = (record.data or b"").decode("utf-8", "surrogateescape")
+            for row in csv.reader(io.StringIO(text)):
+                if row and row[0].strip():
+                    paths.append(_normalize(posixpath.join(site_packages, row[0])))
+        claims.append((f"pypi:{name}", paths))
+    return claims, unrecorded
+
+
+def _under(ordered: list[str], prefix: str) -> list[str]:
+    """The paths of the sorted list `ordered` that start with `prefix`."""
+    start = bisect.bisect_left(ordered, prefix)
+    end = start
+    while end < len(ordered) and ordered[end].startswith(prefix):
+        end += 1
+    return ordered[start:end]
+
+
+def _normalize(name: str) -> str:
+    return posixpath.normpath("/" + name.strip().lstrip("/"))
+
+
+def _resolve_parents(fs: dict[str, Entry], path: str) -> str:
+    """`path` with each symlinked ancestor directory replaced by its target (the last component is kept,
+    as a package lists its own symlinks by their name)."""
+    parts = path.strip("/").split("/")
+    resolved = ""
+    hops = 0
+    i = 0
+    while i < len(parts) - 1:
+        candidate = f"{resolved}/{parts[i]}"
+        entry = fs.get(candidate)
+        if entry is not None and entry.kind == "symlink" and hops < _MAX_SYMLINK_HOPS:
+            hops += 1
+            target = entry.linkname
+            base = "" if target.startswith("/") else resolved
+            rest = _normalize(f"{base}/{target}").strip("/").split("/")
+            parts = [p for p in rest if p] + parts[i + 1:]
+            resolved, i = "", 0
+            continue
+        resolved = candidate
+        i += 1
+    return _normalize(f"{resolved}/{parts[-1]}") if parts else "/"
+
+
+def _remove_tree(fs: dict[str, Entry], path: str, keep_root: bool = False) -> None:
+    prefix = path.rstrip("/") + "/"
+    for p in [p for p in fs if p.startswith(prefix)]:
+        del fs[p]
+    if not keep_root:
+        fs.pop(path, None)
+
+
+def _drop_file_ancestors(fs: dict[str, Entry], path: str) -> None:
+    """An entry below a path that a lower layer made a file makes that path a directory."""
+    parent = posixpath.dirname(path)
+    while parent != "/":
+        entry = fs.get(parent)
+        if entry is not None and entry.kind in ("file", "other"):
+            del fs[parent]
+        parent = posixpath.dirname(parent)
