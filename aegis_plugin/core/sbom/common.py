@@ -73,24 +73,6 @@ def created_iso(inv: Inventory) -> str:
     return created_datetime(inv).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-_MIME_TYPES = {
-    ".safetensors": "application/octet-stream",
-    ".json": "application/json",
-    ".md": "text/markdown",
-    ".py": "text/x-python",
-    ".yaml": "application/yaml",
-    ".yml": "application/yaml",
-    ".txt": "text/plain",
-    ".lock": "text/plain",
-}
-
-
-def mime_type(path: str) -> str:
-    name = path.rsplit("/", 1)[-1]
-    suffix = name[name.rfind("."):] if "." in name else ""
-    return _MIME_TYPES.get(suffix.lower(), "application/octet-stream")
-
-
 def canonical_json(document: Any) -> bytes:
     """Sorted keys, two-space indentation, UTF-8, one trailing newline: the bytes depend only on the data."""
     return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False, separators=(",", ": ")) + "\n").encode(

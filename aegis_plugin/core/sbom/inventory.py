@@ -99,7 +99,10 @@ class ModelFile:
 
 
 def _section_key(title: str) -> str:
-    return re.sub(r"[\s_-]+", " ", title).strip().lower()
+    """Headings and field names compare without case, punctuation or a leading number (``3. Out-of-scope
+    use`` is ``out of scope use``), as aegis_plugin/core/model/model_card.py normalises them."""
+    text = re.sub(r"^\s*\d+[.)]?\s+", "", title.lower())
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split())
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ class ModelCard:
     fields: Mapping[str, str]  # "key: value" facts from the card, e.g. license, owner, task
 
     def section(self, *titles: str) -> Optional[str]:
-        """The body of the first section whose heading matches one of ``titles`` (case, `-`/`_` ignored)."""
+        """The body of the first section whose heading matches one of ``titles`` (see ``_section_key``)."""
         by_key = {_section_key(title): body for title, body in self.sections.items()}
         for title in titles:
             body = by_key.get(_section_key(title))

@@ -1,0 +1,367 @@
+"""The CycloneDX 1.6 ML-BOM of an image (``sbom.cdx.json``), built with cyclonedx-python-lib.
+
+Components (every ``bom-ref`` derives from the inventory, never from a counter or a random number):
+
+- ``metadata.component``: the image, type ``container`` (``image:<name>@<version>``, see ``common.image_purl``)
+- each Debian package: ``library``, purl ``pkg:deb/debian/…``, SHA-256 of the .deb, declared licenses, the
+  source package as properties, its files as ``evidence.occurrences``; bom-ref = purl
+- each Python distribution: ``library``, purl ``pkg:pypi/…``, the lock's SHA-256 of the wheel, declared
+  license, the wheel's name as a property, its files as occurrences; bom-ref = purl
+- the model: ``machine-learning-model`` (``model:<id>@<version>``) with a ``modelCard`` from model_card.md,
+  and its files (weights, tokenizer, card) as nested ``file`` components with SHA-256 and SHA-1
+- the application code: ``application`` (``app:<image>@<version>``) with its files nested likewise
+
+Dependencies: image -> every Debian package, Python distribution, the model and the app; app -> the Python
+distributions and its files; model -> its files; every other component -> nothing (listed, so the graph is
+complete).
+
+cyclonedx-python-lib (11.x) does not model ``modelCard`` yet (CycloneDX/cyclonedx-python-lib#912), so the
+card is added to the serialised model component and the result is checked against the 1.6 JSON schema.
+The output is re-serialised canonically (``common.canonical_json``); ``serialNumber`` is a uuid5 of that
+content and ``metadata.timestamp`` the image's ``created`` time, so the same inventory gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+
+from cyclonedx import __version__ as cyclonedx_lib_version
+from cyclonedx.model import (
+    AttachedText,
+    ExternalReference,
+    ExternalReferenceType,
+    HashAlgorithm,
+    HashType,
+    Property,
+    XsUri,
+)
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.component_evidence import ComponentEvidence, Occurrence
+from cyclonedx.model.contact import OrganizationalEntity
+from cyclonedx.model.license import DisjunctiveLicense, LicenseAcknowledgement, LicenseExpression
+from cyclonedx.model.lifecycle import LifecyclePhase, PredefinedLifecycle
+from cyclonedx.model.tool import ToolRepository
+from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.spdx import is_supported_id
+from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
+
+from aegis_plugin.core.sbom import card as card_facts
+from aegis_plugin.core.sbom import common, licenses
+from aegis_plugin.core.sbom.inventory import (
+    AppFile,
+    DebianPackage,
+    Inventory,
+    ModelFile,
+    PythonDist,
+    from_dict,
+)
+
+SPEC_VERSION = "1.6"
+_SCHEMA = SchemaVersion.V1_6
+_P = common.PROPERTY_PREFIX
+
+License = Union[DisjunctiveLicense, LicenseExpression]
+
+
+def _prop(name: str, value: str) -> Property:
+    return Property(name=f"{_P}:{name}", value=value)
+
+
+def _sha256(hexdigest: str) -> HashType:
+    return HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)
+
+
+def _license(expression: str) -> License:
+    """An SPDX expression as CycloneDX wants it: a plain id as ``license.id``, anything else as expression."""
+    if licenses.is_single_id(expression) and is_supported_id(expression):
+        return DisjunctiveLicense(id=expression, acknowledgement=LicenseAcknowledgement.DECLARED)
+    return LicenseExpression(expression, acknowledgement=LicenseAcknowledgement.DECLARED)
+
+
+def _named_license(name: str) -> DisjunctiveLicense:
+    short = name.strip().splitlines()[0].strip()
+    if short == name.strip() and len(short) <= 200:
+        return DisjunctiveLicense(name=short, acknowledgement=LicenseAcknowledgement.DECLARED)
+    return DisjunctiveLicense(
+        name=short[:77] + "..." if len(short) > 80 else short,
+        text=AttachedText(content=name.strip()),
+        acknowledgement=LicenseAcknowledgement.DECLARED,
+    )
+
+
+def declared_licenses(text: Optional[str]) -> List[License]:
+    """A Python distribution's or a model's declared license: SPDX id, SPDX expression, or a name."""
+    if not text or not text.strip():
+        return []
+    expression = licenses.spdx_expression(text)
+    return [_license(expression)] if expression else [_named_license(text)]
+
+
+def debian_licenses(names: Iterable[str]) -> List[License]:
+    """DEP-5 licenses: a list of ids (names where there is no SPDX id), or one expression when every entry
+    maps to SPDX and one of them is compound (``GPL-2+ or Artistic-2.0``)."""
+    entries = sorted(set(names))
+    mapped = [licenses.dep5_entry(entry) for entry in entries]
+    if entries and all(mapped) and any(not licenses.is_single_id(m) for m in mapped):  # type: ignore[arg-type]
+        parts = [f"({m})" if " OR " in m and len(mapped) > 1 else m for m in mapped]  # type: ignore[operator]
+        return [LicenseExpression(" AND ".join(sorted(set(parts))), acknowledgement=LicenseAcknowledgement.DECLARED)]
+    out: List[License] = []
+    for entry, spdx in zip(entries, mapped):
+        if spdx is not None and licenses.is_single_id(spdx) and is_supported_id(spdx):
+            out.append(DisjunctiveLicense(id=spdx, acknowledgement=LicenseAcknowledgement.DECLARED))
+        else:
+            out.append(DisjunctiveLicense(name=entry, acknowledgement=LicenseAcknowledgement.DECLARED))
+    return out
+
+
+def _occurrences(files: Iterable[str]) -> Optional[ComponentEvidence]:
+    found = [Occurrence(location=path) for path in files]
+    return ComponentEvidence(occurrences=found) if found else None
+
+
+def _debian_component(pkg: DebianPackage) -> Component:
+    purl = common.debian_purl(pkg)
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=pkg.name,
+        version=pkg.version,
+        bom_ref=purl,
+        purl=PackageURL.from_string(purl),
+        hashes=[_sha256(pkg.sha256)],
+        licenses=debian_licenses(pkg.licenses),
+        properties=[
+            _prop("debian:source", pkg.source),
+            _prop("debian:source_version", pkg.source_version),
+            _prop("debian:package_file", pkg.deb_filename),
+        ],
+        evidence=_occurrences(pkg.files),
+    )
+
+
+def _python_component(dist: PythonDist) -> Component:
+    purl = common.python_purl(dist)
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=dist.name,
+        version=dist.version,
+        bom_ref=purl,
+        purl=PackageURL.from_string(purl),
+        hashes=[_sha256(h) for h in dist.sha256s],
+        licenses=declared_licenses(dist.license),
+        properties=[_prop("python:wheel", dist.wheel)],
+        evidence=_occurrences(dist.files),
+    )
+
+
+def _file_component(f: Union[ModelFile, AppFile], properties: Iterable[Property] = ()) -> Component:
+    return Component(
+        type=ComponentType.FILE,
+        name=f.path,
+        bom_ref=common.file_ref(f.path),
+        hashes=[_sha256(f.sha256), HashType(alg=HashAlgorithm.SHA_1, content=f.sha1)],
+        properties=list(properties),
+    )
+
+
+def _model_component(inv: Inventory, files: List[Component]) -> Component:
+    model = inv.model
+    facts = card_facts.facts(model.card)
+    return Component(
+        type=ComponentType.MACHINE_LEARNING_MODEL,
+        name=model.model_id,
+        version=model.version,
+        bom_ref=common.model_ref(inv),
+        description=f"Machine-learning model {model.model_id} {model.version} "
+        f"({model.framework} {model.framework_version}, accelerator {model.accelerator})",
+        supplier=OrganizationalEntity(name=facts.owner) if facts.owner else None,
+        licenses=declared_licenses(facts.license),
+        properties=[
+            _prop("model:framework", model.framework),
+            _prop("model:framework_version", model.framework_version),
+            _prop("model:accelerator", model.accelerator),
+        ],
+        components=files,
+    )
+
+
+def model_card(inv: Inventory) -> Dict[str, Any]:
+    """The ``modelCard`` object (CycloneDX 1.6 JSON) of the model component, from the card's content."""
+    facts = card_facts.facts(inv.model.card)
+    card: Dict[str, Any] = {"bom-ref": common.model_card_ref(inv)}
+
+    parameters: Dict[str, Any] = {}
+    if facts.approach:
+        parameters["approach"] = {"type": facts.approach}
+    if facts.task:
+        parameters["task"] = facts.task
+    if facts.architecture_family:
+        parameters["architectureFamily"] = facts.architecture_family
+    if facts.model_architecture:
+        parameters["modelArchitecture"] = facts.model_architecture
+    datasets = [
+        {"type": "dataset", "name": name, "description": text}
+        for name, text in (("Training data", facts.training_data), ("Evaluation data", facts.evaluation_data))
+        if text
+    ]
+    if datasets:
+        parameters["datasets"] = datasets
+    if parameters:
+        card["modelParameters"] = parameters
+
+    if facts.metrics:
+        card["quantitativeAnalysis"] = {
+            "performanceMetrics": [
+                {"type": m.name, "value": m.value, **({"slice": m.slice} if m.slice else {})} for m in facts.metrics
+            ]
+        }
+
+    considerations: Dict[str, Any] = {}
+    for key, values in (
+        ("users", facts.users),
+        ("useCases", facts.use_cases),
+        ("technicalLimitations", facts.limitations),
+        ("performanceTradeoffs", facts.tradeoffs),
+    ):
+        if values:
+            considerations[key] = list(values)
+    if facts.ethical_considerations:
+        considerations["ethicalConsiderations"] = [{"name": text} for text in facts.ethical_considerations]
+    if considerations:
+        card["considerations"] = considerations
+
+    properties = [{"name": f"{_P}:modelcard:outOfScopeUse", "value": text} for text in facts.out_of_scope_uses]
+    properties += [
+        {"name": f"{_P}:modelcard:file", "value": f.path} for f in inv.model.files if f.role == "model_card"
+    ]
+    if properties:
+        card["properties"] = properties
+    return card
+
+
+def _tools() -> ToolRepository:
+    return ToolRepository(
+        components=[
+            Component(type=ComponentType.APPLICATION, name=common.TOOL_NAME, bom_ref=f"tool:{common.TOOL_NAME}"),
+            Component(
+                type=ComponentType.LIBRARY,
+                group="CycloneDX",
+                name="cyclonedx-python-lib",
+                version=cyclonedx_lib_version,
+                bom_ref=f"tool:cyclonedx-python-lib@{cyclonedx_lib_version}",
+            ),
+        ]
+    )
+
+
+def _bom(inv: Inventory) -> Bom:
+    image = inv.image
+    image_component = Component(
+        type=ComponentType.CONTAINER,
+        name=image.name,
+        version=image.version,
+        bom_ref=common.image_ref(inv),
+        purl=PackageURL.from_string(common.image_purl(image)),
+        properties=[_prop("image:os", image.os), _prop("image:architecture", image.architecture)],
+        external_references=(
+            [ExternalReference(type=ExternalReferenceType.VCS, url=XsUri(image.source_url))]
+            if image.source_url
+            else []
+        ),
+    )
+    metadata_properties = [_prop("git_sha", image.git_sha), _prop("source_revision_time", str(image.created))]
+    if image.source_url:
+        metadata_properties.append(_prop("source_url", image.source_url))
+    metadata = BomMetaData(
+        timestamp=common.created_datetime(inv),
+        tools=_tools(),
+        component=image_component,
+        lifecycles=[PredefinedLifecycle(LifecyclePhase.BUILD)],
+        properties=metadata_properties,
+    )
+
+    debian = [_debian_component(pkg) for pkg in inv.debian]
+    python = [_python_component(dist) for dist in inv.python]
+    model_files = [
+        _file_component(f, [_prop("model:role", f.role), _prop("file:size", str(f.size))]) for f in inv.model.files
+    ]
+    model = _model_component(inv, model_files)
+    app_files = [_file_component(f) for f in inv.app.files]
+    app = Component(
+        type=ComponentType.APPLICATION,
+        name=common.app_name(inv),
+        version=image.version,
+        bom_ref=common.app_ref(inv),
+        description=f"The application layer of {image.name}:{image.version}: the handler and the Aegis "
+        f"inference server that serve {inv.model.model_id}",
+        components=app_files,
+    )
+
+    # The placeholder serial number is replaced by one derived from the content (see build_cyclonedx).
+    bom = Bom(serial_number=uuid.UUID(int=0), metadata=metadata, components=debian + python + [model, app])
+    bom.register_dependency(image_component, debian + python + [model, app])
+    bom.register_dependency(app, python + app_files)
+    bom.register_dependency(model, model_files)
+    for leaf in debian + python + model_files + app_files:
+        bom.register_dependency(leaf, [])
+    return bom
+
+
+def _all_components(document: Mapping[str, Any]) -> Iterable[Dict[str, Any]]:
+    stack = list(document.get("components", []))
+    while stack:
+        component = stack.pop()
+        yield component
+        stack.extend(component.get("components", []))
+
+
+def _find_component(document: Mapping[str, Any], ref: str) -> Dict[str, Any]:
+    for component in _all_components(document):
+        if component.get("bom-ref") == ref:
+            return component
+    raise AssertionError(f"no component {ref} in the serialised BOM")
+
+
+def _canonicalise(document: Dict[str, Any]) -> None:
+    """Orders the library leaves to chance: occurrences without a bom-ref compare as neither equal nor
+    less (cyclonedx.model.bom_ref.BomRef), so their order follows insertion; sort them by location."""
+    for component in _all_components(document):
+        occurrences = component.get("evidence", {}).get("occurrences")
+        if occurrences:
+            occurrences.sort(key=lambda o: json.dumps(o, sort_keys=True))
+
+
+def build_cyclonedx(inv: Union[Inventory, Mapping[str, Any]]) -> bytes:
+    """The CycloneDX 1.6 JSON document for ``inv``: canonical UTF-8 bytes ending in a newline."""
+    if not isinstance(inv, Inventory):
+        inv = from_dict(inv)
+    document = json.loads(JsonV1Dot6(_bom(inv)).output_as_string())
+    _canonicalise(document)
+    document["metadata"]["timestamp"] = common.created_iso(inv)  # the same spelling as SPDX's `created`
+    _find_component(document, common.model_ref(inv))["modelCard"] = model_card(inv)
+    document.pop("serialNumber", None)
+    document["serialNumber"] = common.content_uuid("cyclonedx", document).urn
+    return common.canonical_json(document)
+
+
+def validate_cyclonedx(data: Union[bytes, str]) -> List[str]:
+    """Messages for every way ``data`` breaks the CycloneDX 1.6 JSON schema (empty when valid)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    try:
+        document = json.loads(text)
+    except ValueError as e:
+        return [f"not JSON: {e}"]
+    messages: List[str] = []
+    if not isinstance(document, dict) or document.get("specVersion") != SPEC_VERSION:
+        found = document.get("specVersion") if isinstance(document, dict) else None
+        messages.append(f"specVersion must be {SPEC_VERSION!r}, got {found!r}")
+    errors = JsonStrictValidator(_SCHEMA).validate_str(text, all_errors=True)
+    for error in errors or ():
+        detail = error.data
+        path = "/".join(str(p) for p in getattr(detail, "absolute_path", ()) or ())
+        messages.append(f"{path or '<root>'}: {getattr(detail, 'message', detail)}")
+    return messages
