@@ -124,4 +124,4 @@ def test_model_card_missing_a_section(clone: Clone) -> None:
     start = text.index("## Training data")
     end = text.index("\n## ", start + 1)
     card.write_text(text[:start] + text[end + 1:])
-    assert_fails(clone, "models/bad:bad: field `model_card`", "model card is missing sections: Training data")
+    assert_fails(clone, "models/bad:bad: field `model_card`", "model card is missing section: Training data")
