@@ -6,6 +6,8 @@ interpreter with no interpreter run at build time, which also works for a foreig
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -41,12 +43,15 @@ def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
     """Layer entries for every file of every distribution, under `prefix` (e.g. /app/site-packages).
 
     Modes are normalised (0644 files, 0755 directories): shared libraries load without the exec bit, and
-    sandbox file modes are not to be trusted. Two wheels installing the same file is an error.
+    sandbox file modes are not to be trusted. Two wheels installing the same file is an error. A
+    distribution whose installed tree has no RECORD (PEX keeps none) gets one, as an installer writes it,
+    so tools and scanners can tell which files each distribution owns.
     """
     entries: dict[str, LayerEntry] = {}
     owners: dict[str, str] = {}
     for dist in distributions(pex_dir):
         root = os.path.join(pex_dir, ".deps", dist.wheel)
+        files = []
         for dirpath, dirnames, filenames in os.walk(root):
             rel_dir = os.path.relpath(dirpath, root)
             if rel_dir == ".":
@@ -67,4 +72,35 @@ def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
                 else:
                     entries[path] = LayerEntry(path, "file", 0o644, source=source)
                 owners[path] = dist.wheel
+                files.append((rel, source))
+        record = _missing_record(files)
+        if record is not None:
+            rel, data = record
+            entries[f"{prefix}/{rel}"] = LayerEntry(f"{prefix}/{rel}", "file", 0o644, data=data)
     return [entries[p] for p in sorted(entries)]
+
+
+def _missing_record(files: list[tuple[str, str]]) -> tuple[str, bytes] | None:
+    """The RECORD (PEP 376/627: `path,sha256=<urlsafe b64>,size` per file) of a dist-info lacking one."""
+    dist_infos = sorted({rel.split("/", 1)[0] for rel, _ in files if rel.split("/", 1)[0].endswith(".dist-info")})
+    if len(dist_infos) != 1 or any(rel == f"{dist_infos[0]}/RECORD" for rel, _ in files):
+        return None
+    record = f"{dist_infos[0]}/RECORD"
+    lines = []
+    for rel, source in sorted(files):
+        if os.path.islink(source):
+            lines.append(f"{_csv(rel)},,")
+            continue
+        digest, size = hashlib.sha256(), 0
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        encoded = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+        lines.append(f"{_csv(rel)},sha256={encoded},{size}")
+    lines.append(f"{_csv(record)},,")
+    return record, ("\n".join(lines) + "\n").encode()
+
+
+def _csv(path: str) -> str:
+    return f'"{path}"' if "," in path or '"' in path else path
