@@ -61,10 +61,10 @@ class DebianLayerRequest:
     lockfile_path: str
 
 
-def _mirror_for(pkg: DebPackage, mirrors: dict[str, str], context: str) -> str:
+def _mirror_for(pkg: DebPackage, mirrors: dict[str, str], apt_sources: list, context: str) -> str:
     if pkg.suite in mirrors:
         return mirrors[pkg.suite]
-    mirror = mirror_for_suite(read_apt_sources(), pkg.suite)
+    mirror = mirror_for_suite(apt_sources, pkg.suite)
     if mirror is None:
         raise AegisBuildError(
             f"{context}: no Debian archive serves suite {pkg.suite!r} for {pkg.name}: add it to the apt "
@@ -78,9 +78,10 @@ async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem)
     contents = await Get(DigestContents, Digest, request.lockfile_digest)
     packages = parse_lock(contents[0].content.decode())
     mirrors = dict(aegis.debian_mirrors)
+    apt_sources = read_apt_sources()
     downloads = []
     for pkg in packages:
-        url = fetch_url(_mirror_for(pkg, mirrors, request.context), pkg)
+        url = fetch_url(_mirror_for(pkg, mirrors, apt_sources, request.context), pkg)
         downloads.append(DownloadFile(url, FileDigest(pkg.sha256, pkg.size)))
     try:
         debs = await MultiGet(Get(Digest, DownloadFile, d) for d in downloads)
