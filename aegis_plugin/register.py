@@ -2,8 +2,9 @@
 from aegis_plugin.goals import package, run, test
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
+from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
-from aegis_plugin.util_rules import contract_driver, core_process, image, layers, source_revision
+from aegis_plugin.util_rules import core_process, image, layers, sbom, source_revision
 
 
 def rules():
@@ -11,13 +12,14 @@ def rules():
         *package.rules(),
         *test.rules(),
         *run.rules(),
-        *contract_driver.rules(),
         *core_process.rules(),
         *image.rules(),
         *layers.rules(),
+        *sbom.rules(),
         *source_revision.rules(),
         *AegisSubsystem.rules(),
         *ContractTestSubsystem.rules(),
+        *SbomSubsystem.rules(),
     ]
 
 

@@ -6,6 +6,8 @@ reported as one `aegis: ...` line on stderr with exit code 2; the calling rule p
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
 import sys
@@ -22,6 +24,10 @@ from aegis_plugin.core.python import requirements_lock, site_packages
 
 LAYER_BLOB = "layer.tar.gz"
 LAYER_INFO = "layer.json"
+# What each layer step reports for the SBOM (see aegis_plugin/core/sbom/inventory.py for the whole format):
+INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"python": [...]}
+FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
+MODEL_CARD_INFO = "model_card.json"  # files-layer with a model card: its {sections, fields}
 
 
 class UserError(Exception):
@@ -65,6 +71,29 @@ def files_layer(args: argparse.Namespace) -> None:
         else:
             entries.append(LayerEntry(item["path"], "file", item["mode"], source=item["source"]))
     _write_layer(entries, args.out, spec["mtime"], spec["description"])
+    _write_json(os.path.join(args.out, FILES_INFO), [_file_facts(e) for e in sorted(entries, key=lambda e: e.path)])
+    cards = [item for item in spec["entries"] if item.get("check") == "model_card"]
+    if cards:
+        with open(cards[0]["source"], encoding="utf-8") as f:
+            card = model_card.parse(f.read())
+        _write_json(os.path.join(args.out, MODEL_CARD_INFO), {"sections": card.sections, "fields": card.fields})
+
+
+def _file_facts(entry: LayerEntry) -> dict:
+    """What the SBOM records of a file: SPDX 2.3 wants a SHA1 of every file besides the SHA256."""
+    sha256, sha1, size = hashlib.sha256(), hashlib.sha1(usedforsecurity=False), 0
+    with (io.BytesIO(entry.data) if entry.data is not None else open(entry.source, "rb")) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):  # weights can be larger than memory
+            sha256.update(block)
+            sha1.update(block)
+            size += len(block)
+    return {"path": entry.path, "sha256": sha256.hexdigest(), "sha1": sha1.hexdigest(), "size": size}
+
+
+def _write_json(path: str, data: object) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, sort_keys=True, indent=1, ensure_ascii=False)
+        f.write("\n")
 
 
 def debian_layer(args: argparse.Namespace) -> None:
@@ -73,15 +102,13 @@ def debian_layer(args: argparse.Namespace) -> None:
         packages = parse_lock(f.read())
     with tempfile.TemporaryDirectory() as work_dir:
         try:
-            entries = rootfs.base_entries(
+            base = rootfs.build_base(
                 [os.path.join(args.debs, p.deb_basename) for p in packages], packages, work_dir
             )
         except DebianError as e:
             raise UserError(str(e))
-        _write_layer(entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}")
-    with open(os.path.join(args.out, "packages.json"), "w") as f:
-        json.dump([{"name": p.name, "version": p.version, "architecture": p.architecture, "sha256": p.sha256}
-                   for p in packages], f, sort_keys=True, indent=2)
+        _write_layer(base.entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}")
+    _write_json(os.path.join(args.out, INVENTORY), {"debian": [p.to_json() for p in base.packages]})
 
 
 def deps_layer(args: argparse.Namespace) -> None:
@@ -93,15 +120,21 @@ def deps_layer(args: argparse.Namespace) -> None:
         lock_text = requirements_lock.subset(
             locked, {d.name: d.version for d in dists}, os.path.basename(args.lock)
         )
-        entries = site_packages.site_packages_entries(args.pex, args.prefix)
+        installed = site_packages.build_site_packages(args.pex, args.prefix)
     except (requirements_lock.LockError, site_packages.SitePackagesError) as e:
         raise UserError(str(e))
-    _write_layer(entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}")
+    _write_layer(installed.entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}")
     with open(os.path.join(args.out, "requirements.lock"), "wb") as f:
         f.write(lock_text)
-    with open(os.path.join(args.out, "distributions.json"), "w") as f:
-        json.dump([{"name": d.name, "version": d.version, "wheel": d.wheel} for d in dists], f,
-                  sort_keys=True, indent=2)
+    hashes = {(r.name, r.version): r.hashes for r in locked}
+    python = [
+        {
+            "name": d.name, "version": d.version, "wheel": d.wheel, "hashes": sorted(hashes[d.name, d.version]),
+            "license": site_packages.declared_license(args.pex, d), "files": installed.files[d.wheel],
+        }
+        for d in dists
+    ]
+    _write_json(os.path.join(args.out, INVENTORY), {"python": python})
 
 
 def build_image(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""`pants package` for `model_package`: gather the inputs, build four layers, assemble one OCI image."""
+"""`pants package` for `model_package`: gather the inputs, build the layers and the SBOMs, assemble one OCI image."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,16 @@ from pants.backend.python.util_rules.python_sources import PythonSourceFiles, Py
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.target_types import FileSourceField
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
-from pants.engine.fs import AddPrefix, Digest, DigestContents, DigestEntries, DigestSubset, FileEntry, PathGlobs
+from pants.engine.fs import (
+    AddPrefix,
+    Digest,
+    DigestContents,
+    DigestEntries,
+    DigestSubset,
+    FileEntry,
+    MergeDigests,
+    PathGlobs,
+)
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     FieldSet,
@@ -61,6 +70,7 @@ from aegis_plugin.util_rules.layers import (
     Layer,
     LayerFile,
 )
+from aegis_plugin.util_rules.sbom import CYCLONEDX_FILE, SBOM_IN_IMAGE, SPDX_FILE, Sbom, SbomRequest
 from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
 
 
@@ -267,8 +277,10 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
         LayerFile("/app/model/weights.safetensors", "field `weights`", inputs.weights, check="safetensors"),
         LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card"),
     ]
+    model_file_roles = ["weights", "model_card"]
     if inputs.tokenizer is not None:
         model_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
+        model_file_roles.append("tokenizer")
     base_lockfile = inputs.base_lockfile.snapshot
     model_layer, base_layer, deps_layer = await MultiGet(
         Get(Layer, FilesLayerRequest(context, "model files", tuple(model_files), inputs.model_revision.commit_time)),
@@ -282,10 +294,10 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
 
     # The manifest records the framework's locked version, which the deps layer reports.
     deps_contents = await Get(
-        DigestContents, DigestSubset(deps_layer.digest, PathGlobs(["out/distributions.json", "out/requirements.lock"]))
+        DigestContents, DigestSubset(deps_layer.digest, PathGlobs(["out/inventory.json", "out/requirements.lock"]))
     )
     deps_files = {c.path: c.content for c in deps_contents}
-    distributions = {d["name"]: d["version"] for d in json.loads(deps_files["out/distributions.json"])}
+    distributions = {d["name"]: d["version"] for d in json.loads(deps_files["out/inventory.json"])["python"]}
     framework = canonical_name(fs.framework.value)
     if framework not in distributions:
         raise AegisBuildError(
@@ -317,6 +329,40 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
     )
 
     repository = fs.repository.value or f"aegis/{fs.model_id.value}"
+    # The SBOMs describe the four layers below them; the SPDX one ships in a small layer of its own on top.
+    sbom = await Get(
+        Sbom,
+        SbomRequest(
+            context,
+            image=FrozenDict(
+                name=repository,
+                version=fs.version.value,
+                created=inputs.revision.commit_time,
+                git_sha=inputs.revision.git_sha,
+                source_url=aegis.source_url or None,
+                architecture="amd64",
+                os="linux",
+            ),
+            model=FrozenDict(
+                model_id=fs.model_id.value,
+                version=fs.version.value,
+                framework=framework,
+                framework_version=distributions[framework],
+                accelerator=fs.accelerator.value,
+            ),
+            model_file_roles=FrozenDict({f.path: role for f, role in zip(model_files, model_file_roles)}),
+            base=base_layer,
+            deps=deps_layer,
+            model_files=model_layer,
+            app=app_layer,
+        ),
+    )
+    sbom_layer = await Get(
+        Layer,
+        FilesLayerRequest(
+            context, "SBOM", (LayerFile(SBOM_IN_IMAGE, "the SBOM", sbom.spdx),), inputs.revision.commit_time
+        ),
+    )
     annotations = {
         **(fs.annotations.value or {}),
         "org.opencontainers.image.title": fs.model_id.value,
@@ -328,7 +374,7 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
         OciImage,
         OciImageRequest(
             context=context,
-            layers=(base_layer, deps_layer, model_layer, app_layer),
+            layers=(base_layer, deps_layer, model_layer, app_layer, sbom_layer),
             created=inputs.revision.commit_time,
             entrypoint=(inputs.python, "-m", "aegis_runtime.server"),
             env=(
@@ -343,7 +389,7 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
     )
     output_path = fs.output_path.value_or_default(file_ending=None)
     return BuiltPackage(
-        await Get(Digest, AddPrefix(image.digest, output_path)),
+        await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([image.digest, sbom.digest])), output_path)),
         (
             BuiltPackageArtifact(
                 f"{output_path}/image.tar",
@@ -351,8 +397,11 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
                     f"    manifest digest: {image.manifest_digest}",
                     f"    tag: {repository}:{fs.version.value} (OCI layout in {output_path}/oci)",
                     f"    revision: {inputs.revision.git_sha}",
+                    f"    {sbom.summary}",
                 ),
             ),
+            BuiltPackageArtifact(f"{output_path}/{CYCLONEDX_FILE}"),
+            BuiltPackageArtifact(f"{output_path}/{SPDX_FILE}"),
         ),
     )
 

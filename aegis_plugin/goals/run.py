@@ -14,9 +14,9 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 
 from aegis_plugin.goals.package import ModelPackageFieldSet
-from aegis_plugin.util_rules.contract_driver import SERVE_MAIN, ContractDriverRequest
+from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelIdField
-from aegis_plugin.util_rules.core_process import CORE_INTERPRETER_CONSTRAINTS
+from aegis_plugin.util_rules.core_process import CORE_INTERPRETER_CONSTRAINTS, CoreTool, CoreToolPexRequest
 
 
 @dataclass(frozen=True)
@@ -26,14 +26,16 @@ class ModelPackageRunFieldSet(RunFieldSet):
 
 
 @rule(desc="Preparing to serve a model image")
-async def run_model_package(field_set: ModelPackageRunFieldSet, pex_env: PexEnvironment) -> RunRequest:
+async def run_model_package(
+    field_set: ModelPackageRunFieldSet, pex_env: PexEnvironment, contract: ContractTestSubsystem
+) -> RunRequest:
     wrapped = await Get(
         WrappedTarget, WrappedTargetRequest(field_set.address, description_of_origin="the `run` goal")
     )
     environment = pex_env.in_sandbox(working_directory=None)
     package, driver, python = await MultiGet(
         Get(BuiltPackage, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target)),
-        Get(VenvPex, VenvPexRequest(await Get(PexRequest, ContractDriverRequest(SERVE_MAIN)), environment)),
+        Get(VenvPex, VenvPexRequest(await Get(PexRequest, CoreToolPexRequest(CoreTool.CONTRACT_SERVE, contract.resolve)), environment)),
         Get(PythonExecutable, InterpreterConstraints, CORE_INTERPRETER_CONSTRAINTS),
     )
     output_path = os.path.dirname(package.artifacts[0].relpath or "")

@@ -21,8 +21,7 @@ from pants.util.logging import LogLevel
 from aegis_plugin.goals.package import ModelPackageFieldSet
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelExamplesField, ModelIdField
-from aegis_plugin.util_rules.contract_driver import TEST_MAIN, ContractDriverRequest
-from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ async def run_contract_test(
         WrappedTarget, WrappedTargetRequest(field_set.address, description_of_origin="the `test` goal")
     )
     driver, package, examples, bwrap = await MultiGet(
-        Get(VenvPex, PexRequest, await Get(PexRequest, ContractDriverRequest(TEST_MAIN))),
+        Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.CONTRACT_TEST, subsystem.resolve))),
         Get(BuiltPackage, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target)),
         Get(HydratedSources, HydrateSourcesRequest(field_set.sources)),
         Get(BinaryPaths, BinaryPathRequest(binary_name="bwrap", search_path=("/usr/bin", "/bin"))),

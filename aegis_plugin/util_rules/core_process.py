@@ -1,7 +1,8 @@
 """The one place where rules reach the plain-Python core.
 
 The core (`aegis_plugin/core/`) runs as a PEX inside Pants sandboxes, so no import shows the tie: every
-command a rule runs is a `CoreCommand` here, and each maps onto one subcommand of `aegis_plugin.core.cli`.
+command a rule runs is a `CoreCommand` here, and each maps onto one subcommand of `aegis_plugin.core.cli`
+(stdlib only); the entry points that need third-party code are the `CoreTool`s.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from pants.backend.python.target_types import EntryPoint
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex_requirements import EntireLockfile, Lockfile, Resolve
 from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.process import FallibleProcessResult, Process
 from pants.engine.rules import Get, collect_rules, rule
@@ -34,6 +36,15 @@ class CoreCommand(Enum):
     DEBIAN_LAYER = "debian-layer"  # core/cli.py: debian_layer -> debian/rootfs.py
     DEPS_LAYER = "deps-layer"  # core/cli.py: deps_layer -> python/site_packages.py
     IMAGE = "image"  # core/cli.py: image -> oci/image.py, oci/layout.py, oci/tarball.py
+
+
+class CoreTool(Enum):
+    """Core entry points that need third-party code: each runs as a PEX of the core's sources plus one
+    resolve, whose lock (a hash-pinned requirements file) is installed whole."""
+
+    CONTRACT_TEST = "aegis_plugin.core.contract.cli"  # `pants test`: resolve [aegis-contract-test].resolve
+    CONTRACT_SERVE = "aegis_plugin.core.contract.serve"  # `pants run`: the same resolve
+    SBOM = "aegis_plugin.core.sbom.cli"  # `pants package`: resolve [aegis-sbom].resolve
 
 
 class AegisBuildError(Exception):
@@ -85,13 +96,32 @@ async def build_core_pex(sources: CoreSources) -> AegisCorePex:
 
 
 @dataclass(frozen=True)
+class CoreToolPexRequest:
+    tool: CoreTool
+    resolve: str
+
+
+@rule
+async def core_tool_pex_request(request: CoreToolPexRequest, sources: CoreSources) -> PexRequest:
+    lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
+    return PexRequest(
+        output_filename=f"{request.tool.name.lower()}.pex",
+        internal_only=True,
+        sources=sources.digest,
+        requirements=EntireLockfile(lockfile),
+        interpreter_constraints=CORE_INTERPRETER_CONSTRAINTS,
+        main=EntryPoint(request.tool.value),
+    )
+
+
+@dataclass(frozen=True)
 class CoreProcess:
     """One run of a core command. `error_context` prefixes its one-line error, e.g. `a/b:c: field x`.
 
     `spec`, when given, is JSON-serialisable data written to `spec.json` and passed as `--spec spec.json`.
     """
 
-    command: CoreCommand
+    command: CoreCommand | CoreToolPexRequest  # a subcommand of the core CLI, or a tool's own entry point
     argv: tuple[str, ...]
     input_digest: Digest
     description: str
@@ -129,11 +159,15 @@ async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResu
         spec_digest = await Get(Digest, CreateDigest([FileContent("spec.json", spec)]))
         input_digest = await Get(Digest, MergeDigests([spec_digest, input_digest]))
         argv = ("--spec", "spec.json", *argv)
+    if isinstance(request.command, CoreCommand):
+        pex, argv = core.pex, (request.command.value, *argv)
+    else:
+        pex = await Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest, request.command))
     process = await Get(
         Process,
         VenvPexProcess(
-            core.pex,
-            argv=(request.command.value, *argv, "--out", request.output_directory),
+            pex,
+            argv=(*argv, "--out", request.output_directory),
             input_digest=input_digest,
             output_directories=(request.output_directory,),
             description=request.description,

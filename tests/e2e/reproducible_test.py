@@ -19,7 +19,8 @@ def test_two_clean_clones_build_identical_bytes(tmp_path) -> None:
     assert summary_a["manifest_digest"] == summary_b["manifest_digest"]
     files_a, files_b = tree_digests(a.root / "dist"), tree_digests(b.root / "dist")
     assert files_a == files_b
-    assert f"{OUT}/image.tar" in files_a and f"{OUT}/oci/index.json" in files_a
+    for name in ("image.tar", "oci/index.json", "sbom.cdx.json", "sbom.spdx.json", "sbom-completeness.json"):
+        assert f"{OUT}/{name}" in files_a
 
     # Standard tools accept both forms, for the same manifest digest.
     layout, tar = a.root / "dist" / OUT / "oci", a.root / "dist" / OUT / "image.tar"
@@ -70,7 +71,7 @@ def test_image_contents_and_config(tmp_path) -> None:
     assert (weights.uid, weights.gid, weights.mode) == (0, 0, 0o644)
 
 
-def test_code_edit_changes_only_the_app_layer_and_unrelated_commits_change_nothing(tmp_path) -> None:
+def test_code_edit_changes_only_the_app_and_sbom_layers_and_unrelated_commits_change_nothing(tmp_path) -> None:
     clone = make_clone(tmp_path, "d")
     clone.pants("package", "models/fraud::")
     before = clone.image_summary()
@@ -81,7 +82,7 @@ def test_code_edit_changes_only_the_app_layer_and_unrelated_commits_change_nothi
     clone.pants("package", "models/fraud::")
     assert clone.image_summary()["manifest_digest"] == before["manifest_digest"]
 
-    # A server-code edit: only the app layer changes.
+    # A server-code edit: only the app layer and the SBOM that lists its files change.
     handler = clone.root / "models/fraud/server/handler.py"
     handler.write_text(handler.read_text() + "\n# A code edit.\n")
     clone.git("commit", "-qam", "edit the handler")
@@ -89,6 +90,7 @@ def test_code_edit_changes_only_the_app_layer_and_unrelated_commits_change_nothi
     after = clone.image_summary()
     old, new = [l["digest"] for l in before["layers"]], [l["digest"] for l in after["layers"]]
     assert old[:3] == new[:3], "base, dependencies and model layers must be reused"
-    assert old[3] != new[3]
+    assert old[3] != new[3] and old[4] != new[4]
+    assert [l["description"] for l in after["layers"]][3:] == ["app", "SBOM"]
     assert after["manifest_digest"] != before["manifest_digest"]
     shutil.rmtree(clone.root / "dist")

@@ -27,6 +27,7 @@ class DebFormatError(DebianError):
 class DebControl:
     control: str  # the control file: one deb822 paragraph (Package, Version, Depends, ...)
     md5sums: str | None  # "<md5>  <path without leading slash>" lines; None if the package has none
+    conffiles: str | None = None  # absolute paths, one a line, that dpkg leaves out of md5sums
 
     @property
     def fields(self) -> dict[str, str]:
@@ -127,7 +128,7 @@ def _member_path(name: str, where: str) -> str:
 
 
 def read_control(deb: str | os.PathLike[str]) -> DebControl:
-    """The ``control`` and ``md5sums`` files of the package."""
+    """The ``control``, ``md5sums`` and ``conffiles`` files of the package."""
     where = os.fspath(deb)
     with open(deb, "rb") as f:
         members = _ar_members(f, where)
@@ -136,13 +137,13 @@ def read_control(deb: str | os.PathLike[str]) -> DebControl:
         with _open_tar(f, members, "control", where) as tar:
             for info in tar:
                 name = _member_path(info.name, where)
-                if info.isfile() and name in ("/control", "/md5sums"):
+                if info.isfile() and name in ("/control", "/md5sums", "/conffiles"):
                     content = tar.extractfile(info)
                     assert content is not None
                     found[name] = content.read().decode("utf-8")
     if "/control" not in found:
         raise DebFormatError(f"{where}: control.tar has no control file")
-    return DebControl(control=found["/control"], md5sums=found.get("/md5sums"))
+    return DebControl(control=found["/control"], md5sums=found.get("/md5sums"), conffiles=found.get("/conffiles"))
 
 
 def iter_data(deb: str | os.PathLike[str]) -> Iterator[tuple[DebMember, IO[bytes] | None]]:

@@ -16,24 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
+from aegis_plugin.core.debian.copyright import declared_licenses
 from aegis_plugin.core.debian.deb import DebControl, iter_data, read_control
 from aegis_plugin.core.debian.errors import DebianError
 from aegis_plugin.core.debian.lock import DebPackage, verify_deb
-
-try:
-    from aegis_plugin.core.oci.layer import LayerEntry
-except ModuleNotFoundError as e:  # the OCI package is written in parallel, to this same contract
-    if e.name not in ("aegis_plugin.core.oci", "aegis_plugin.core.oci.layer"):
-        raise
-
-    @dataclass(frozen=True)
-    class LayerEntry:  # type: ignore[no-redef]
-        path: str
-        kind: str  # "file" | "dir" | "symlink" | "hardlink"
-        mode: int
-        source: str | None = None
-        data: bytes | None = None
-        linkname: str | None = None
+from aegis_plugin.core.oci.layer import LayerEntry
 
 
 NONROOT_UID = 65532
@@ -57,6 +44,7 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # `openssl` package would otherwise be needed just for that directory.
 OPENSSL_CAFILE = "/usr/lib/ssl/cert.pem"
 _DEBIAN_RELEASES = {"bookworm": "12", "trixie": "13"}
+_MAX_DOC_LINKS = 8
 _GENERATED = "(generated)"  # owner name of the entries written here, shown in conflict errors
 
 
@@ -135,9 +123,13 @@ def _store(stream: IO[bytes], blobs: Path) -> tuple[str, str]:
     return str(target), digest.hexdigest()
 
 
-def _unpack(deb: Path, pkg: DebPackage, tree: _Tree, blobs: Path) -> None:
+def _unpack(deb: Path, pkg: DebPackage, tree: _Tree, blobs: Path) -> list[str]:
+    """Adds the package's members to ``tree``; returns the paths of its files and symlinks."""
     stored: dict[str, tuple[str, str, int]] = {}  # path -> (source, sha256, mode), for hardlinks
+    owned = []
     for member, stream in iter_data(deb):
+        if member.kind != "dir":
+            owned.append(member.path)
         if member.kind == "file":
             assert stream is not None
             source, digest = _store(stream, blobs)
@@ -154,15 +146,32 @@ def _unpack(deb: Path, pkg: DebPackage, tree: _Tree, blobs: Path) -> None:
             tree.add(LayerEntry(member.path, "dir", member.mode), pkg.name)
         else:
             tree.add(LayerEntry(member.path, "symlink", 0o777, linkname=member.linkname), pkg.name)
+    return owned
 
 
-def status_record(control: DebControl) -> bytes:
+def status_record(control: DebControl, conffile_md5s: dict[str, str] | None = None) -> bytes:
     """The control paragraph with ``Status: install ok installed`` after ``Package:``, as dpkg's
-    status file has it: what scanners read from ``/var/lib/dpkg/status.d/<pkg>`` (distroless style)."""
+    status file has it: what scanners read from ``/var/lib/dpkg/status.d/<pkg>`` (distroless style).
+
+    ``conffile_md5s`` (path -> md5 of the shipped content) becomes the ``Conffiles:`` field, the only
+    record of the configuration files that dpkg leaves out of ``md5sums``.
+    """
     lines = control.control.rstrip("\n").split("\n")
     at = next((i + 1 for i, line in enumerate(lines) if line.startswith("Package:")), 0)
     lines.insert(at, "Status: install ok installed")
+    if conffile_md5s:
+        lines.append("Conffiles:")
+        lines.extend(f" {path} {md5}" for path, md5 in sorted(conffile_md5s.items()))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _conffile_md5s(control: DebControl, tree: _Tree) -> dict[str, str]:
+    result = {}
+    for path in (control.conffiles or "").split():
+        owned = tree.items.get(path)
+        if owned is not None and owned.entry.kind == "file" and owned.entry.source is not None:
+            result[path] = hashlib.md5(Path(owned.entry.source).read_bytes(), usedforsecurity=False).hexdigest()
+    return result
 
 
 def _os_release(suite: str) -> bytes:
@@ -192,7 +201,7 @@ def _add_generated(tree: _Tree, controls: dict[str, DebControl], suite: str) -> 
         tree.add(LayerEntry(path, "file", mode, data=data), _GENERATED, hashlib.sha256(data).hexdigest())
 
     for name, control in sorted(controls.items()):
-        add_file(f"{STATUS_DIR}/{name}", status_record(control))
+        add_file(f"{STATUS_DIR}/{name}", status_record(control, _conffile_md5s(control, tree)))
         if control.md5sums is not None:
             add_file(f"{STATUS_DIR}/{name}.md5sums", control.md5sums.encode("utf-8"))
     add_file("/etc/passwd", PASSWD.encode())
@@ -237,10 +246,39 @@ def _match(
     return [(pkg, found[pkg.name]) for pkg in sorted(packages, key=lambda p: p.name)]
 
 
+@dataclass(frozen=True)
+class InstalledPackage:
+    """What the SBOM says of one package of the base: the lock's facts, its licenses and its files."""
+
+    package: DebPackage
+    licenses: tuple[str, ...]  # DEP-5 short names from its copyright file (see copyright.py)
+    files: tuple[str, ...]  # absolute paths of its files and symlinks, sorted
+
+    def to_json(self) -> dict:
+        pkg = self.package
+        return {
+            "name": pkg.name, "version": pkg.version, "architecture": pkg.architecture, "source": pkg.source,
+            "source_version": pkg.source_version, "sha256": pkg.sha256, "licenses": list(self.licenses),
+            "files": list(self.files),
+        }
+
+
+@dataclass(frozen=True)
+class Base:
+    entries: list[LayerEntry]  # sorted by path
+    packages: list[InstalledPackage]  # sorted by name
+
+
 def base_entries(
     debs: Iterable[str | os.PathLike[str]], packages: Sequence[DebPackage], work_dir: str | os.PathLike[str]
 ) -> list[LayerEntry]:
-    """The entries of one layer holding all ``packages`` (their .debs are ``debs``), sorted by path.
+    return build_base(debs, packages, work_dir).entries
+
+
+def build_base(
+    debs: Iterable[str | os.PathLike[str]], packages: Sequence[DebPackage], work_dir: str | os.PathLike[str]
+) -> Base:
+    """One layer holding all ``packages`` (their .debs are ``debs``), and what each package installed.
 
     File contents are extracted under ``work_dir`` and referenced by ``source``; keep it until the
     layer is written. Every .deb is checked against the lock's size and sha256 first.
@@ -250,6 +288,7 @@ def base_entries(
     blobs.mkdir(parents=True, exist_ok=True)
     tree = _Tree()
     controls: dict[str, DebControl] = {}
+    owned: dict[str, list[str]] = {}
     for pkg, deb in pairs:
         verify_deb(deb, pkg)
         control = read_control(deb)
@@ -260,10 +299,28 @@ def base_entries(
                 f"{deb}: its control says {shown}, the lock says {(pkg.name, pkg.version, pkg.architecture)}"
             )
         controls[pkg.name] = control
-        _unpack(deb, pkg, tree, blobs)
+        owned[pkg.name] = _unpack(deb, pkg, tree, blobs)
     _add_generated(tree, controls, pairs[0][0].suite if pairs else "bookworm")
     tree.add_missing_parents()
-    return [tree.items[path].entry for path in sorted(tree.items)]
+    installed = [
+        InstalledPackage(pkg, _licenses(tree, pkg.name), tuple(sorted(set(owned[pkg.name])))) for pkg, _ in pairs
+    ]
+    return Base([tree.items[path].entry for path in sorted(tree.items)], installed)
+
+
+def _licenses(tree: _Tree, name: str) -> tuple[str, ...]:
+    """The licenses of the package's copyright file, following a symlinked doc directory (Debian links
+    `/usr/share/doc/<pkg>` to the doc directory of a package it depends on)."""
+    doc_dir = f"/usr/share/doc/{name}"
+    for _ in range(_MAX_DOC_LINKS):
+        owned = tree.items.get(doc_dir)
+        if owned is None or owned.entry.kind != "symlink":
+            break
+        doc_dir = os.path.normpath(os.path.join(os.path.dirname(doc_dir), owned.entry.linkname or ""))
+    copyright_file = tree.items.get(f"{doc_dir}/copyright")
+    if copyright_file is None or copyright_file.entry.kind != "file" or copyright_file.entry.source is None:
+        return ()
+    return declared_licenses(Path(copyright_file.entry.source).read_text("utf-8", errors="replace"))
 
 
 def installed_size(entries: Iterable[LayerEntry]) -> int:

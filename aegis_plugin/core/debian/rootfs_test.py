@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,15 @@ from aegis_plugin.core.debian.rootfs import (
     LayerEntry,
     RootfsError,
     base_entries,
+    build_base,
     file_mode,
     installed_size,
     materialize,
 )
 from aegis_plugin.core.debian.testutil import M, build_deb, locked
+
+
+LIBC_COPYRIGHT = b"See /usr/share/common-licenses/LGPL-2.1.\n"
 
 
 def content(entry: LayerEntry) -> bytes:
@@ -52,8 +57,10 @@ def debs(tmp_path: Path) -> tuple[list[Path], list[DebPackage]]:
         [
             M("/lib/x86_64-linux-gnu/libc.so.6", content=b"\x7fELF libc", mode=0o4755),
             M("/lib64/ld-linux-x86-64.so.2", "symlink", target="/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"),
-            M("/usr/share/doc/libc6/copyright", content=b"LGPL\n"),
+            M("/usr/share/doc/libc6/copyright", content=LIBC_COPYRIGHT),
+            M("/etc/ld.so.conf.d/libc.conf", content=b"/usr/local/lib\n"),
         ],
+        conffiles=["/etc/ld.so.conf.d/libc.conf"],
     )
     certs = build_deb(
         tmp_path / "ca-certificates_1_all.deb",
@@ -111,6 +118,38 @@ def test_status_records(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]
     assert entries["/var/lib/dpkg/status.d"].kind == "dir"
 
 
+def test_conffiles_are_recorded_in_the_status_record(
+    tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]
+) -> None:
+    entries = by_path(base_entries(*debs, tmp_path / "work"))
+    record = content(entries["/var/lib/dpkg/status.d/libc6"]).decode()
+    md5 = hashlib.md5(b"/usr/local/lib\n").hexdigest()
+    assert record.endswith(f"Conffiles:\n /etc/ld.so.conf.d/libc.conf {md5}\n")
+    assert parse_paragraph(record)["Conffiles"] == f"\n /etc/ld.so.conf.d/libc.conf {md5}"
+    assert "libc.conf" not in content(entries["/var/lib/dpkg/status.d/libc6.md5sums"]).decode()
+    assert "Conffiles" not in content(entries["/var/lib/dpkg/status.d/ca-certificates"]).decode()
+
+
+def test_installed_packages_report_their_files_and_licenses(
+    tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]
+) -> None:
+    base = build_base(*debs, tmp_path / "work")
+    packages = {p.package.name: p for p in base.packages}
+    assert [p.package.name for p in base.packages] == ["ca-certificates", "libc6", "python3.11-minimal"]
+    libc = packages["libc6"]
+    assert libc.files == (
+        "/etc/ld.so.conf.d/libc.conf",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+        "/usr/share/doc/libc6/copyright",
+    )
+    assert libc.licenses == ("LGPL-2.1",)
+    assert packages["python3.11-minimal"].licenses == ()  # a copyright file declaring nothing readable
+    assert "/usr/bin/python3.11-alias" in packages["python3.11-minimal"].files
+    as_json = libc.to_json()
+    assert (as_json["source"], as_json["sha256"], as_json["licenses"]) == ("libc6", libc.package.sha256, ["LGPL-2.1"])
+
+
 def test_os_files(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]) -> None:
     entries = by_path(base_entries(*debs, tmp_path / "work"))
     passwd = content(entries["/etc/passwd"]).decode().splitlines()
@@ -164,10 +203,10 @@ def test_identical_files_and_directories_merge(
         tmp_path / "same_1_amd64.deb",
         "same",
         "1",
-        [M("/usr/share/doc/libc6/copyright", content=b"LGPL\n"), M("/etc/ssl/certs", "dir")],
+        [M("/usr/share/doc/libc6/copyright", content=LIBC_COPYRIGHT), M("/etc/ssl/certs", "dir")],
     )
     entries = by_path(base_entries(paths + [same], packages + [locked(same, "same", "1")], tmp_path / "work"))
-    assert content(entries["/usr/share/doc/libc6/copyright"]) == b"LGPL\n"
+    assert content(entries["/usr/share/doc/libc6/copyright"]) == LIBC_COPYRIGHT
 
 
 def test_generated_files_conflict_with_packaged_ones(

@@ -69,6 +69,7 @@ def build_deb(
     architecture: str = "amd64",
     depends: str = "",
     md5sums: bool = True,
+    conffiles: Sequence[str] = (),  # member paths dpkg treats as configuration (left out of md5sums)
     compression: str = "xz",  # "xz", "gz", "" (plain tar) or anything else to test errors
 ) -> Path:
     """Write a .deb whose data.tar lists parent directories first, as dpkg-deb does."""
@@ -86,7 +87,8 @@ def build_deb(
         name = "." + member.path + ("/" if member.kind == "dir" else "")
         if member.kind == "file":
             data.append((_info(name, "file", member.mode, len(member.content)), member.content))
-            sums.append(f"{hashlib.md5(member.content).hexdigest()}  {member.path.lstrip('/')}\n")
+            if member.path not in conffiles:
+                sums.append(f"{hashlib.md5(member.content).hexdigest()}  {member.path.lstrip('/')}\n")
         elif member.kind == "hardlink":
             data.append((_info(name, "hardlink", member.mode, linkname="." + member.target), None))
         else:
@@ -103,6 +105,9 @@ def build_deb(
     if md5sums:
         text = "".join(sums).encode()
         control_members.append((_info("./md5sums", "file", 0o644, len(text)), text))
+    if conffiles:
+        text = "".join(f"{path}\n" for path in conffiles).encode()
+        control_members.append((_info("./conffiles", "file", 0o644, len(text)), text))
     suffix = f".{compression}" if compression else ""
     tar_compression = compression if compression in ("xz", "gz", "") else ""
     out = Path(path)

@@ -7,6 +7,8 @@ interpreter with no interpreter run at build time, which also works for a foreig
 from __future__ import annotations
 
 import base64
+import email.parser
+import email.policy
 import hashlib
 import os
 from dataclasses import dataclass
@@ -39,7 +41,17 @@ def distributions(pex_dir: str) -> list[Distribution]:
     return result
 
 
+@dataclass(frozen=True)
+class SitePackages:
+    entries: list[LayerEntry]  # sorted by path
+    files: dict[str, list[str]]  # wheel file name -> absolute paths of its files in the image, sorted
+
+
 def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
+    return build_site_packages(pex_dir, prefix).entries
+
+
+def build_site_packages(pex_dir: str, prefix: str) -> SitePackages:
     """Layer entries for every file of every distribution, under `prefix` (e.g. /app/site-packages).
 
     Modes are normalised (0644 files, 0755 directories): shared libraries load without the exec bit, and
@@ -49,6 +61,7 @@ def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
     """
     entries: dict[str, LayerEntry] = {}
     owners: dict[str, str] = {}
+    files_of: dict[str, list[str]] = {}
     for dist in distributions(pex_dir):
         root = os.path.join(pex_dir, ".deps", dist.wheel)
         files = []
@@ -77,7 +90,31 @@ def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
         if record is not None:
             rel, data = record
             entries[f"{prefix}/{rel}"] = LayerEntry(f"{prefix}/{rel}", "file", 0o644, data=data)
-    return [entries[p] for p in sorted(entries)]
+            files.append((rel, ""))
+        files_of[dist.wheel] = sorted(f"{prefix}/{rel}" for rel, _ in files)
+    return SitePackages([entries[p] for p in sorted(entries)], files_of)
+
+
+def declared_license(pex_dir: str, dist: Distribution) -> str | None:
+    """The license a distribution declares in its METADATA: `License-Expression` (PEP 639), else a
+    one-line `License` field, else its `License ::` classifiers joined with AND; None when it declares none."""
+    root = os.path.join(pex_dir, ".deps", dist.wheel)
+    dist_infos = [d for d in sorted(os.listdir(root)) if d.endswith(".dist-info")]
+    if not dist_infos:
+        return None
+    with open(os.path.join(root, dist_infos[0], "METADATA"), "rb") as f:
+        metadata = email.parser.BytesParser(policy=email.policy.compat32).parse(f, headersonly=True)
+    expression = (metadata.get("License-Expression") or "").strip()
+    if expression:
+        return expression
+    text = (metadata.get("License") or "").strip()
+    if text and "\n" not in text and len(text) <= 100 and text.upper() not in ("UNKNOWN", "NONE"):
+        return text
+    classifiers = [
+        c.split("::")[-1].strip() for c in metadata.get_all("Classifier") or [] if c.startswith("License ::")
+    ]
+    classifiers = [c for c in classifiers if c and c != "OSI Approved"]
+    return " AND ".join(sorted(set(classifiers))) or None
 
 
 def _missing_record(files: list[tuple[str, str]]) -> tuple[str, bytes] | None:

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from aegis_plugin.core.python.site_packages import (
+    Distribution,
     SitePackagesError,
+    build_site_packages,
+    declared_license,
     distributions,
     site_packages_entries,
 )
@@ -68,3 +71,39 @@ def test_two_wheels_installing_one_file(tmp_path) -> None:
 def test_not_a_loose_pex(tmp_path) -> None:
     with pytest.raises(SitePackagesError, match="not a loose-layout PEX"):
         distributions(str(tmp_path))
+
+
+def test_each_wheel_reports_its_files_including_the_generated_record(tmp_path) -> None:
+    pex = make_loose_pex(tmp_path / "pex", {
+        "a-1.0-py3-none-any.whl": {"a.py": b"", "a-1.0.dist-info/METADATA": b"Name: a\n"},
+        "b-2.0-py3-none-any.whl": {"b/__init__.py": b"", "b-2.0.dist-info/RECORD": b"b/__init__.py,,\n"},
+    })
+    installed = build_site_packages(str(pex), "/sp")
+    assert installed.files == {
+        "a-1.0-py3-none-any.whl": ["/sp/a-1.0.dist-info/METADATA", "/sp/a-1.0.dist-info/RECORD", "/sp/a.py"],
+        "b-2.0-py3-none-any.whl": ["/sp/b-2.0.dist-info/RECORD", "/sp/b/__init__.py"],
+    }
+    assert sorted(p for files in installed.files.values() for p in files) == sorted(
+        e.path for e in installed.entries
+    )
+
+
+@pytest.mark.parametrize(
+    "metadata, expected",
+    [
+        (b"License-Expression: MIT OR Apache-2.0\nLicense: ignored\n", "MIT OR Apache-2.0"),
+        (b"License: BSD-3-Clause\n", "BSD-3-Clause"),
+        (
+            b"License: Copyright (c) someone\n        the whole text\n"
+            b"Classifier: License :: OSI Approved :: MIT License\n"
+            b"Classifier: License :: OSI Approved :: Apache Software License\n"
+            b"Classifier: Programming Language :: Python\n",
+            "Apache Software License AND MIT License",
+        ),
+        (b"License: UNKNOWN\n", None),
+        (b"Name: x\n", None),
+    ],
+)
+def test_declared_license(tmp_path, metadata: bytes, expected) -> None:
+    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
+    assert declared_license(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")) == expected

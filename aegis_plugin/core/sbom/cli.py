@@ -1,52 +1,98 @@
 """Write and check both SBOMs of an image, as one command:
 
-    python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR
+    python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR \
+        [--layers L1 L2 ... --site-packages /app/site-packages --allow GLOB ...]
 
-writes DIR/sbom.cdx.json (CycloneDX 1.6) and DIR/sbom.spdx.json (SPDX 2.3), then validates them (the
-CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for SPDX). Exit status 0 when both are written
-and valid; 2 with one `aegis: ...` line on stderr for a malformed inventory or an invalid document.
+writes DIR/sbom.cdx.json (CycloneDX 1.6) and DIR/sbom.spdx.json (SPDX 2.3) after validating them (the
+CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for SPDX). With `--layers` (the image's layer
+blobs, lowest first) it also measures completeness: every regular file of the image must belong to a
+component of the inventory (or match an `--allow` glob); the counts go to DIR/sbom-completeness.json.
+
+Exit status 0 when everything is written; 2 with one `aegis: ...` line on stderr for a malformed inventory,
+an invalid document or unattributed files, and then nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 from typing import Optional, Sequence
 
+from aegis_plugin.core.sbom import completeness
 from aegis_plugin.core.sbom import inventory as inventory_module
+from aegis_plugin.core.sbom.common import app_name
 from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx, validate_cyclonedx
 from aegis_plugin.core.sbom.spdx import build_spdx, validate_spdx
 
 MODULE = "aegis_plugin.core.sbom.cli"
 CYCLONEDX_FILE = "sbom.cdx.json"
 SPDX_FILE = "sbom.spdx.json"
+COMPLETENESS_FILE = "sbom-completeness.json"
+
+
+class _Failure(Exception):
+    pass
+
+
+def completeness_report(
+    inv: inventory_module.Inventory, layers: Sequence[str], site_packages: str, allow: Sequence[str]
+) -> completeness.Report:
+    """Attribute every file of ``layers``: Debian and Python files through the image's own dpkg records and
+    RECORD files (what a scanner reads), the model's and the app's files through the inventory."""
+    components = [
+        {"component": f"model:{inv.model.model_id}", "files": [f.path for f in inv.model.files]},
+        {"component": f"app:{app_name(inv)}", "files": [f.path for f in inv.app.files]},
+    ]
+    return completeness.attribute(list(layers), site_packages, components, list(allow))
+
+
+def _write(out: str, cdx: bytes, spdx: bytes, report: Optional[completeness.Report]) -> None:
+    """Validates and writes all documents, or fails leaving ``out`` untouched."""
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".sbom-", dir=parent)
+    try:
+        with open(os.path.join(staging, CYCLONEDX_FILE), "wb") as f:
+            f.write(cdx)
+        with open(os.path.join(staging, SPDX_FILE), "wb") as f:
+            f.write(spdx)
+        if report is not None:
+            with open(os.path.join(staging, COMPLETENESS_FILE), "w", encoding="utf-8") as f:
+                f.write(report.to_json())
+        problems = [f"{CYCLONEDX_FILE}: {m}" for m in validate_cyclonedx(cdx)]
+        problems += [f"{SPDX_FILE}: {m}" for m in validate_spdx(os.path.join(staging, SPDX_FILE))]
+        if problems:
+            more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
+            raise _Failure(f"the SBOM is invalid: {problems[0]}{more}")
+        os.makedirs(out, exist_ok=True)
+        for name in sorted(os.listdir(staging)):
+            os.replace(os.path.join(staging, name), os.path.join(out, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--inventory", required=True, help="the inventory JSON (see inventory.py)")
     parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE} and {SPDX_FILE}")
+    parser.add_argument("--layers", nargs="*", default=None, help="the image's layer blobs, lowest first")
+    parser.add_argument("--site-packages", default="/app/site-packages",
+                        help="the image directory holding the Python distributions' .dist-info")
+    parser.add_argument("--allow", action="append", default=[],
+                        help="a glob of image files knowingly left out of the SBOM (repeatable)")
     args = parser.parse_args(argv)
     try:
         inv = inventory_module.load(args.inventory)
-    except inventory_module.InventoryError as e:
+        report = None
+        if args.layers is not None:
+            report = completeness_report(inv, args.layers, args.site_packages, args.allow)
+            completeness.check(report)
+        _write(args.out, build_cyclonedx(inv), build_spdx(inv), report)
+    except (inventory_module.InventoryError, completeness.CompletenessError, _Failure) as e:
         print(f"aegis: {e}", file=sys.stderr)
-        return 2
-    os.makedirs(args.out, exist_ok=True)
-    cdx_path, spdx_path = os.path.join(args.out, CYCLONEDX_FILE), os.path.join(args.out, SPDX_FILE)
-    cdx = build_cyclonedx(inv)
-    with open(cdx_path, "wb") as f:
-        f.write(cdx)
-    with open(spdx_path, "wb") as f:
-        f.write(build_spdx(inv))
-    problems = [f"{CYCLONEDX_FILE}: {m}" for m in validate_cyclonedx(cdx)]
-    problems += [f"{SPDX_FILE}: {m}" for m in validate_spdx(spdx_path)]
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        print(f"aegis: the SBOM is invalid: {problems[0]}{more}", file=sys.stderr)
-        for problem in problems[1:20]:
-            print(f"  {problem}", file=sys.stderr)
         return 2
     return 0
 

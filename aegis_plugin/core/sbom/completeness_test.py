@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -16,42 +13,13 @@ from aegis_plugin.core.sbom.completeness import (
     check,
     filesystem,
 )
+from aegis_plugin.core.sbom.testutil import write_layer
 
 SITE = "/app/site-packages"
 
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-def write_layer(path: Path, entries: list[tuple], compress: bool = True) -> str:
-    """entries: ("file", name, data) | ("dir", name) | ("sym", name, target) | ("link", name, target)
-    | ("chr", name); names as in real layers (relative, no leading slash)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for kind, name, *rest in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            data = None
-            if kind == "file":
-                data = rest[0]
-                info.size = len(data)
-                info.mode = 0o644
-            elif kind == "dir":
-                info.type = tarfile.DIRTYPE
-                info.mode = 0o755
-            elif kind == "sym":
-                info.type, info.linkname = tarfile.SYMTYPE, rest[0]
-            elif kind == "link":
-                info.type, info.linkname = tarfile.LNKTYPE, rest[0]
-            elif kind == "chr":
-                info.type = tarfile.CHRTYPE
-            else:
-                raise AssertionError(kind)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    raw = buf.getvalue()
-    path.write_bytes(gzip.compress(raw, mtime=0) if compress else raw)
-    return str(path)
 
 
 SO = b"\x7fELF libfoo"

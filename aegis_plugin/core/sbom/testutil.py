@@ -1,11 +1,15 @@
-"""A small, realistic inventory for the tests: the demo model's image with a few of its packages."""
+"""For the tests: a small, realistic inventory (the demo model's image with a few of its packages), and layers."""
 
 from __future__ import annotations
 
 import copy
+import gzip
 import hashlib
+import io
 import random
-from typing import Any, Dict
+import tarfile
+from pathlib import Path
+from typing import Any, Dict, List
 
 INTENDED_USE = """\
 - Demonstrating and testing Aegis end to end: packaging, SBOM, scanning, signing, and the image's
@@ -64,6 +68,36 @@ def _dist(name: str, version: str, license: Any, files: list) -> Dict[str, Any]:
 
 def _file(path: str, **extra: Any) -> Dict[str, Any]:
     return {"path": path, "sha256": _hex(f"sha256:{path}"), "sha1": _hex(f"sha1:{path}", 40), **extra}
+
+
+def write_layer(path: Path, entries: List[tuple], compress: bool = True) -> str:
+    """entries: ("file", name, data) | ("dir", name) | ("sym", name, target) | ("link", name, target)
+    | ("chr", name); names as in real layers (relative, no leading slash)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for kind, name, *rest in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            data = None
+            if kind == "file":
+                data = rest[0]
+                info.size = len(data)
+                info.mode = 0o644
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, rest[0]
+            elif kind == "link":
+                info.type, info.linkname = tarfile.LNKTYPE, rest[0]
+            elif kind == "chr":
+                info.type = tarfile.CHRTYPE
+            else:
+                raise AssertionError(kind)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    raw = buf.getvalue()
+    path.write_bytes(gzip.compress(raw, mtime=0) if compress else raw)
+    return str(path)
 
 
 def inventory() -> Dict[str, Any]:

@@ -1,0 +1,50 @@
+"""Options of the SBOMs (CycloneDX 1.6 and SPDX 2.3) that `pants package` writes for each model image."""
+from __future__ import annotations
+
+from pants.option.option_types import StrListOption, StrOption
+from pants.option.subsystem import Subsystem
+from pants.util.strutil import help_text
+
+# Files the Debian base writes itself (no package ships them): users, name service, OS identity, CA bundle.
+DEFAULT_ALLOW = (
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/os-release",
+    "/etc/ssl/certs/ca-certificates.crt",
+)
+
+
+class SbomSubsystem(Subsystem):
+    options_scope = "aegis-sbom"
+    name = "Aegis SBOM"
+    help = help_text(
+        """
+        The software bill of materials of each `model_package` image: `sbom.cdx.json` (CycloneDX 1.6, with
+        the model as a `machine-learning-model` component and its model card) and `sbom.spdx.json` (SPDX
+        2.3, also shipped in the image as `/app/sbom.spdx.json`), written next to the image in `dist/`.
+        `package` fails when a file of the image belongs to no component of the SBOM, unless it matches
+        `allow`; the counts are in `sbom-completeness.json`.
+        """
+    )
+
+    resolve = StrOption(
+        default="sbom",
+        help=help_text(
+            """
+            The Python resolve whose lock (installed whole) holds the SBOM writer's third-party
+            requirements: `cyclonedx-python-lib` (with its JSON-schema validator) and `spdx-tools`, pinned
+            by hash.
+            """
+        ),
+    )
+    allow = StrListOption(
+        default=list(DEFAULT_ALLOW),
+        help=help_text(
+            """
+            Glob patterns (`fnmatch`, absolute paths in the image; `*` also matches `/`) of files the
+            completeness check accepts without a component. The defaults are the files the Debian base
+            generates itself rather than installing from a package. Use `+[...]` to add to them.
+            """
+        ),
+    )

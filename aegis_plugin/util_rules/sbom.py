@@ -1,0 +1,119 @@
+"""The SBOMs of an image, written from what each layer step reported, and checked against the layers.
+
+Each layer step writes its part of the inventory next to its layer (see `aegis_plugin/core/cli.py`): the
+Debian packages with their licenses and files, the Python distributions with their lock hashes, licenses and
+files, and every file of the model and the app with its hashes. This rule joins those parts with the image's
+facts into one inventory (`aegis_plugin/core/sbom/inventory.py`) and runs the SBOM tool once: it writes both
+documents and fails when a file of the layers belongs to no component.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pants.engine.fs import (
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    MergeDigests,
+    PathGlobs,
+    RemovePrefix,
+)
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.frozendict import FrozenDict
+
+from aegis_plugin.subsystems.sbom import SbomSubsystem
+from aegis_plugin.util_rules.core_process import CoreProcess, CoreResult, CoreTool, CoreToolPexRequest
+from aegis_plugin.util_rules.layers import APP_SITE_PACKAGES, Layer
+
+CYCLONEDX_FILE = "sbom.cdx.json"
+SPDX_FILE = "sbom.spdx.json"
+COMPLETENESS_FILE = "sbom-completeness.json"
+SBOM_IN_IMAGE = "/app/sbom.spdx.json"  # where the seed's artifact anatomy puts it
+
+
+@dataclass(frozen=True)
+class SbomRequest:
+    context: str
+    image: FrozenDict[str, Any]  # the inventory's "image" object
+    model: FrozenDict[str, Any]  # the inventory's "model" object without "files" and "card"
+    model_file_roles: FrozenDict[str, str]  # path in the image -> role ("weights", "tokenizer", ...)
+    base: Layer
+    deps: Layer
+    model_files: Layer
+    app: Layer
+
+
+@dataclass(frozen=True)
+class Sbom:
+    digest: Digest  # sbom.cdx.json, sbom.spdx.json, sbom-completeness.json
+    spdx: Digest  # sbom.spdx.json alone, for the image
+    summary: str  # one line for the console
+
+
+@rule(desc="Writing the SBOMs of a model image")
+async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
+    reports = [
+        (request.base, "inventory.json"),
+        (request.deps, "inventory.json"),
+        (request.model_files, "files.json"),
+        (request.model_files, "model_card.json"),
+        (request.app, "files.json"),
+    ]
+    contents = await MultiGet(
+        Get(DigestContents, DigestSubset(layer.digest, PathGlobs([f"out/{name}"]))) for layer, name in reports
+    )
+    base, deps, model_files, card, app_files = [json.loads(c[0].content) for c in contents]
+    inventory = {
+        "image": dict(request.image),
+        "debian": base["debian"],
+        "python": deps["python"],
+        "model": {
+            **request.model,
+            "files": [{**f, "role": request.model_file_roles.get(f["path"], "other")} for f in model_files],
+            "card": card,
+        },
+        "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files]},
+    }
+    layers = (request.base, request.deps, request.model_files, request.app)
+    blobs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs(["out/layer.tar.gz"]))) for layer in layers)
+    inputs = await MultiGet(Get(Digest, AddPrefix(blob, f"layer{i}")) for i, blob in enumerate(blobs))
+    inventory_digest = await Get(
+        Digest, CreateDigest([FileContent("inventory.json", json.dumps(inventory, sort_keys=True).encode())])
+    )
+    result = await Get(
+        CoreResult,
+        CoreProcess(
+            CoreToolPexRequest(CoreTool.SBOM, sbom.resolve),
+            (
+                "--inventory", "inventory.json",
+                "--layers", *(f"layer{i}/out/layer.tar.gz" for i in range(len(layers))),
+                "--site-packages", APP_SITE_PACKAGES,
+                *(f"--allow={pattern}" for pattern in sbom.allow),
+            ),
+            await Get(Digest, MergeDigests([inventory_digest, *inputs])),
+            description=f"Writing the SBOMs of {request.context}",
+            error_context=request.context,
+        ),
+    )
+    out = await Get(Digest, RemovePrefix(result.output_digest, "out"))
+    spdx, report = await MultiGet(
+        Get(Digest, DigestSubset(out, PathGlobs([SPDX_FILE]))),
+        Get(DigestContents, DigestSubset(out, PathGlobs([COMPLETENESS_FILE]))),
+    )
+    counts = json.loads(report[0].content)
+    summary = (
+        f"SBOM: {len(inventory['debian'])} Debian packages, {len(inventory['python'])} Python distributions, "
+        f"the model ({len(model_files)} files) and the app ({len(app_files)} files); "
+        f"{counts['attributed']} of {counts['total']} image files attributed, {counts['by_type']['allowed']} "
+        f"allow-listed"
+    )
+    return Sbom(out, spdx, summary)
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,98 @@
+"""The SBOMs of the demo image, checked from outside the build: valid, complete, and true to the image."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import re
+import shutil
+import tarfile
+from collections import Counter
+
+from aegis_plugin.core.sbom.cyclonedx import validate_cyclonedx
+from aegis_plugin.core.sbom.spdx import validate_spdx
+from tests.e2e.clones import make_clone
+
+OUT = "models/fraud/fraud"
+
+
+def _layer_files(blob: bytes) -> dict:
+    """Path in the image -> content, for the regular files of one gzip-compressed layer."""
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tar:
+        return {f"/{m.name}": tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+def _walk(components: list):
+    for component in components:
+        yield component
+        yield from _walk(component.get("components", []))
+
+
+def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
+    clone = make_clone(tmp_path, "sbom")
+    result = clone.pants("package", "models/fraud::")
+    out = clone.root / "dist" / OUT
+    cdx_bytes = (out / "sbom.cdx.json").read_bytes()
+    assert validate_cyclonedx(cdx_bytes) == []
+    assert validate_spdx(str(out / "sbom.spdx.json")) == []
+
+    image = json.loads((out / "image.json").read_text())
+    blobs = [(out / "oci/blobs/sha256" / layer["digest"].split(":")[1]).read_bytes() for layer in image["layers"]]
+    model_files, app_files, sbom_files = _layer_files(blobs[2]), _layer_files(blobs[3]), _layer_files(blobs[4])
+
+    # Components: every locked Debian package, every installed distribution with its lock hashes, the model.
+    bom = json.loads(cdx_bytes)
+    assert bom["specVersion"] == "1.6"
+    components = list(_walk(bom["components"]))
+    types = Counter(c["type"] for c in components)
+    lock = (clone.root / "3rdparty/debian/python3.11-bookworm.lock").read_text()
+    debian = sorted(re.findall(r"^Package: (\S+)$", lock, re.M))
+    python_lock = _pins(app_files["/app/requirements.lock"].decode())
+    assert sorted(c["name"] for c in components if c.get("purl", "").startswith("pkg:deb/debian/")) == debian
+    pypi = {c["name"]: c for c in components if c.get("purl", "").startswith("pkg:pypi/")}
+    assert sorted(pypi) == sorted(python_lock)
+    for name, component in pypi.items():
+        assert component["version"] == python_lock[name][0]
+        assert {h["content"] for h in component["hashes"]} <= python_lock[name][1]
+    assert types["machine-learning-model"] == 1 and types["application"] == 1
+    (model,) = [c for c in components if c["type"] == "machine-learning-model"]
+    card = model["modelCard"]
+    assert card["considerations"]["useCases"] and card["quantitativeAnalysis"]["performanceMetrics"]
+
+    # Every model and app file is listed with the sha256 of the bytes in the image.
+    listed = {c["name"]: c for c in components if c["type"] == "file"}
+    assert set(listed) == set(model_files) | set(app_files)
+    for path, content in {**model_files, **app_files}.items():
+        assert {"alg": "SHA-256", "content": hashlib.sha256(content).hexdigest()} in listed[path]["hashes"]
+
+    # The image carries the SPDX document, and only it, in its top layer.
+    assert sbom_files == {"/app/sbom.spdx.json": (out / "sbom.spdx.json").read_bytes()}
+
+    # Completeness: every file attributed or knowingly allowed, and the console says so.
+    report = json.loads((out / "sbom-completeness.json").read_text())
+    assert report["unattributed"] == [] and report["overlaps"] == [] and report["unrecorded"] == []
+    assert report["by_type"]["deb"] > 2000 and report["by_type"]["pypi"] > 1000
+    assert report["by_type"]["model"] == 3 and report["by_type"]["app"] == len(app_files)
+    assert report["by_type"]["allowed"] == 4 and report["attributed"] == report["total"] - 4
+    assert f"{report['attributed']} of {report['total']} image files attributed" in result.stderr
+
+    # Without the allow-list the base's generated files are unattributed: package fails and writes nothing.
+    shutil.rmtree(clone.root / "dist")
+    failed = clone.pants("--aegis-sbom-allow=[]", "package", "models/fraud::", check=False)
+    assert failed.returncode != 0
+    assert (
+        f"models/fraud:fraud: SBOM does not account for 4 of {report['total']} files in the image: /etc/group, "
+        "/etc/nsswitch.conf, /etc/passwd, /etc/ssl/certs/ca-certificates.crt"
+    ) in failed.stderr
+    assert not (clone.root / "dist").exists()
+
+
+def _pins(requirements_lock: str) -> dict:
+    """name -> (version, {sha256 hex}) of a hash-pinned requirements lock."""
+    pins = {}
+    for block in re.split(r"\n(?=[a-z0-9])", requirements_lock):
+        match = re.match(r"([a-z0-9-]+)==(\S+)", block)
+        if match:
+            pins[match.group(1)] = (match.group(2), set(re.findall(r"sha256:([0-9a-f]{64})", block)))
+    return pins
