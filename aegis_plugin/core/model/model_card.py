@@ -1,4 +1,5 @@
-"""The model card (`model_card.md`): parsing, the required-sections check and the metrics it reports.
+"""The model card (`model_card.md`): parsing and the required-sections check (the SBOM reads the rest of it:
+`aegis_plugin/core/sbom/card.py`).
 
 A card is Markdown. Its sections are the level-2 ATX headings (`## Heading`); a section's text runs to the
 next level-1 or level-2 heading, so `###` subsections belong to it. Headings inside fenced code blocks are
@@ -41,11 +42,9 @@ _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 _BULLET = re.compile(r"^ {0,3}[-*+][ \t]+(.*)$")
-# `key: value`, `**key:** value` or `**key**: value`; field keys are word-like, metric names anything.
+# `key: value`, `**key:** value` or `**key**: value`, with a word-like key.
 _FIELD = re.compile(r"^(?:\*\*|__)?([A-Za-z][A-Za-z0-9 _./-]*?)(?::(?:\*\*|__)|(?:\*\*|__):|:)[ \t]+(.*\S)\s*$")
-_METRIC = re.compile(r"^(?:\*\*|__)?([^:\s][^:]*?)(?::(?:\*\*|__)|(?:\*\*|__):|:)[ \t]+(.*\S)\s*$")
 _TODO = re.compile(r"^(?:todo|tbd|tba|fixme|xxx)\s*[:(-]")
-_NUMBER_START = re.compile(r"^[-+±~≈<>≤≥]?\s*\.?\d")
 
 
 class CardError(ValueError):
@@ -172,50 +171,6 @@ def is_empty(body: str) -> bool:
     return True
 
 
-def metrics(card: ModelCard) -> list[tuple[str, str]]:
-    """(name, value) pairs from the Evaluation metrics section, in document order.
-
-    Tables: the name is the first column and the value the column headed value/score/result, else the
-    second column. Bullets: `- name: value` where the value starts with a number (`0.86`, `6.1%`, `±0.02`),
-    so prose bullets are not taken for metrics. Values are kept as written, minus emphasis and backticks.
-    """
-    body = card.section("Evaluation metrics")
-    if not body:
-        return []
-    result: list[tuple[str, str]] = []
-    lines = _COMMENT.sub("", body).split("\n")
-    i = 0
-    in_fence = False
-    while i < len(lines):
-        line = lines[i]
-        if _FENCE.match(line):
-            in_fence = not in_fence
-            i += 1
-            continue
-        if in_fence:
-            i += 1
-            continue
-        if _is_row(line) and i + 1 < len(lines) and _is_separator(lines[i + 1]):
-            header = [normalize(cell) for cell in _cells(line)]
-            value_col = next((c for c, h in enumerate(header) if h in ("value", "score", "result", "results")), 1)
-            i += 2
-            while i < len(lines) and _is_row(lines[i]):
-                cells = _cells(lines[i])
-                if len(cells) > value_col:
-                    name, value = _plain(cells[0]), _plain(cells[value_col])
-                    if name and value:
-                        result.append((name, value))
-                i += 1
-            continue
-        bullet = _BULLET.match(line)
-        if bullet:
-            pair = _key_value(bullet.group(1), _METRIC)
-            if pair and _NUMBER_START.match(_plain(pair[1])):
-                result.append((_plain(pair[0]), _plain(pair[1])))
-        i += 1
-    return result
-
-
 def _missing_and_empty(card: ModelCard) -> tuple[list[str], list[str]]:
     missing, empty = [], []
     for name in REQUIRED:
@@ -269,32 +224,6 @@ def _is_placeholder(line: str) -> bool:
     if _TODO.match(text):
         return True
     return " ".join(re.sub(r"[^0-9a-z]+", " ", text).split()) in PLACEHOLDERS
-
-
-def _plain(cell: str) -> str:
-    text = cell.strip()
-    for mark in ("**", "__", "`", "*", "_"):
-        if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
-            text = text[len(mark):-len(mark)].strip()
-    return text.replace("`", "")
-
-
-def _is_row(line: str) -> bool:
-    return line.strip().startswith("|")
-
-
-def _is_separator(line: str) -> bool:
-    cells = _cells(line)
-    return bool(cells) and all(re.fullmatch(r":?-+:?", c.strip()) for c in cells)
-
-
-def _cells(line: str) -> list[str]:
-    text = line.strip()
-    if text.startswith("|"):
-        text = text[1:]
-    if text.endswith("|") and not text.endswith("\\|"):
-        text = text[:-1]
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", text)]
 
 
 def _plural(word: str, items: list[str]) -> str:

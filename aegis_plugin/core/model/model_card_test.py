@@ -10,7 +10,6 @@ from aegis_plugin.core.model.model_card import (
     CardError,
     check,
     is_empty,
-    metrics,
     normalize,
     parse,
     validate,
@@ -91,18 +90,6 @@ def test_real_card_fields(real_text: str) -> None:
     assert fields["owner"] == "Aegis maintainers"
     assert fields["license"] == "Apache-2.0"
     assert fields["framework"] == "numpy"
-
-
-def test_real_card_metrics(real_text: str) -> None:
-    found = metrics(parse(real_text))
-    assert found[:4] == [
-        ("ROC AUC", "0.862"),
-        ("average precision (PR AUC)", "0.377"),
-        ("log loss", "0.1575"),
-        ("Brier score", "0.0423"),
-    ]
-    assert ("share of transactions flagged", "6.1%") in found
-    assert len(found) == 9
 
 
 @pytest.mark.parametrize("name", list(REQUIRED))
@@ -242,42 +229,6 @@ def test_fields_from_details_and_front_matter() -> None:
 
 def test_no_fields() -> None:
     assert parse(MINIMAL).fields == {}
-
-
-def test_metrics_from_table_and_bullets() -> None:
-    body = (
-        "On the test split:\n\n"
-        "| Metric | Split | Value | Notes |\n"
-        "|:---|---|--:|---|\n"
-        "| **F1** | test | `0.91` | macro |\n"
-        "| latency p99 | test | 12 ms | CPU |\n"
-        "\n"
-        "- accuracy: 0.93\n"
-        "- **AUC**: 0.97\n"
-        "- calibration error (ECE): ±0.02\n"
-        "- Note: computed on a held-out split\n"
-        "\n"
-        "```\n| x | y |\n|---|---|\n| in | code |\n```\n"
-    )
-    card = parse(replace_body(MINIMAL, "Evaluation metrics", body + "\n"))
-    assert metrics(card) == [
-        ("F1", "0.91"),
-        ("latency p99", "12 ms"),
-        ("accuracy", "0.93"),
-        ("AUC", "0.97"),
-        ("calibration error (ECE)", "±0.02"),
-    ]
-
-
-def test_metrics_two_column_table_under_a_synonym() -> None:
-    body = "| metric | score |\n|---|---|\n| BLEU | 31.2 |\n"
-    text = replace_body(MINIMAL, "Evaluation metrics", body + "\n")
-    card = parse(text.replace("## Evaluation metrics", "## Metrics"))
-    assert metrics(card) == [("BLEU", "31.2")]
-
-
-def test_metrics_without_section() -> None:
-    assert metrics(parse("# x\n")) == []
 
 
 def test_crlf() -> None:

@@ -17,6 +17,10 @@ from aegis_plugin.core.sbom.inventory import ModelCard
 _BULLET = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+(.*)$")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _TABLE_SEPARATOR_CELL = re.compile(r"^:?-+:?$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# `name: value`, `**name:** value` or `**name**: value`
+_METRIC_BULLET = re.compile(r"^(?:\*\*|__)?([^:\s][^:]*?)(?::(?:\*\*|__)|(?:\*\*|__):|:)[ \t]+(.*\S)\s*$")
+_NUMBER_START = re.compile(r"^[-+±~≈<>≤≥]?\s*\.?\d")
 
 _NAME_COLUMNS = ("metric", "metrics", "name", "measure")
 _VALUE_COLUMNS = ("value", "score", "result", "results")
@@ -100,7 +104,7 @@ def _cells(line: str) -> List[str]:
         text = text[1:]
     if text.endswith("|") and not text.endswith("\\|"):
         text = text[:-1]
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", text)]
+    return [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", text)]
 
 
 def _column(header: List[str], names: Tuple[str, ...]) -> Optional[int]:
@@ -111,14 +115,23 @@ def _column(header: List[str], names: Tuple[str, ...]) -> Optional[int]:
 
 
 def metrics(markdown: Optional[str]) -> Tuple[Metric, ...]:
-    """Performance metrics from Markdown tables and ``- name: value`` bullets, in order."""
+    """Performance metrics, in document order, from Markdown tables (a metric column, a value column headed
+    value/score/result or else the first other column, and optionally a slice column) and from
+    ``- name: value`` bullets whose value starts with a number (``0.86``, ``6.1%``, ``±0.02``), so prose
+    bullets are not taken for metrics. Fenced code is skipped; emphasis and backticks are dropped."""
     if not markdown:
         return ()
     lines = markdown.splitlines()
     out: List[Metric] = []
+    in_fence = False
     i = 0
     while i < len(lines):
         line = lines[i]
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        if in_fence or _FENCE.match(line):
+            i += 1
+            continue
         if _is_table_row(line) and i + 1 < len(lines) and _is_table_row(lines[i + 1]):
             header = _cells(line)
             separator = _cells(lines[i + 1])
@@ -131,7 +144,7 @@ def metrics(markdown: Optional[str]) -> Tuple[Metric, ...]:
                     value_col = next(c for c in range(len(header)) if c not in (name_col, slice_col))
                 i += 2
                 while i < len(lines) and _is_table_row(lines[i]):
-                    row = _cells(lines[i])
+                    row = [_plain(cell) for cell in _cells(lines[i])]
                     i += 1
                     if max(name_col, value_col) >= len(row):
                         continue
@@ -142,12 +155,22 @@ def metrics(markdown: Optional[str]) -> Tuple[Metric, ...]:
                     out.append(Metric(name, value, slice_ or None))
                 continue
         bullet = _BULLET.match(line)
-        if bullet and ":" in bullet.group(1):
-            name, value = (part.strip() for part in bullet.group(1).split(":", 1))
-            if name and value and len(name) <= 80:
+        pair = _METRIC_BULLET.match(bullet.group(1).strip()) if bullet else None
+        if pair:
+            name, value = _plain(pair.group(1)), _plain(pair.group(2))
+            if name and len(name) <= 80 and _NUMBER_START.match(value):
                 out.append(Metric(name, value))
         i += 1
     return tuple(out)
+
+
+def _plain(text: str) -> str:
+    """Markdown emphasis and code marks around a cell or value removed: ``**F1**`` -> ``F1``."""
+    text = text.strip()
+    for mark in ("**", "__", "`", "*", "_"):
+        if len(text) > 2 * len(mark) and text.startswith(mark) and text.endswith(mark):
+            text = text[len(mark):-len(mark)].strip()
+    return text.replace("`", "")
 
 
 def facts(card: ModelCard) -> CardFacts:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from aegis_plugin.core.model.model_card import parse
 from aegis_plugin.core.sbom import card, testutil
 from aegis_plugin.core.sbom.card import Metric
 from aegis_plugin.core.sbom.inventory import ModelCard, from_dict
@@ -27,6 +30,42 @@ def test_metrics_with_named_columns_and_slices() -> None:
 def test_metrics_from_bullets() -> None:
     text = "Measured on the test split:\n\n- accuracy: 0.93\n- F1: 0.71\n- a remark without a value\n"
     assert card.metrics(text) == (Metric("accuracy", "0.93"), Metric("F1", "0.71"))
+
+
+def test_metrics_skip_prose_and_code_and_drop_emphasis() -> None:
+    text = (
+        "On the test split:\n\n"
+        "| Metric | Split | Value | Notes |\n"
+        "|:---|---|--:|---|\n"
+        "| **F1** | test | `0.91` | macro |\n"
+        "| latency p99 | test | 12 ms | CPU |\n"
+        "\n"
+        "- **AUC**: 0.97\n"
+        "- calibration error (ECE): ±0.02\n"
+        "- Note: computed on a held-out split\n"
+        "\n"
+        "```\n| x | y |\n|---|---|\n| in | code |\n```\n"
+    )
+    assert card.metrics(text) == (
+        Metric("F1", "0.91", "test"),
+        Metric("latency p99", "12 ms", "test"),
+        Metric("AUC", "0.97"),
+        Metric("calibration error (ECE)", "±0.02"),
+    )
+
+
+def test_metrics_of_the_demo_card() -> None:
+    text = (Path(__file__).parents[3] / "models/fraud/model_card.md").read_text()
+    section = parse(text).section("Evaluation metrics")
+    found = card.metrics(section)
+    assert [(m.name, m.value) for m in found[:4]] == [
+        ("ROC AUC", "0.862"),
+        ("average precision (PR AUC)", "0.377"),
+        ("log loss", "0.1575"),
+        ("Brier score", "0.0423"),
+    ]
+    assert Metric("share of transactions flagged", "6.1%") in found
+    assert len(found) == 9
 
 
 def test_facts_of_the_fixture_card() -> None:
