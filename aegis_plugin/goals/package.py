@@ -292,11 +292,14 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
         Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve)),
     )
 
-    # The manifest records the framework's locked version, which the deps layer reports.
-    deps_contents = await Get(
-        DigestContents, DigestSubset(deps_layer.digest, PathGlobs(["out/inventory.json", "out/requirements.lock"]))
+    # The manifest records the framework's locked version, which the deps layer reports, and the model card's
+    # license and owner, which the model layer reports.
+    deps_contents, card_contents = await MultiGet(
+        Get(DigestContents, DigestSubset(deps_layer.digest, PathGlobs(["out/inventory.json", "out/requirements.lock"]))),
+        Get(DigestContents, DigestSubset(model_layer.digest, PathGlobs(["out/model_card.json"]))),
     )
     deps_files = {c.path: c.content for c in deps_contents}
+    card_fields = json.loads(card_contents[0].content)["fields"]
     distributions = {d["name"]: d["version"] for d in json.loads(deps_files["out/inventory.json"])["python"]}
     framework = canonical_name(fs.framework.value)
     if framework not in distributions:
@@ -304,15 +307,21 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
             f"{context}: field `framework`: {fs.framework.value!r} is not among the handler's runtime "
             f"dependencies ({', '.join(sorted(distributions)) or 'none'})"
         )
+    declared = {"model_id": fs.model_id.value, "version": fs.version.value, "framework": framework}
+    for key, value in declared.items():
+        if key in card_fields and canonical_name(card_fields[key]) != canonical_name(value):
+            raise AegisBuildError(
+                f"{context}: field `model_card`: the card says {key} {card_fields[key]!r}, but the target's "
+                f"`{key}` is {value!r}: update one of them"
+            )
     manifest = manifest_yaml.render(
         {
-            "model_id": fs.model_id.value,
-            "version": fs.version.value,
+            **declared,
             "git_sha": inputs.revision.git_sha,
-            "framework": framework,
             "framework_version": distributions[framework],
             "accelerator": fs.accelerator.value,
             "signed_by": aegis.signer_identity,
+            **{key: card_fields[key] for key in manifest_yaml.OPTIONAL_FIELDS if card_fields.get(key)},
         }
     )
     app_layer = await Get(

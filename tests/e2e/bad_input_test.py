@@ -31,6 +31,8 @@ def write_model(clone: Clone, **overrides: str) -> None:
     bad.mkdir()
     for name in ["weights.safetensors", "tokenizer.json", "model_card.md"]:
         shutil.copy(clone.root / "models/fraud" / name, bad / name)
+    card = bad / "model_card.md"
+    card.write_text(card.read_text().replace("- model_id: fraud-detector", "- model_id: bad-model"))
     fields = {**FIELDS, **overrides}
     args = "".join(f"    {key}={value},\n" for key, value in fields.items() if value is not None)
     (bad / "BUILD").write_text(
@@ -125,3 +127,13 @@ def test_model_card_missing_a_section(clone: Clone) -> None:
     end = text.index("\n## ", start + 1)
     card.write_text(text[:start] + text[end + 1:])
     assert_fails(clone, "models/bad:bad: field `model_card`", "model card is missing section: Training data")
+
+
+def test_model_card_disagreeing_with_the_target(clone: Clone) -> None:
+    write_model(clone)
+    card = clone.root / "models/bad/model_card.md"
+    card.write_text(card.read_text().replace("- version: 1.0.0", "- version: 0.9.0"))
+    assert_fails(
+        clone, "models/bad:bad: field `model_card`: the card says version '0.9.0', but the target's `version` is "
+        "'1.0.0': update one of them"
+    )

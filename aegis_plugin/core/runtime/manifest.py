@@ -10,14 +10,18 @@ import json
 from typing import Dict
 
 FIELDS = ("model_id", "version", "git_sha", "framework", "framework_version", "accelerator", "signed_by")
+OPTIONAL_FIELDS = ("license", "owner")  # from the model card, when it declares them
 
 
 def render(values: Dict[str, str]) -> bytes:
     missing = [f for f in FIELDS if f not in values]
     if missing:
         raise ValueError(f"manifest is missing {missing}")
+    unknown = sorted(set(values) - set(FIELDS) - set(OPTIONAL_FIELDS))
+    if unknown:
+        raise ValueError(f"manifest has unknown fields {unknown}")
     lines = ["# Written by Aegis at build time; describes this image."]
-    lines += [f"{key}: {json.dumps(str(values[key]))}" for key in FIELDS]
+    lines += [f"{key}: {json.dumps(str(values[key]))}" for key in (*FIELDS, *OPTIONAL_FIELDS) if key in values]
     return ("\n".join(lines) + "\n").encode()
 
 

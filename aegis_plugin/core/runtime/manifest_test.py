@@ -36,6 +36,13 @@ def test_render_requires_every_field() -> None:
         manifest.render({k: v for k, v in VALUES.items() if k != "signed_by"})
 
 
+def test_card_fields_follow_in_a_fixed_order_and_unknown_fields_are_refused() -> None:
+    rendered = manifest.render({"owner": "ML team", "license": "Apache-2.0", **VALUES})
+    assert rendered.endswith(b'signed_by: "ci \\"bot\\" <ci@example.com>"\nlicense: "Apache-2.0"\nowner: "ML team"\n')
+    with pytest.raises(ValueError, match="unknown fields \\['tags'\\]"):
+        manifest.render({**VALUES, "tags": "x"})
+
+
 def test_load_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "manifest.yaml"
     path.write_bytes(manifest.render(VALUES))
