@@ -34,7 +34,8 @@ def clone(tmp_path_factory) -> Clone:
 def write_remote_model(clone: Clone, url: str, sha256: str, size: int) -> None:
     remote = clone.root / "models/remote"
     remote.mkdir(exist_ok=True)
-    (remote / "model_card.md").write_bytes((clone.root / "models/fraud/model_card.md").read_bytes())
+    card = (clone.root / "models/fraud/model_card.md").read_text()
+    (remote / "model_card.md").write_text(card.replace("- model_id: fraud-detector", "- model_id: remote"))
     (remote / "BUILD").write_text(
         f'file(name="weights", source=http_source(url="{url}", sha256="{sha256}", len={size}, '
         'filename="weights.safetensors"))\n'
