@@ -4,7 +4,7 @@ from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
-from aegis_plugin.util_rules import core_process, image, layers, sbom, source_revision
+from aegis_plugin.util_rules import core_process, download, image, layers, sbom, source_revision
 
 
 def rules():
@@ -13,6 +13,7 @@ def rules():
         *test.rules(),
         *run.rules(),
         *core_process.rules(),
+        *download.rules(),
         *image.rules(),
         *layers.rules(),
         *sbom.rules(),

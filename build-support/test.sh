@@ -20,6 +20,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# BuildGrid, the REAPI server the remote-cache test runs (from its hash-pinned lock, into a cached venv).
+AEGIS_BGD="$(build-support/install-buildgrid.sh)"
+export AEGIS_BGD
+
 if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
   echo "build-support/test.sh: note: the end-to-end tests build HEAD, not your uncommitted changes" >&2
 fi

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 
+from aegis_plugin.core import download as pinned_download
 from aegis_plugin.core.debian import rootfs
 from aegis_plugin.core.debian.errors import DebianError
 from aegis_plugin.core.debian.lock import parse_lock
@@ -137,6 +138,16 @@ def deps_layer(args: argparse.Namespace) -> None:
     _write_json(os.path.join(args.out, INVENTORY), {"python": python})
 
 
+def fetch(args: argparse.Namespace) -> None:
+    """One file downloaded and checked against its pin, as out/<name>."""
+    if "/" in args.name or args.name in ("", ".", ".."):
+        raise UserError(f"not a file name: {args.name!r}")
+    try:
+        pinned_download.download(args.url, args.sha256, args.size, os.path.join(args.out, args.name))
+    except pinned_download.DownloadError as e:
+        raise UserError(str(e))
+
+
 def build_image(args: argparse.Namespace) -> None:
     """Config, manifest, index and the two on-disk forms (OCI layout dir and image.tar) of one image."""
     with open(args.spec) as f:
@@ -202,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--prefix", required=True)
     cmd.set_defaults(run=deps_layer)
+    cmd = commands.add_parser("fetch")
+    cmd.add_argument("--url", required=True)
+    cmd.add_argument("--sha256", required=True)
+    cmd.add_argument("--size", required=True, type=int)
+    cmd.add_argument("--name", required=True)
+    cmd.set_defaults(run=fetch)
     cmd = commands.add_parser("image")
     cmd.add_argument("--spec", required=True)
     cmd.set_defaults(run=build_image)

@@ -9,7 +9,7 @@ from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PythonResolveField, PythonSourceField
 from pants.backend.python.util_rules.python_sources import PythonSourceFiles, PythonSourceFilesRequest
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
-from pants.core.target_types import FileSourceField
+from pants.core.target_types import FileSourceField, http_source
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
 from pants.engine.fs import (
     AddPrefix,
@@ -59,6 +59,7 @@ from aegis_plugin.target_types import (
     WeightsSha256Field,
 )
 from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
     APP_SITE_PACKAGES,
@@ -201,26 +202,33 @@ async def resolve_model_inputs(
             f"third-party code from the runtime resolve {aegis.runtime_resolve!r} only"
         )
 
-    # Sources. Model files may be `http_source` downloads, which Pants hydrates as generated sources.
+    # Sources. Model files given as `http_source` are downloaded by a cacheable process (see download.py).
     model_files = {WeightsField.alias: weights_tgt, **({TokenizerField.alias: tokenizer_tgt} if tokenizer_tgt else {})}
-    downloaded = {}
+    model_sources: dict[str, tuple[Digest, tuple[str, ...]]] = {}  # alias -> (digest of one file, its path)
     for alias, tgt in model_files.items():
-        request = HydrateSourcesRequest(tgt[FileSourceField], for_sources_types=(FileSourceField,), enable_codegen=True)
+        source = tgt[FileSourceField].value
+        if isinstance(source, http_source):
+            fetched = await Get(PinnedDownload, PinnedDownloadRequest(f"{context}: field `{alias}` ({tgt.address})", source))
+            model_sources[alias] = (fetched.digest, (os.path.join(tgt.address.spec_path, source.filename),))
+            continue
+        request = HydrateSourcesRequest(tgt[FileSourceField], for_sources_types=(FileSourceField,))
         try:
-            downloaded[alias] = await Get(HydratedSources, HydrateSourcesRequest, request)
-        except Exception as e:  # a download failed or did not match its pinned sha256
+            hydrated_file = await Get(HydratedSources, HydrateSourcesRequest, request)
+        except Exception as e:  # e.g. the file is missing
             raise AegisBuildError(f"{context}: field `{alias}` ({tgt.address}): {str(e).strip().splitlines()[-1]}") from None
+        model_sources[alias] = (hydrated_file.snapshot.digest, hydrated_file.snapshot.files)
     hydrated = await MultiGet(
         Get(HydratedSources, HydrateSourcesRequest(fs.model_card)),
         Get(HydratedSources, HydrateSourcesRequest(handler_tgt[PythonSourceField])),
         Get(HydratedSources, HydrateSourcesRequest(base_tgt[DebianLockfileField])),
     )
-    weights_src, tokenizer_src = downloaded[WeightsField.alias], downloaded.get(TokenizerField.alias)
+    weights_digest, weights_paths = model_sources[WeightsField.alias]
+    tokenizer_digest, tokenizer_paths = model_sources.get(TokenizerField.alias, (None, ()))
     card_src, handler_src, base_lock_src = hydrated
 
     if fs.weights_sha256.value:
         (weights_entry,) = [
-            e for e in await Get(DigestEntries, Digest, weights_src.snapshot.digest) if isinstance(e, FileEntry)
+            e for e in await Get(DigestEntries, Digest, weights_digest) if isinstance(e, FileEntry)
         ]
         if weights_entry.file_digest.fingerprint != fs.weights_sha256.value:
             raise AegisBuildError(
@@ -234,9 +242,9 @@ async def resolve_model_inputs(
 
     # The revision: the newest commit touching any input of this package (checked before any slow step).
     model_paths = {
-        *weights_src.snapshot.files,
+        *weights_paths,
         *card_src.snapshot.files,
-        *(tokenizer_src.snapshot.files if tokenizer_src else ()),
+        *tokenizer_paths,
     }
     input_paths = {
         *model_paths,
@@ -252,8 +260,8 @@ async def resolve_model_inputs(
     )
     return ModelInputs(
         context=context,
-        weights=weights_src.snapshot.digest,
-        tokenizer=tokenizer_src.snapshot.digest if tokenizer_src else None,
+        weights=weights_digest,
+        tokenizer=tokenizer_digest,
         model_card=card_src.snapshot.digest,
         handler=handler_tgt.address,
         handler_source=handler_src,

@@ -36,6 +36,7 @@ class CoreCommand(Enum):
     DEBIAN_LAYER = "debian-layer"  # core/cli.py: debian_layer -> debian/rootfs.py
     DEPS_LAYER = "deps-layer"  # core/cli.py: deps_layer -> python/site_packages.py
     IMAGE = "image"  # core/cli.py: image -> oci/image.py, oci/layout.py, oci/tarball.py
+    FETCH = "fetch"  # core/cli.py: fetch -> download.py
 
 
 class CoreTool(Enum):

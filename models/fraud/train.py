@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer
+
+from models.shared.textfeatures import token_bags, train_word_tokenizer
 
 HERE = Path(__file__).resolve().parent
 
@@ -137,19 +139,8 @@ def take(columns: dict, index: np.ndarray) -> dict:
 
 
 def train_tokenizer(texts: list[str]) -> Tokenizer:
-    """Word-level tokenizer: accents, case, digits (store numbers) and punctuation are normalised away."""
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Sequence([
-        normalizers.NFKD(),
-        normalizers.StripAccents(),
-        normalizers.Lowercase(),
-        normalizers.Replace(Regex(r"[^a-z]+"), " "),
-    ])
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # Words seen fewer than 20 times stay unknown: they could only be memorised, not learned.
-    trainer = trainers.WordLevelTrainer(vocab_size=512, min_frequency=20, special_tokens=["[UNK]"])
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    return tokenizer
+    return train_word_tokenizer(texts, min_frequency=20)
 
 
 def sigmoid(z):
@@ -233,7 +224,7 @@ def main(argv=None) -> dict:
     numeric = serving.numeric_features(
         train["amount"], train["hour"], train["country_mismatch"], train["txn_count_24h"])
     mean, std = numeric.mean(axis=0), numeric.std(axis=0)
-    bags = serving.token_bags(tokenizer, train["merchant"])
+    bags = token_bags(tokenizer, train["merchant"])
     params = train_mlp(rng, (numeric - mean) / std, bags, y_train)
 
     stored = {name: quantize(value) for name, value in params.items()}

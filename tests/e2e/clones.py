@@ -22,7 +22,7 @@ class Clone:
     root: Path
     store: Path  # this clone's own Pants store and named caches: nothing shared with other clones
 
-    def pants(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def pants(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
         cmd = [
             "./pants",
             "--no-pantsd",
@@ -30,7 +30,12 @@ class Clone:
             f"--named-caches-dir={self.store}/named_caches",
             *args,
         ]
-        result = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=1500)
+        return self.run(cmd, check=check, env=env)
+
+    def run(self, cmd: list, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            cmd, cwd=self.root, capture_output=True, text=True, timeout=1500, env={**os.environ, **(env or {})}
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}")
         return result

@@ -1,8 +1,9 @@
 """Serving code for the demo fraud detector: the Aegis runtime server loads this file in the image.
 
 Only runtime dependencies (numpy, safetensors, tokenizers) may be imported here: this file and the
-runtime lock are all that goes into the image. train.py loads this same file for its feature code, so
-training and serving compute features identically (no train/serve skew).
+runtime lock (and the shared feature code in models/shared/) are all that goes into the image. train.py
+loads this same file for its feature code, so training and serving compute features identically (no
+train/serve skew).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 from tokenizers import Tokenizer
+
+from models.shared.textfeatures import token_bags
 
 # Open Inference Protocol v2 tensor specs; the first dimension of every tensor is the batch.
 SIGNATURE = {
@@ -35,7 +38,6 @@ MODEL_FORMAT = "aegis-fraud-mlp/1"
 # random order, so everything lives in one canonical JSON string to keep the file byte-reproducible.
 METADATA_KEY = "config"
 NUMERIC_FEATURES = ("log_amount", "hour_sin", "hour_cos", "country_mismatch", "log_txn_count_24h")
-UNK_TOKEN = "[UNK]"
 
 
 def numeric_features(amount, hour, country_mismatch, txn_count_24h) -> np.ndarray:
@@ -57,17 +59,6 @@ def numeric_features(amount, hour, country_mismatch, txn_count_24h) -> np.ndarra
         ],
         axis=1,
     )
-
-
-def token_bags(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
-    """Mean bag of known tokens per text, shape [n, vocab], float64; unknown words carry no evidence."""
-    unk_id = tokenizer.token_to_id(UNK_TOKEN)
-    bags = np.zeros((len(texts), tokenizer.get_vocab_size()), dtype=np.float64)
-    for row, encoding in enumerate(tokenizer.encode_batch(texts, add_special_tokens=False)):
-        ids = [i for i in encoding.ids if i != unk_id]
-        if ids:
-            np.add.at(bags[row], ids, 1.0 / len(ids))
-    return bags
 
 
 class Handler:

@@ -1,0 +1,49 @@
+"""`build-support/changed.sh` selects exactly the models a change affects, and everything when it cannot tell."""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.clones import Clone, make_clone
+
+FRAUD, SENTIMENT = "models/fraud:fraud", "models/sentiment:sentiment"
+NO_PANTSD = {"PANTS_PANTSD": "false"}
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Clone:
+    return make_clone(tmp_path_factory.mktemp("changed"), "repo")
+
+
+def selected(clone: Clone, edit: str) -> list[str]:
+    """The model_package targets `changed.sh --list` selects after appending a line to `edit`."""
+    path = clone.root / edit
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"\n# an edit\n")
+        result = clone.run(["build-support/changed.sh", "--since", "HEAD", "--list", "package"], env=NO_PANTSD)
+    finally:
+        path.write_bytes(original)
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ("models/shared/textfeatures.py", [FRAUD, SENTIMENT]),  # the shared library: both models
+        ("models/fraud/server/handler.py", [FRAUD]),  # inside one model: that one
+        ("models/sentiment/model_card.md", [SENTIMENT]),
+        ("README.md", []),  # unrelated: none
+        ("aegis_plugin/goals/package.py", [FRAUD, SENTIMENT]),  # the plugin: everything
+        ("pants.toml", [FRAUD, SENTIMENT]),
+        ("3rdparty/python/runtime.lock", [FRAUD, SENTIMENT]),
+    ],
+)
+def test_selection(clone: Clone, edit: str, expected: list[str]) -> None:
+    assert selected(clone, edit) == expected
+
+
+def test_no_change_selects_nothing_and_a_bad_ref_is_refused(clone: Clone) -> None:
+    listed = clone.run(["build-support/changed.sh", "--since", "HEAD", "--list", "package"], env=NO_PANTSD)
+    assert listed.stdout.split() == []
+    bad = clone.run(["build-support/changed.sh", "--since", "no-such-ref", "package"], check=False, env=NO_PANTSD)
+    assert bad.returncode == 2 and "changed.sh: unknown git ref no-such-ref" in bad.stderr

@@ -1,0 +1,103 @@
+"""Remote cache on a real REAPI server (BuildGrid, in memory, on 127.0.0.1): a second machine builds nothing.
+
+Clone A packages both models with the cache on; clone B, with its own empty Pants store and named caches,
+packages them again: every cacheable process must come from the remote cache and the outputs must be
+identical, byte for byte.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.clones import make_clone, tree_digests
+
+CONFIG = """\
+server:
+  - !channel
+    address: "127.0.0.1:{port}"
+    insecure-mode: true
+storages:
+  - !lru-storage &cas
+    size: 1536M
+caches:
+  - !lru-action-cache &actions
+    storage: *cas
+    max-cached-refs: 100000
+    allow-updates: true
+    cache-failed-actions: false
+instances:
+  - name: ""
+    description: a cache-only REAPI server for the tests
+    services:
+      - !cas
+        storage: *cas
+      - !bytestream
+        storage: *cas
+      - !action-cache
+        cache: *actions
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def buildgrid(tmp_path: Path):
+    bgd = os.environ.get("AEGIS_BGD", "")
+    if not bgd or not os.access(bgd, os.X_OK):
+        pytest.fail("AEGIS_BGD must name BuildGrid's bgd: run the tests with build-support/test.sh")
+    port = _free_port()
+    config = tmp_path / "buildgrid.yml"
+    config.write_text(CONFIG.format(port=port))
+    log = open(tmp_path / "buildgrid.log", "w")
+    server = subprocess.Popen([bgd, "server", "start", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"BuildGrid did not start: {(tmp_path / 'buildgrid.log').read_text()}")
+                time.sleep(0.2)
+        yield f"grpc://127.0.0.1:{port}"
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def counters(stderr: str) -> dict[str, int]:
+    """The `[stats] log` counters Pants prints at the end of a run."""
+    block = stderr.split("Counters:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\w+): (\d+)$", block, re.M)}
+
+
+def test_a_second_clone_builds_nothing_locally(tmp_path: Path, buildgrid: str) -> None:
+    env = {"AEGIS_REMOTE_CACHE": buildgrid}
+    a, b = make_clone(tmp_path, "a"), make_clone(tmp_path, "b")
+    cold = a.pants("--stats-log", "package", "models::", env=env)
+    assert counters(cold.stderr)["remote_cache_write_successes"] > 0, cold.stderr
+
+    warm = b.pants("--stats-log", "package", "models::", env=env)
+    stats = counters(warm.stderr)
+    assert stats["remote_cache_read_errors"] == 0 and stats.get("remote_cache_requests_uncached", 0) == 0, stats
+    assert stats["remote_cache_requests_cached"] == stats["remote_cache_requests"] > 0, stats
+    assert tree_digests(a.root / "dist") == tree_digests(b.root / "dist")
+    for model in ("fraud/fraud", "sentiment/sentiment"):
+        assert a.image_summary(f"models/{model}")["manifest_digest"] == b.image_summary(f"models/{model}")["manifest_digest"]
