@@ -12,6 +12,7 @@ from pants.engine.target import (
     DictStringToStringField,
     InvalidFieldException,
     OptionalSingleSourceField,
+    SecondaryOwnerMixin,
     SingleSourceField,
     StringField,
     StringSequenceField,
@@ -118,7 +119,9 @@ class TokenizerField(StringField, AsyncFieldMixin):
     )
 
 
-class ModelCardField(SingleSourceField):
+# A target has one primary `SourcesField` for Pants' file ownership; the card and the examples are both
+# files of the model_package, so both are (also) secondary owners: `--changed-since` sees an edit to either.
+class ModelCardField(SingleSourceField, SecondaryOwnerMixin):
     alias = "model_card"
     required = True
     expected_file_extensions = (".md",)
@@ -130,7 +133,7 @@ class ModelCardField(SingleSourceField):
     )
 
 
-class ModelExamplesField(OptionalSingleSourceField):
+class ModelExamplesField(OptionalSingleSourceField, SecondaryOwnerMixin):
     alias = "examples"
     expected_file_extensions = (".json",)
     help = help_text(

@@ -18,33 +18,6 @@ import pytest
 
 from tests.e2e.clones import make_clone, tree_digests
 
-CONFIG = """\
-server:
-  - !channel
-    address: "127.0.0.1:{port}"
-    insecure-mode: true
-storages:
-  - !lru-storage &cas
-    size: 1536M
-caches:
-  - !lru-action-cache &actions
-    storage: *cas
-    max-cached-refs: 100000
-    allow-updates: true
-    cache-failed-actions: false
-instances:
-  - name: ""
-    description: a cache-only REAPI server for the tests
-    services:
-      - !cas
-        storage: *cas
-      - !bytestream
-        storage: *cas
-      - !action-cache
-        cache: *actions
-"""
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,7 +31,9 @@ def buildgrid(tmp_path: Path):
         pytest.fail("AEGIS_BGD must name BuildGrid's bgd: run the tests with build-support/test.sh")
     port = _free_port()
     config = tmp_path / "buildgrid.yml"
-    config.write_text(CONFIG.format(port=port))
+    template = (Path(os.environ["AEGIS_REPO_ROOT"]) / "build-support/buildgrid.yml").read_text()
+    assert '"127.0.0.1:50051"' in template
+    config.write_text(template.replace('"127.0.0.1:50051"', f'"127.0.0.1:{port}"'))
     log = open(tmp_path / "buildgrid.log", "w")
     server = subprocess.Popen([bgd, "server", "start", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
