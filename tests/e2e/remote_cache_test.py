@@ -66,13 +66,16 @@ def counters(stderr: str) -> dict[str, int]:
 def test_a_second_clone_builds_nothing_locally(tmp_path: Path, buildgrid: str) -> None:
     env = {"AEGIS_REMOTE_CACHE": buildgrid}
     a, b = make_clone(tmp_path, "a"), make_clone(tmp_path, "b")
-    cold = a.pants("--stats-log", "package", "models::", env=env)
-    assert counters(cold.stderr)["remote_cache_write_successes"] > 0, cold.stderr
+    cold = counters(a.pants("--stats-log", "package", "models::", env=env).stderr)
+    assert cold["remote_cache_write_errors"] == 0 and cold["remote_cache_write_successes"] > 0, cold
 
     warm = b.pants("--stats-log", "package", "models::", env=env)
     stats = counters(warm.stderr)
-    assert stats["remote_cache_read_errors"] == 0 and stats.get("remote_cache_requests_uncached", 0) == 0, stats
-    assert stats["remote_cache_requests_cached"] == stats["remote_cache_requests"] > 0, stats
+    # Every cacheable process of B came from the cache: none missed, none was raced by a local run. (Pants
+    # still runs its uncacheable discovery processes, e.g. finding interpreters, and our `git log`.)
+    assert stats["remote_cache_read_errors"] == 0 and stats["remote_cache_requests_uncached"] == 0, stats
+    assert stats["remote_cache_requests_cached"] == stats["remote_cache_requests"] == cold["remote_cache_requests"]
+    assert stats["remote_cache_speculation_local_completed_first"] == 0, stats
     assert tree_digests(a.root / "dist") == tree_digests(b.root / "dist")
     for model in ("fraud/fraud", "sentiment/sentiment"):
         assert a.image_summary(f"models/{model}")["manifest_digest"] == b.image_summary(f"models/{model}")["manifest_digest"]
