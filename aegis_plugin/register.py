@@ -1,7 +1,8 @@
 """Aegis: package trained models as reproducible, signed OCI images."""
-from aegis_plugin.goals import package, run, test
+from aegis_plugin.goals import package, publish, run, test
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
+from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
 from aegis_plugin.util_rules import core_process, download, image, layers, sbom, source_revision
@@ -11,6 +12,7 @@ def rules():
     return [
         *package.rules(),
         *test.rules(),
+        *publish.rules(),
         *run.rules(),
         *core_process.rules(),
         *download.rules(),
@@ -21,6 +23,7 @@ def rules():
         *AegisSubsystem.rules(),
         *ContractTestSubsystem.rules(),
         *SbomSubsystem.rules(),
+        *PublishSubsystem.rules(),
     ]
 
 

@@ -17,6 +17,7 @@ LOCKS="
   3rdparty/python/training.lock            3.11
   3rdparty/python/contract-test.lock       3.11
   3rdparty/python/sbom.lock                3.11
+  3rdparty/python/publish.lock             3.11
   3rdparty/python/plugin.lock              3.9
   build-support/bootstrap/pants.lock       3.9
   build-support/buildgrid.lock             3.11

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Real tools, not mocks: umoci and skopeo validate images, bwrap runs them (nsenter from util-linux
-# enters them), git stamps revisions, hey loads them in build-support/bench_serve.sh.
-packages=(umoci skopeo bubblewrap util-linux git ca-certificates hey)
+# enters them), git stamps revisions, hey loads them in build-support/bench_serve.sh, docker-registry is the
+# registry `publish` pushes to (htpasswd from apache2-utils gives it logins).
+packages=(umoci skopeo bubblewrap util-linux git ca-certificates hey docker-registry apache2-utils)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")
@@ -20,9 +21,11 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive ${sudo} apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# BuildGrid, the REAPI server the remote-cache test runs (from its hash-pinned lock, into a cached venv).
+# BuildGrid, the REAPI server the remote-cache test runs (from its hash-pinned lock, into a cached venv), and
+# the real cosign that verifies what `publish` signs (Debian trixie's, see the script).
 AEGIS_BGD="$(build-support/install-buildgrid.sh)"
-export AEGIS_BGD
+AEGIS_COSIGN="$(build-support/install-cosign.sh)"
+export AEGIS_BGD AEGIS_COSIGN
 
 if [[ -n "$(git status --porcelain --untracked-files=no)" ]]; then
   echo "build-support/test.sh: note: the end-to-end tests build HEAD, not your uncommitted changes" >&2

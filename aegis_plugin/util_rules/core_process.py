@@ -46,6 +46,7 @@ class CoreTool(Enum):
     CONTRACT_TEST = "aegis_plugin.core.contract.cli"  # `pants test`: resolve [aegis-contract-test].resolve
     CONTRACT_SERVE = "aegis_plugin.core.contract.serve"  # `pants run`: the same resolve
     SBOM = "aegis_plugin.core.sbom.cli"  # `pants package`: resolve [aegis-sbom].resolve
+    PUBLISH = "aegis_plugin.core.publish.cli"  # `pants publish`: resolve [aegis-publish].resolve
 
 
 class AegisBuildError(Exception):

@@ -1,0 +1,1 @@
+"""`pants publish` for model images: push by digest, sign and attest (cosign-compatible), then tag, immutably."""

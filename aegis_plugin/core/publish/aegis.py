@@ -1,0 +1,65 @@
+"""The `aegis` command for the deployment side: check and promote published model images.
+
+    aegis verify REGISTRY/REPO@sha256:... --key cosign.pub [--identity SIGNER]
+    aegis promote SRC_REGISTRY/REPO@sha256:... DST_REGISTRY/REPO:VERSION --key cosign.pub
+
+Both run offline against the registries alone (no transparency log, no network beyond them); `promote`
+verifies first and copies the image, its signature and attestations by digest, then tags it, refusing to move
+an existing tag. Runnable from the repository as `./pants run aegis_plugin/core/publish:aegis -- ...`.
+Exit status 0 when verified/promoted; 1 with the reason otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from aegis_plugin.core.publish.promote import promote
+from aegis_plugin.core.publish.verify import VerificationError, load_public_key, verify
+from aegis_plugin.core.registry.auth import AuthError
+from aegis_plugin.core.registry.client import Registry
+from aegis_plugin.core.registry.push import TagConflictError
+from aegis_plugin.core.registry.reference import ReferenceError, parse
+from aegis_plugin.core.registry.transport import RegistryError
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="aegis", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("verify", help="verify an image's signature and attestations")
+    check.add_argument("image", help="REGISTRY/REPOSITORY@sha256:...")
+    move = commands.add_parser("promote", help="verify, then copy an image by digest and tag it")
+    move.add_argument("source", help="REGISTRY/REPOSITORY@sha256:...")
+    move.add_argument("target", help="REGISTRY/REPOSITORY:VERSION")
+    for command in (check, move):
+        command.add_argument("--key", required=True, help="the signer's public key (PEM), e.g. cosign.pub")
+        command.add_argument("--allow-plain-http", action="store_true",
+                             help="plain HTTP to registries not on loopback")
+    check.add_argument("--identity", help="require this signer identity (the image manifest's signed_by)")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.key, "rb") as f:
+            key = load_public_key(f.read(), args.key)
+        if args.command == "verify":
+            ref = parse(args.image)
+            verified = verify(Registry.for_reference(ref, args.allow_plain_http), ref, key, args.identity)
+            print(f"verified {ref}: signed by {verified.signed_by or '(no identity)'}; attestations: "
+                  f"{', '.join(sorted(verified.attestations))}")
+        else:
+            source, target = parse(args.source), parse(args.target)
+            if not target.tag or target.digest:
+                raise ReferenceError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
+            for line in promote(Registry.for_reference(source, args.allow_plain_http), source,
+                                Registry.for_reference(target, args.allow_plain_http), target, key):
+                print(line)
+    except OSError as e:
+        print(f"aegis: {args.key}: {e.strerror}", file=sys.stderr)
+        return 1
+    except (VerificationError, ReferenceError, RegistryError, AuthError, TagConflictError) as e:
+        print(f"aegis: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

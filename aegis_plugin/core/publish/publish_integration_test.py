@@ -1,0 +1,159 @@
+"""Publish, verify and promote against real registries (docker-registry on 127.0.0.1), checked by real cosign."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aegis_plugin.core.publish import aegis, cli
+from aegis_plugin.core.registry.client import Registry
+from aegis_plugin.core.registry.reference import parse
+from aegis_plugin.core.registry.testutil import make_layout, running_registry
+from aegis_plugin.core.sign import cosign
+
+PASSWORD = "correct horse"
+IDENTITY = "ci@aegis.example"
+
+
+@pytest.fixture(scope="module")
+def cosign_binary() -> str:
+    path = os.environ.get("AEGIS_COSIGN", "")
+    if not os.access(path, os.X_OK):
+        pytest.fail("AEGIS_COSIGN must name the cosign binary: run the tests with build-support/test.sh")
+    return path
+
+
+@pytest.fixture(scope="module")
+def key_dir(cosign_binary: str, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    for name, password in (("cosign", PASSWORD), ("other", "")):
+        subprocess.run([cosign_binary, "generate-key-pair", f"--output-key-prefix={name}"], cwd=directory,
+                       check=True, capture_output=True, env={**os.environ, "COSIGN_PASSWORD": password})
+    return directory
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    with running_registry(tmp_path / "registry") as address:
+        yield address
+
+
+def _inputs(tmp_path: Path, content: bytes, name: str = "oci") -> list:
+    image = make_layout(tmp_path / name, content)
+    (tmp_path / "sbom.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
+    (tmp_path / "provenance.json").write_text(json.dumps({
+        "builder_id": "https://example.invalid/builder", "target": "models/fraud:fraud", "version": "1.0.0",
+        "source_url": "https://example.invalid/repo", "git_sha": "ab" * 20,
+        "materials": [{"uri": "3rdparty/python/runtime.lock", "sha256": "cd" * 32}],
+        "invocation": ["pants", "publish", "models/fraud:fraud"]}))
+    return ["--layout", image.layout, "--sbom", str(tmp_path / "sbom.json"),
+            "--provenance", str(tmp_path / "provenance.json")]
+
+
+def _env(key_dir: Path) -> dict:
+    return {"AEGIS_SIGNING_KEY_FILE": str(key_dir / "cosign.key"), "AEGIS_SIGNING_KEY_PASSWORD": PASSWORD}
+
+
+def _cosign(cosign_binary: str, *args: str) -> int:
+    return subprocess.run([cosign_binary, *args, "--insecure-ignore-tlog=true", "--allow-http-registry"],
+                          capture_output=True).returncode
+
+
+def test_publish_signs_attests_and_tags(cosign_binary, key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
+    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    out = capsys.readouterr().out
+    assert "2 blob(s)" in out and "signature attached" in out and f"{registry}/ml/fraud:1.0.0 -> sha256:" in out
+    digest = out.rsplit("-> ", 1)[1].strip()
+    ref = f"{registry}/ml/fraud@{digest}"
+    pub = str(key_dir / "cosign.pub")
+    assert _cosign(cosign_binary, "verify", "--key", pub, ref) == 0
+    assert _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "cyclonedx", ref) == 0
+    assert _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "slsaprovenance1", ref) == 0
+    assert _cosign(cosign_binary, "verify", "--key", str(key_dir / "other.pub"), ref) != 0
+
+    # Publishing again uploads no layer bytes and changes nothing.
+    assert cli.main(args, _env(key_dir)) == 0
+    again = capsys.readouterr().out
+    assert "no layer bytes uploaded" in again and "signature already attached" in again and "already ->" in again
+
+    # aegis verify: the key, the identity, the attestations.
+    assert aegis.main(["verify", ref, "--key", pub, "--identity", IDENTITY]) == 0
+    assert f"signed by {IDENTITY}" in capsys.readouterr().out
+    assert aegis.main(["verify", ref, "--key", pub, "--identity", "someone@else"]) == 1
+    assert "signed by 'ci@aegis.example', not 'someone@else'" in capsys.readouterr().err
+    assert aegis.main(["verify", ref, "--key", str(key_dir / "other.pub")]) == 1
+    assert "no valid signature: a signature does not verify with this key" in capsys.readouterr().err
+    assert aegis.main(["verify", f"{registry}/ml/fraud:1.0.0", "--key", pub]) == 1
+    assert "verify an image by digest" in capsys.readouterr().err
+
+
+def test_a_version_is_never_moved(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
+    target = ["--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main([*_inputs(tmp_path, b"one", "a"), *target], _env(key_dir)) == 0
+    first = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
+    assert cli.main([*_inputs(tmp_path, b"two", "b"), *target], _env(key_dir)) == 2
+    err = capsys.readouterr().err
+    assert f"already points to {first}; refusing to move it to sha256:" in err and err.count("\n") == 1
+    assert Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0")).manifest_digest("ml/fraud", "1.0.0") == first
+
+
+def test_signing_mode_must_match_the_manifest(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
+    inputs = _inputs(tmp_path, b"weights")
+    unsigned = ["--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", "unsigned"]
+    assert cli.main([*inputs, *unsigned], _env(key_dir)) == 2
+    assert "a signing key is set, but the image's manifest says signed_by 'unsigned'" in capsys.readouterr().err
+    assert cli.main([*inputs, "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY], {}) == 2
+    assert "no signing key is set" in capsys.readouterr().err
+    assert cli.main([*inputs, *unsigned], {}) == 0
+    assert "not signed" in capsys.readouterr().out
+    bad = {**_env(key_dir), "AEGIS_SIGNING_KEY_PASSWORD": "wrong"}
+    assert cli.main([*inputs, "--target", f"{registry}/ml/x:1.0.0", "--signer-identity", IDENTITY], bad) == 2
+    assert "wrong password" in capsys.readouterr().err
+
+
+def test_promote_verifies_copies_and_tags(cosign_binary, key_dir: Path, registry: str, tmp_path: Path,
+                                          capsys) -> None:
+    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/staging/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
+    pub = str(key_dir / "cosign.pub")
+    with running_registry(tmp_path / "prod-registry") as prod:
+        assert aegis.main(["promote", f"{registry}/staging/fraud@{digest}", f"{prod}/fraud:1.0.0", "--key", pub]) == 0
+        assert f"{prod}/fraud:1.0.0 -> {digest}" in capsys.readouterr().out
+        assert _cosign(cosign_binary, "verify", "--key", pub, f"{prod}/fraud@{digest}") == 0
+        assert _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "cyclonedx",
+                       f"{prod}/fraud@{digest}") == 0
+        # Same registry: blobs are mounted, not copied.
+        assert aegis.main(["promote", f"{registry}/staging/fraud@{digest}", f"{registry}/prod/fraud:1.0.0",
+                           "--key", pub]) == 0
+        assert "(0 blob(s) transferred)" in capsys.readouterr().out
+
+        other = [*_inputs(tmp_path, b"other", "other"), "--target", f"{registry}/staging/fraud:2.0.0",
+                 "--signer-identity", IDENTITY]
+        assert cli.main(other, _env(key_dir)) == 0
+        other_digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
+        assert aegis.main(["promote", f"{registry}/staging/fraud@{other_digest}", f"{prod}/fraud:1.0.0",
+                           "--key", pub]) == 1
+        assert "refusing to move it" in capsys.readouterr().err
+
+
+def test_a_tampered_signature_is_rejected(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
+    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
+    tag = cosign.tag_for(digest, "sig")
+    _, manifest, _ = client.get_manifest("ml/fraud", tag)
+    layer = cosign.existing_layers(manifest, lambda d: client.get_blob("ml/fraud", d))[0]
+    forged_payload = layer.data.replace(b"cosign container image signature", b"cosign container image signature ")
+    forged = cosign.artifact([cosign.Layer(layer.media_type, forged_payload, layer.annotations)])
+    for blob_digest, blob in forged.blobs.items():
+        if not client.blob_exists("ml/fraud", blob_digest):
+            client.upload_blob("ml/fraud", blob_digest, blob)
+    client.put_manifest("ml/fraud", tag, cosign.MANIFEST, forged.manifest)
+    assert aegis.main(["verify", f"{registry}/ml/fraud@{digest}", "--key", str(key_dir / "cosign.pub")]) == 1
+    assert "no valid signature: a signature does not verify with this key" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""Verify a published image offline: its signature against a public key, the attestations it must carry,
+and that every one of them is about this very digest. What a deployment checks before it runs a model."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from aegis_plugin.core.registry.client import Registry
+from aegis_plugin.core.registry.reference import Reference
+from aegis_plugin.core.sign import cosign, dsse
+
+REQUIRED_ATTESTATIONS = (dsse.CYCLONEDX, dsse.SLSA_PROVENANCE_V1)
+
+
+class VerificationError(Exception):
+    """Why the image must not be trusted, in one line."""
+
+
+@dataclass
+class Verified:
+    digest: str
+    signed_by: Optional[str]
+    attestations: Dict[str, dict] = field(default_factory=dict)  # predicate type -> predicate
+
+
+def load_public_key(data: bytes, origin: str) -> ec.EllipticCurvePublicKey:
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as e:
+        raise VerificationError(f"{origin}: not a PEM public key ({e})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise VerificationError(f"{origin}: expected an ECDSA public key (what cosign generates)")
+    return key
+
+
+def _valid(key: ec.EllipticCurvePublicKey, signature_b64: str, data: bytes) -> bool:
+    try:
+        key.verify(base64.b64decode(signature_b64), data, ec.ECDSA(hashes.SHA256()))
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def verify(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey, identity: Optional[str] = None,
+           required: Sequence[str] = REQUIRED_ATTESTATIONS) -> Verified:
+    if not ref.digest:
+        raise VerificationError(f"{ref}: verify an image by digest (REPOSITORY@sha256:...), never by tag")
+    digest, repository = ref.digest, ref.repository
+    if registry.get_manifest(repository, digest) is None:
+        raise VerificationError(f"{ref}: no such image in the registry")
+    signatures = _layers(registry, repository, digest, "sig")
+    if not signatures:
+        raise VerificationError(f"{ref}: no signature is attached ({cosign.tag_for(digest, 'sig')} does not exist)")
+    signed_by: Optional[str] = None
+    problems = []
+    for layer in signatures:
+        if not _valid(key, layer.annotations.get(cosign.SIGNATURE_ANNOTATION, ""), layer.data):
+            problems.append("a signature does not verify with this key")
+            continue
+        payload = json.loads(layer.data)
+        if payload["critical"]["image"]["docker-manifest-digest"] != digest:
+            problems.append("a valid signature is for another digest")
+            continue
+        signer = (payload.get("optional") or {}).get("signed_by")
+        if identity is not None and signer != identity:
+            problems.append(f"signed by {signer!r}, not {identity!r}")
+            continue
+        signed_by = signer
+        break
+    else:
+        raise VerificationError(f"{ref}: no valid signature: {'; '.join(sorted(set(problems)))}")
+
+    found: Dict[str, dict] = {}
+    for layer in _layers(registry, repository, digest, "att"):
+        envelope = json.loads(layer.data)
+        payload = base64.b64decode(envelope["payload"])
+        if not any(_valid(key, s.get("sig", ""), dsse.pae(envelope["payloadType"], payload))
+                   for s in envelope.get("signatures", [])):
+            continue
+        statement = json.loads(payload)
+        subjects = {f"sha256:{s['digest'].get('sha256')}" for s in statement.get("subject", [])}
+        if digest not in subjects:
+            raise VerificationError(
+                f"{ref}: the {statement.get('predicateType')} attestation is about {sorted(subjects)}, not this digest"
+            )
+        found[statement["predicateType"]] = statement["predicate"]
+    missing = [t for t in required if t not in found]
+    if missing:
+        raise VerificationError(f"{ref}: missing signed attestation(s): {', '.join(missing)}")
+    return Verified(digest, signed_by, found)
+
+
+def _layers(registry: Registry, repository: str, digest: str, suffix: str) -> List[cosign.Layer]:
+    manifest = registry.get_manifest(repository, cosign.tag_for(digest, suffix))
+    if manifest is None:
+        return []
+    return cosign.existing_layers(manifest[1], lambda d: registry.get_blob(repository, d))

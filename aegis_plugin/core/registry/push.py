@@ -1,0 +1,125 @@
+"""Push an image from an OCI layout by digest, then tag it, immutably.
+
+Blobs go first (those the registry has are skipped, no bytes sent), then the manifest by its digest, and
+only then the tag: a push interrupted anywhere leaves no tag pointing at a partial image, and re-running it
+completes the push. A tag that already points at another digest is never moved: versions are immutable.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+from aegis_plugin.core.registry.client import Registry
+from aegis_plugin.core.registry.reference import Reference
+
+
+class TagConflictError(Exception):
+    """The tag exists with another digest; the message names both."""
+
+
+@dataclass
+class PushReport:
+    reference: Reference  # repository@digest
+    uploaded_bytes: int = 0
+    uploaded_blobs: List[str] = field(default_factory=list)
+    skipped_blobs: List[str] = field(default_factory=list)
+    tag: Optional[str] = None
+    tag_created: bool = False  # False: the tag already pointed at this digest (a no-op)
+
+    def summary(self) -> str:
+        blobs = f"{len(self.uploaded_blobs)} blob(s), {self.uploaded_bytes} bytes uploaded"
+        if self.skipped_blobs:
+            blobs += f", {len(self.skipped_blobs)} already present"
+        if not self.uploaded_blobs:
+            blobs = f"no layer bytes uploaded ({len(self.skipped_blobs)} blob(s) already present)"
+        tag = ""
+        if self.tag:
+            tag = f"; tag {self.tag} " + ("created" if self.tag_created else "already points to this digest")
+        return f"{self.reference}: {blobs}{tag}"
+
+
+@dataclass(frozen=True)
+class LayoutImage:
+    """The single image of an OCI layout directory (what `package` writes to dist/<path>/oci)."""
+
+    layout: str
+    media_type: str
+    digest: str
+    manifest: bytes
+
+    @classmethod
+    def read(cls, layout: str) -> "LayoutImage":
+        with open(os.path.join(layout, "index.json"), encoding="utf-8") as f:
+            index = json.load(f)
+        manifests = index.get("manifests") or []
+        if len(manifests) != 1:
+            raise ValueError(f"{layout}: expected one image in index.json, found {len(manifests)}")
+        descriptor = manifests[0]
+        with open(blob_path(layout, descriptor["digest"]), "rb") as f:
+            manifest = f.read()
+        return cls(layout, descriptor["mediaType"], descriptor["digest"], manifest)
+
+    @property
+    def blob_digests(self) -> List[str]:
+        """Config first, then the layers, as the manifest lists them."""
+        data = json.loads(self.manifest)
+        return [data["config"]["digest"], *(layer["digest"] for layer in data["layers"])]
+
+
+def blob_path(layout: str, digest: str) -> str:
+    algorithm, hex_digest = digest.split(":", 1)
+    return os.path.join(layout, "blobs", algorithm, hex_digest)
+
+
+def push_image(registry: Registry, image: LayoutImage, target: Reference,
+               mount_from: Optional[str] = None) -> PushReport:
+    """Pushes `image` to `target`'s repository and, if `target` has a tag, tags it (never moving a tag)."""
+    repository = target.repository
+    report = PushReport(target.with_digest(image.digest), tag=target.tag)
+    if target.tag:
+        check_tag(registry, target, image.digest)
+    blobs = {digest: blob_path(image.layout, digest) for digest in image.blob_digests}
+    report.uploaded_bytes, report.uploaded_blobs, report.skipped_blobs = push_blobs(
+        registry, repository, blobs, mount_from
+    )
+    registry.put_manifest(repository, image.digest, image.media_type, image.manifest)
+    if target.tag:
+        report.tag_created = tag_image(registry, target, image)
+    return report
+
+
+def push_blobs(registry: Registry, repository: str, blobs: Dict[str, Union[bytes, str]],
+               mount_from: Optional[str] = None) -> Tuple[int, List[str], List[str]]:
+    """Uploads the blobs (bytes or file paths, by digest) the repository lacks, mounting them from
+    `mount_from` where the registry allows: (bytes uploaded, digests uploaded, digests skipped)."""
+    uploaded_bytes, uploaded, skipped = 0, [], []
+    for digest, content in blobs.items():
+        if registry.blob_exists(repository, digest) or (
+            mount_from and mount_from != repository and registry.mount_blob(repository, digest, mount_from)
+        ):
+            skipped.append(digest)
+            continue
+        uploaded_bytes += registry.upload_blob(repository, digest, content)
+        uploaded.append(digest)
+    return uploaded_bytes, uploaded, skipped
+
+
+def tag_image(registry: Registry, target: Reference, image: LayoutImage) -> bool:
+    """Points `target.tag` at the image (already pushed by digest); False if it already did."""
+    if check_tag(registry, target, image.digest):
+        return False
+    registry.put_manifest(target.repository, target.tag or "", image.media_type, image.manifest)
+    return True
+
+
+def check_tag(registry: Registry, target: Reference, digest: str) -> bool:
+    """True if the tag points at `digest` already; TagConflictError if at another one."""
+    existing = registry.manifest_digest(target.repository, target.tag or "")
+    if existing is not None and existing != digest:
+        raise TagConflictError(
+            f"{target} already points to {existing}; refusing to move it to {digest}: versions are immutable, "
+            f"publish a new version instead"
+        )
+    return existing == digest

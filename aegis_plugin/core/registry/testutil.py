@@ -1,0 +1,112 @@
+"""For the tests: a real registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1, and small
+images in OCI layouts to push to it."""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+from aegis_plugin.core.registry.push import LayoutImage
+
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_registry(work: Path, login: Optional[Tuple[str, str]] = None) -> Iterator[str]:
+    """A fresh registry with filesystem storage under `work`; yields `127.0.0.1:PORT`. With `login`, it
+    requires HTTP Basic auth (an htpasswd file with a bcrypt hash, made by `htpasswd` from apache2-utils)."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise AssertionError("docker-registry is not installed: run the tests with build-support/test.sh")
+    port = free_port()
+    work.mkdir(parents=True, exist_ok=True)
+    auth = ""
+    if login:
+        htpasswd = subprocess.run(["htpasswd", "-Bbn", *login], check=True, capture_output=True, text=True).stdout
+        (work / "htpasswd").write_text(htpasswd)
+        auth = f"auth:\n  htpasswd:\n    realm: aegis-tests\n    path: {work / 'htpasswd'}\n"
+    config = work / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {work / 'storage'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+    )
+    log = open(work / "registry.log", "wb")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break  # 401: up, and asking for a login
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"docker-registry did not start: {(work / 'registry.log').read_text()}")
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def make_layout(directory: Path, content: bytes, tag: str = "1.0.0") -> LayoutImage:
+    """An OCI layout holding one image with one layer (`/data` = `content`), written by hand so that these
+    tests need nothing but the registry package."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo("data")
+        info.size, info.mode = len(content), 0o644
+        archive.addfile(info, io.BytesIO(content))
+    layer = gzip.compress(tar.getvalue(), mtime=0)
+    config = _json({"architecture": "amd64", "os": "linux",
+                    "rootfs": {"type": "layers", "diff_ids": [_digest(tar.getvalue())]}})
+    manifest = _json({
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _digest(layer),
+                    "size": len(layer)}],
+    })
+    for blob in (layer, config, manifest):
+        path = directory / "blobs" / "sha256" / _digest(blob).split(":")[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blob)
+    (directory / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
+    (directory / "index.json").write_bytes(_json({"schemaVersion": 2, "manifests": [{
+        "mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    return LayoutImage.read(str(directory))
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()

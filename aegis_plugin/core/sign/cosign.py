@@ -1,0 +1,113 @@
+"""Signatures and attestations as cosign stores them in a registry (its "tag schema").
+
+For an image `repo@sha256:<hex>`, cosign keeps an OCI image tagged `sha256-<hex>.sig` whose layers are
+simple-signing payloads (media type `application/vnd.dev.cosign.simplesigning.v1+json`), each signature in
+the layer's `dev.cosignproject.cosign/signature` annotation (base64 DER ECDSA); and one tagged
+`sha256-<hex>.att` whose layers are DSSE envelopes (`application/vnd.dsse.envelope.v1+json`) annotated with
+their `predicateType`. Registries without the OCI 1.1 referrers API (docker-registry 2.8) need exactly this.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from aegis_plugin.core.sign import dsse, keys
+
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+# cosign's empty-image config times (Go's zero time), so the same layers always give the same image.
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+@dataclass(frozen=True)
+class Layer:
+    media_type: str
+    data: bytes
+    annotations: Mapping[str, str]
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A small image to push: its blobs by digest and its manifest."""
+
+    blobs: Dict[str, bytes]
+    manifest: bytes
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.manifest).hexdigest()
+
+
+def tag_for(image_digest: str, suffix: str) -> str:
+    """`sha256:abc…` -> `sha256-abc….sig` (suffix "sig") or `….att` (suffix "att")."""
+    return image_digest.replace(":", "-") + "." + suffix
+
+
+def simple_signing_payload(docker_reference: str, image_digest: str,
+                           optional: Optional[Mapping[str, str]] = None) -> bytes:
+    return json.dumps({
+        "critical": {
+            "identity": {"docker-reference": docker_reference},
+            "image": {"docker-manifest-digest": image_digest},
+            "type": "cosign container image signature",
+        },
+        "optional": dict(optional) if optional else None,
+    }, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signature_layer(docker_reference: str, image_digest: str, key: ec.EllipticCurvePrivateKey,
+                    optional: Optional[Mapping[str, str]] = None) -> Layer:
+    payload = simple_signing_payload(docker_reference, image_digest, optional)
+    signature = base64.b64encode(keys.sign(key, payload)).decode()
+    return Layer(SIMPLE_SIGNING, payload, {SIGNATURE_ANNOTATION: signature})
+
+
+def attestation_layer(docker_reference: str, image_digest: str, predicate_type: str,
+                      predicate: Mapping[str, object], key: ec.EllipticCurvePrivateKey) -> Layer:
+    statement = dsse.statement(docker_reference, image_digest, predicate_type, predicate)
+    return Layer(DSSE_ENVELOPE, dsse.envelope(statement, key),
+                 {SIGNATURE_ANNOTATION: "", "predicateType": predicate_type})
+
+
+def artifact(layers: List[Layer]) -> Artifact:
+    """The image holding `layers` (existing ones first, as cosign appends), with cosign's config."""
+    config = json.dumps({
+        "architecture": "", "os": "", "created": _ZERO_TIME, "config": {},
+        "history": [{"created": _ZERO_TIME} for _ in layers],
+        "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
+    }, sort_keys=True, separators=(",", ":")).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": CONFIG, "size": len(config), "digest": config_digest},
+        "layers": [{"mediaType": layer.media_type, "size": len(layer.data), "digest": layer.digest,
+                    "annotations": dict(layer.annotations)} for layer in layers],
+    }, sort_keys=True, separators=(",", ":")).encode()
+    blobs = {config_digest: config, **{layer.digest: layer.data for layer in layers}}
+    return Artifact(blobs, manifest)
+
+
+def existing_layers(manifest: bytes, fetch_blob) -> List[Layer]:
+    """The layers of a `.sig`/`.att` image already in the registry, so new ones are appended, not lost."""
+    data = json.loads(manifest)
+    return [Layer(d["mediaType"], fetch_blob(d["digest"]), d.get("annotations") or {}) for d in data["layers"]]
+
+
+def merged(existing: List[Layer], new: Layer) -> Tuple[List[Layer], bool]:
+    """`existing` plus `new` unless an identical layer is there already (then nothing changes)."""
+    if any(layer.digest == new.digest and dict(layer.annotations) == dict(new.annotations) for layer in existing):
+        return existing, False
+    return [*existing, new], True

@@ -1,0 +1,101 @@
+"""Signatures and attestations in a real registry, verified by the real cosign (offline, key-based)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aegis_plugin.core.registry.client import Registry
+from aegis_plugin.core.registry.push import push_image
+from aegis_plugin.core.registry.reference import parse
+from aegis_plugin.core.registry.testutil import make_layout, running_registry
+from aegis_plugin.core.sign import cosign, dsse, keys
+from aegis_plugin.core.sign.attach import attach
+
+PASSWORD = b"correct horse"
+
+
+@pytest.fixture(scope="module")
+def cosign_binary() -> str:
+    path = os.environ.get("AEGIS_COSIGN", "")
+    if not os.access(path, os.X_OK):
+        pytest.fail("AEGIS_COSIGN must name the cosign binary: run the tests with build-support/test.sh")
+    return path
+
+
+@pytest.fixture(scope="module")
+def key_pair(cosign_binary: str, tmp_path_factory) -> Path:
+    """A key pair made by cosign itself, in its encrypted format."""
+    directory = tmp_path_factory.mktemp("keys")
+    subprocess.run([cosign_binary, "generate-key-pair"], cwd=directory, check=True, capture_output=True,
+                   env={**os.environ, "COSIGN_PASSWORD": PASSWORD.decode()})
+    return directory
+
+
+def verify(cosign_binary: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([cosign_binary, *args, "--insecure-ignore-tlog=true", "--allow-http-registry"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cosign_verifies_our_signature_and_attestations(cosign_binary: str, key_pair: Path, tmp_path: Path) -> None:
+    key = keys.load_private_key((key_pair / "cosign.key").read_bytes(), PASSWORD, "cosign.key")
+    image = make_layout(tmp_path / "oci", b"weights")
+    with running_registry(tmp_path / "registry") as address:
+        target = parse(f"{address}/ml/fraud:1.0.0")
+        registry = Registry.for_reference(target)
+        push_image(registry, image, target)
+        signed = f"{target.name}@{image.digest}"
+        layer = cosign.signature_layer(target.name, image.digest, key)
+        assert attach(registry, target.repository, image.digest, "sig", layer)
+        assert not attach(registry, target.repository, image.digest, "sig", layer)  # idempotent
+
+        sbom = {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}
+        attach(registry, target.repository, image.digest, "att",
+               cosign.attestation_layer(target.name, image.digest, dsse.CYCLONEDX, sbom, key))
+        provenance = {"buildDefinition": {"buildType": "https://aegis.invalid/pants-package/v1"}}
+        attach(registry, target.repository, image.digest, "att",
+               cosign.attestation_layer(target.name, image.digest, dsse.SLSA_PROVENANCE_V1, provenance, key))
+
+        result = verify(cosign_binary, "verify", "--key", str(key_pair / "cosign.pub"), signed)
+        assert result.returncode == 0, result.stderr
+        payload = json.loads(result.stdout)[0]
+        assert payload["critical"]["image"]["docker-manifest-digest"] == image.digest
+        for kind in ("cyclonedx", "slsaprovenance1"):
+            result = verify(cosign_binary, "verify-attestation", "--key", str(key_pair / "cosign.pub"),
+                            "--type", kind, signed)
+            assert result.returncode == 0, (kind, result.stderr)
+
+
+def test_cosign_rejects_a_wrong_key_and_a_tampered_signature(cosign_binary: str, key_pair: Path,
+                                                              tmp_path: Path) -> None:
+    key = keys.load_private_key((key_pair / "cosign.key").read_bytes(), PASSWORD, "cosign.key")
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run([cosign_binary, "generate-key-pair"], cwd=other, check=True, capture_output=True,
+                   env={**os.environ, "COSIGN_PASSWORD": ""})
+    image = make_layout(tmp_path / "oci", b"weights")
+    with running_registry(tmp_path / "registry") as address:
+        target = parse(f"{address}/ml/fraud:1.0.0")
+        registry = Registry.for_reference(target)
+        push_image(registry, image, target)
+        signed = f"{target.name}@{image.digest}"
+        # A signature over another digest's payload: cosign must refuse it for this image.
+        forged = cosign.signature_layer(target.name, "sha256:" + "0" * 64, key)
+        tampered = cosign.Layer(cosign.SIMPLE_SIGNING, cosign.simple_signing_payload(target.name, image.digest),
+                                forged.annotations)
+        attach(registry, target.repository, image.digest, "sig", tampered)
+        assert verify(cosign_binary, "verify", "--key", str(key_pair / "cosign.pub"), signed).returncode != 0
+
+        attach(registry, target.repository, image.digest, "sig", cosign.signature_layer(target.name, image.digest, key))
+        assert verify(cosign_binary, "verify", "--key", str(key_pair / "cosign.pub"), signed).returncode == 0
+        assert verify(cosign_binary, "verify", "--key", str(other / "cosign.pub"), signed).returncode != 0
+
+
+def test_a_cosign_key_with_the_wrong_password(key_pair: Path) -> None:
+    with pytest.raises(keys.SigningKeyError, match="cosign.key: wrong password for the encrypted cosign key"):
+        keys.load_private_key((key_pair / "cosign.key").read_bytes(), b"wrong", "cosign.key")
+    with pytest.raises(keys.SigningKeyError, match="needs its password"):
+        keys.load_private_key((key_pair / "cosign.key").read_bytes(), None, "cosign.key")

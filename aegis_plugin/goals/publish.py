@@ -1,0 +1,146 @@
+"""`pants publish` for `model_package`: push the packaged image by digest, sign and attest it, tag its version.
+
+The work happens in one interactive process (it has side effects, so it is never cached), run from the
+`publish` PEX (`aegis_plugin/core/publish/cli.py`) on the outputs of `package`. Secrets (the signing key and
+its password, registry credentials) reach only that process's environment, never a cached one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.base.build_environment import get_buildroot
+from pants.core.goals.publish import (
+    PublishFieldSet,
+    PublishOutputData,
+    PublishPackages,
+    PublishProcesses,
+    PublishRequest,
+)
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
+from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs
+from pants.engine.process import InteractiveProcess, Process
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import WrappedTarget, WrappedTargetRequest
+
+from aegis_plugin.goals.package import ModelInputs, ModelPackageFieldSet
+from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.subsystems.publish import PublishSubsystem
+from aegis_plugin.target_types import ModelIdField, ModelVersionField, RepositoryField
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
+
+# What the publisher may read from the environment `pants publish` runs in (see core/publish/cli.py).
+PASSED_ENV = (
+    "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY_PASSWORD",
+    "AEGIS_REGISTRY_USERNAME", "AEGIS_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME",
+)
+BUILDER_ID = "https://github.com/aegis-ml/aegis/pants-publish"
+
+
+class PublishModelRequest(PublishRequest):
+    pass
+
+
+@dataclass(frozen=True)
+class PublishModelFieldSet(PublishFieldSet):
+    publish_request_type = PublishModelRequest
+    required_fields = (ModelIdField, ModelVersionField)
+
+    model_id: ModelIdField
+    version: ModelVersionField
+    repository: RepositoryField
+
+    def get_output_data(self) -> PublishOutputData:
+        return PublishOutputData({"publisher": "aegis", **super().get_output_data()})
+
+
+def target_repository(fs: PublishModelFieldSet, registry: str | None) -> str:
+    """`repository` with its registry; the default `aegis/<model_id>` and any other registry-less one take
+    `[aegis-publish].registry`."""
+    repository = fs.repository.value or f"aegis/{fs.model_id.value}"
+    first = repository.split("/", 1)[0]
+    if "." in first or ":" in first or first == "localhost":
+        return repository
+    if not registry:
+        raise AegisBuildError(
+            f"{fs.address}: field `repository`: {repository!r} names no registry: write it as "
+            f"`registry.example.com/{repository}`, or set `[aegis-publish].registry`"
+        )
+    return f"{registry.rstrip('/')}/{repository}"
+
+
+@rule(desc="Preparing to publish a model image")
+async def publish_model(
+    request: PublishModelRequest, publish: PublishSubsystem, aegis: AegisSubsystem, python_setup: PythonSetup
+) -> PublishProcesses:
+    fs = request.field_set
+    target = f"{target_repository(fs, publish.registry)}:{fs.version.value}"
+    (package,) = request.packages
+    output_path = os.path.dirname(package.artifacts[0].relpath or "")
+    wrapped = await Get(WrappedTarget, WrappedTargetRequest(fs.address, description_of_origin="the `publish` goal"))
+    inputs = await Get(ModelInputs, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target))
+    runtime_lock = python_setup.resolves[inputs.resolve]
+    locks, image_json = await MultiGet(
+        Get(DigestContents, PathGlobs([runtime_lock])),
+        Get(DigestContents, DigestSubset(package.digest, PathGlobs([f"{output_path}/image.json"]))),
+    )
+    base_layer = json.loads(image_json[0].content)["layers"][0]["digest"]
+    materials = [
+        {"uri": runtime_lock, "sha256": hashlib.sha256(locks[0].content).hexdigest()},
+        *(
+            {"uri": f.path, "sha256": hashlib.sha256(f.content).hexdigest()}
+            for f in await Get(DigestContents, Digest, inputs.base_lockfile.snapshot.digest)
+        ),
+        {"uri": "oci-layer:debian-base", "sha256": base_layer.split(":", 1)[1]},
+    ]
+    # The facts of the SLSA provenance (core/publish/provenance.py makes the predicate of them).
+    facts = {
+        "builder_id": BUILDER_ID,
+        "target": str(fs.address),
+        "version": fs.version.value,
+        "source_url": aegis.source_url or "",
+        "git_sha": inputs.revision.git_sha,
+        "materials": materials,
+        "invocation": ["pants", "publish", str(fs.address)],
+    }
+    provenance_digest = await Get(
+        Digest, CreateDigest([FileContent("provenance.json", json.dumps(facts, sort_keys=True).encode())])
+    )
+    pex, environment = await MultiGet(
+        Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.PUBLISH, publish.resolve))),
+        Get(EnvironmentVars, EnvironmentVarsRequest(PASSED_ENV)),
+    )
+    argv = [
+        "--layout", f"{output_path}/oci", "--target", target, "--sbom", f"{output_path}/sbom.cdx.json",
+        "--provenance", "provenance.json", "--signer-identity", aegis.signer_identity,
+        *(["--allow-plain-http"] if publish.allow_plain_http else []),
+    ]
+    process = await Get(
+        Process,
+        VenvPexProcess(
+            pex,
+            argv=argv,
+            input_digest=await Get(Digest, MergeDigests([package.digest, provenance_digest])),
+            description=f"Publishing {target}",
+        ),
+    )
+    secrets = dict(environment)
+    key_file = secrets.get("AEGIS_SIGNING_KEY_FILE")
+    if key_file:  # the process runs in a temporary directory: a relative path means the repository's
+        secrets["AEGIS_SIGNING_KEY_FILE"] = os.path.join(get_buildroot(), key_file)
+    interactive = InteractiveProcess(
+        argv=process.argv,
+        env={**process.env, **secrets},
+        input_digest=process.input_digest,
+        append_only_caches=process.append_only_caches,
+        immutable_input_digests=process.immutable_input_digests,
+    )
+    return PublishProcesses([PublishPackages(names=(target,), process=interactive, description=target)])
+
+
+def rules():
+    return [*collect_rules(), *PublishModelFieldSet.rules()]

@@ -1,0 +1,55 @@
+"""`pants publish` against a real registry (docker-registry on 127.0.0.1), verified by the real cosign."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aegis_plugin.core.registry.testutil import running_registry
+from tests.e2e.clones import make_clone
+
+IDENTITY = "ci@aegis.example"
+PASSWORD = "correct horse"
+
+
+def test_publish_signs_attests_tags_and_never_moves_a_version(tmp_path: Path) -> None:
+    cosign = os.environ.get("AEGIS_COSIGN", "")
+    if not os.access(cosign, os.X_OK):
+        pytest.fail("AEGIS_COSIGN must name the cosign binary: run the tests with build-support/test.sh")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run([cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True,
+                   env={**os.environ, "COSIGN_PASSWORD": PASSWORD})
+    clone = make_clone(tmp_path, "repo")
+    signing = {"AEGIS_SIGNING_KEY_FILE": str(keys / "cosign.key"), "AEGIS_SIGNING_KEY_PASSWORD": PASSWORD}
+    with running_registry(tmp_path / "registry") as registry:
+        options = [f"--aegis-signer-identity={IDENTITY}", f"--aegis-publish-registry={registry}"]
+        first = clone.pants(*options, "publish", "models/fraud::", env=signing)
+        digest = clone.image_summary()["manifest_digest"]
+        assert f"{registry}/aegis/fraud-detector:1.0.0 -> {digest}" in first.stdout, first.stdout
+        assert "6 blob(s)" in first.stdout and "signature attached" in first.stdout
+
+        ref = f"{registry}/aegis/fraud-detector@{digest}"
+        check = [cosign, "--key", str(keys / "cosign.pub"), "--insecure-ignore-tlog=true", "--allow-http-registry"]
+        verified = subprocess.run([check[0], "verify", *check[1:], ref], capture_output=True, text=True)
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout)[0]["optional"]["signed_by"] == IDENTITY
+        for kind in ("cyclonedx", "slsaprovenance1"):
+            attested = subprocess.run([check[0], "verify-attestation", *check[1:], "--type", kind, ref],
+                                      capture_output=True, text=True)
+            assert attested.returncode == 0, (kind, attested.stderr)
+
+        again = clone.pants(*options, "publish", "models/fraud::", env=signing)
+        assert "no layer bytes uploaded" in again.stdout and "already ->" in again.stdout, again.stdout
+
+        verify = clone.pants("run", "aegis_plugin/core/publish:aegis", "--", "verify", ref,
+                             "--key", str(keys / "cosign.pub"), "--identity", IDENTITY)
+        assert f"verified {ref}: signed by {IDENTITY}" in verify.stdout
+
+        # Another build of version 1.0.0 (unsigned, so its manifest differs): the tag must not move.
+        moved = clone.pants(f"--aegis-publish-registry={registry}", "publish", "models/fraud::", check=False)
+        assert moved.returncode != 0
+        assert f"already points to {digest}; refusing to move it to sha256:" in moved.stderr + moved.stdout
