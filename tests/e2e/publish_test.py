@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -28,8 +29,12 @@ def test_publish_signs_attests_tags_and_never_moves_a_version(tmp_path: Path) ->
     with running_registry(tmp_path / "registry") as registry:
         options = [f"--aegis-signer-identity={IDENTITY}", f"--aegis-publish-registry={registry}"]
         first = clone.pants(*options, "publish", "models/fraud::", env=signing)
-        digest = clone.image_summary()["manifest_digest"]
-        assert f"{registry}/aegis/fraud-detector:1.0.0 -> {digest}" in first.stdout, first.stdout
+        tagged = re.search(rf"{re.escape(registry)}/aegis/fraud-detector:1.0.0 -> (sha256:[0-9a-f]{{64}})", first.stdout)
+        assert tagged, first.stdout + first.stderr
+        digest = tagged.group(1)
+        # `package` builds the same bytes (publish packages first, without writing dist/).
+        clone.pants(f"--aegis-signer-identity={IDENTITY}", "package", "models/fraud::")
+        assert clone.image_summary()["manifest_digest"] == digest
         assert "6 blob(s)" in first.stdout and "signature attached" in first.stdout
 
         ref = f"{registry}/aegis/fraud-detector@{digest}"
