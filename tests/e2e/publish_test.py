@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from aegis_plugin.core.registry.testutil import running_registry
+from aegis_plugin.core.sign.testutil import cosign_binary, generate_key_pair
 from tests.e2e.clones import make_clone
 
 IDENTITY = "ci@aegis.example"
@@ -17,13 +15,8 @@ PASSWORD = "correct horse"
 
 
 def test_publish_signs_attests_tags_and_never_moves_a_version(tmp_path: Path) -> None:
-    cosign = os.environ.get("AEGIS_COSIGN", "")
-    if not os.access(cosign, os.X_OK):
-        pytest.fail("AEGIS_COSIGN must name the cosign binary: run the tests with build-support/test.sh")
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    subprocess.run([cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True,
-                   env={**os.environ, "COSIGN_PASSWORD": PASSWORD})
+    cosign = cosign_binary()
+    keys = generate_key_pair(cosign, tmp_path / "keys", PASSWORD).parent
     clone = make_clone(tmp_path, "repo")
     signing = {"AEGIS_SIGNING_KEY_FILE": str(keys / "cosign.key"), "AEGIS_SIGNING_KEY_PASSWORD": PASSWORD}
     with running_registry(tmp_path / "registry") as registry:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from aegis_plugin.core.publish import aegis, cli
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import parse
 from aegis_plugin.core.registry.testutil import make_layout, running_registry
-from aegis_plugin.core.sign import cosign
+from aegis_plugin.core.sign import cosign, testutil
 
 PASSWORD = "correct horse"
 IDENTITY = "ci@aegis.example"
@@ -20,18 +19,14 @@ IDENTITY = "ci@aegis.example"
 
 @pytest.fixture(scope="module")
 def cosign_binary() -> str:
-    path = os.environ.get("AEGIS_COSIGN", "")
-    if not os.access(path, os.X_OK):
-        pytest.fail("AEGIS_COSIGN must name the cosign binary: run the tests with build-support/test.sh")
-    return path
+    return testutil.cosign_binary()
 
 
 @pytest.fixture(scope="module")
 def key_dir(cosign_binary: str, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("keys")
-    for name, password in (("cosign", PASSWORD), ("other", "")):
-        subprocess.run([cosign_binary, "generate-key-pair", f"--output-key-prefix={name}"], cwd=directory,
-                       check=True, capture_output=True, env={**os.environ, "COSIGN_PASSWORD": password})
+    testutil.generate_key_pair(cosign_binary, directory, PASSWORD)
+    testutil.generate_key_pair(cosign_binary, directory, "", prefix="other")
     return directory
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import push_image
 from aegis_plugin.core.registry.reference import parse
 from aegis_plugin.core.registry.testutil import make_layout, running_registry
-from aegis_plugin.core.sign import cosign, dsse, keys
+from aegis_plugin.core.sign import cosign, dsse, keys, testutil
 from aegis_plugin.core.sign.attach import attach
 
 PASSWORD = b"correct horse"
@@ -20,19 +19,13 @@ PASSWORD = b"correct horse"
 
 @pytest.fixture(scope="module")
 def cosign_binary() -> str:
-    path = os.environ.get("AEGIS_COSIGN", "")
-    if not os.access(path, os.X_OK):
-        pytest.fail("AEGIS_COSIGN must name the cosign binary: run the tests with build-support/test.sh")
-    return path
+    return testutil.cosign_binary()
 
 
 @pytest.fixture(scope="module")
 def key_pair(cosign_binary: str, tmp_path_factory) -> Path:
     """A key pair made by cosign itself, in its encrypted format."""
-    directory = tmp_path_factory.mktemp("keys")
-    subprocess.run([cosign_binary, "generate-key-pair"], cwd=directory, check=True, capture_output=True,
-                   env={**os.environ, "COSIGN_PASSWORD": PASSWORD.decode()})
-    return directory
+    return testutil.generate_key_pair(cosign_binary, tmp_path_factory.mktemp("keys"), PASSWORD.decode()).parent
 
 
 def verify(cosign_binary: str, *args: str) -> subprocess.CompletedProcess:
@@ -72,10 +65,7 @@ def test_cosign_verifies_our_signature_and_attestations(cosign_binary: str, key_
 def test_cosign_rejects_a_wrong_key_and_a_tampered_signature(cosign_binary: str, key_pair: Path,
                                                               tmp_path: Path) -> None:
     key = keys.load_private_key((key_pair / "cosign.key").read_bytes(), PASSWORD, "cosign.key")
-    other = tmp_path / "other"
-    other.mkdir()
-    subprocess.run([cosign_binary, "generate-key-pair"], cwd=other, check=True, capture_output=True,
-                   env={**os.environ, "COSIGN_PASSWORD": ""})
+    other = testutil.generate_key_pair(cosign_binary, tmp_path / "other", "").parent
     image = make_layout(tmp_path / "oci", b"weights")
     with running_registry(tmp_path / "registry") as address:
         target = parse(f"{address}/ml/fraud:1.0.0")
