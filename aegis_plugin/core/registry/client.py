@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
@@ -17,6 +18,10 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
+
+
+UPLOAD_ATTEMPTS = 3
+RETRY_DELAY = 0.5  # seconds before the first retry; doubled each time
 
 
 def _scope(repository: str, actions: str = "pull,push") -> str:
@@ -59,7 +64,18 @@ class Registry:
 
     def upload_blob(self, repository: str, digest: str, content: Union[bytes, str]) -> int:
         """POST an upload session, then PUT the whole blob (registries do not honour a single POST with
-        `?digest=`). `content` is bytes or a file path. Returns the bytes sent."""
+        `?digest=`). `content` is bytes or a file path. A failed upload starts over in a new session, up to
+        `UPLOAD_ATTEMPTS` times, then the last error is raised. Returns the bytes sent."""
+        for attempt in range(UPLOAD_ATTEMPTS):
+            try:
+                return self._upload_once(repository, digest, content)
+            except RegistryError as e:
+                if not e.transient or attempt == UPLOAD_ATTEMPTS - 1:
+                    raise
+                time.sleep(RETRY_DELAY * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _upload_once(self, repository: str, digest: str, content: Union[bytes, str]) -> int:
         scope = _scope(repository)
         start = self.transport.request("POST", f"/v2/{repository}/blobs/uploads/", scope, body=b"", expect=(202,))
         location = start.headers.get("Location")

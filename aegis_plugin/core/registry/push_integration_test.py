@@ -12,7 +12,7 @@ import pytest
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import TagConflictError, push_image
 from aegis_plugin.core.registry.reference import parse
-from aegis_plugin.core.registry.testutil import make_layout, running_registry
+from aegis_plugin.core.registry.testutil import faulty_proxy, make_layout, running_registry
 from aegis_plugin.core.registry.transport import RegistryError
 
 
@@ -85,3 +85,28 @@ def test_registry_down(tmp_path: Path) -> None:
     target = parse("127.0.0.1:9/ml/fraud:1.0.0")
     with pytest.raises(RegistryError, match="127.0.0.1:9: cannot reach the registry"):
         push_image(Registry.for_reference(target), image, target)
+
+
+def test_a_failed_blob_upload_is_retried(registry: str, tmp_path: Path) -> None:
+    image = make_layout(tmp_path / "oci", b"weights")
+    with faulty_proxy(registry, fail=lambda n: n == 2) as proxy:
+        target = parse(f"{proxy}/ml/fraud:1.0.0")
+        report = push_image(Registry.for_reference(target), image, target)
+    assert report.tag_created and len(report.uploaded_blobs) == 2
+    assert _skopeo_digest(f"{registry}/ml/fraud:1.0.0") == image.digest
+
+
+def test_a_persistent_fault_leaves_no_tag_and_a_rerun_completes(registry: str, tmp_path: Path) -> None:
+    image = make_layout(tmp_path / "oci", b"weights")
+    with faulty_proxy(registry, fail=lambda n: n >= 2) as proxy:  # the first blob goes through, then nothing
+        target = parse(f"{proxy}/ml/fraud:1.0.0")
+        with pytest.raises(RegistryError, match="HTTP 500"):
+            push_image(Registry.for_reference(target), image, target)
+        client = Registry.for_reference(target)
+        assert client.manifest_digest("ml/fraud", "1.0.0") is None  # no tag on a partial image
+        assert client.get_manifest("ml/fraud", image.digest) is None
+    # The interrupted push, run again: what arrived is not sent twice.
+    target = parse(f"{registry}/ml/fraud:1.0.0")
+    report = push_image(Registry.for_reference(target), image, target)
+    assert report.tag_created and len(report.skipped_blobs) == 1 and len(report.uploaded_blobs) == 1
+    assert _skopeo_digest(f"{registry}/ml/fraud:1.0.0") == image.digest

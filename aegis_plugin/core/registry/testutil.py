@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import http.client
+import http.server
 import io
 import json
 import os
@@ -13,11 +15,12 @@ import signal
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 from aegis_plugin.core.registry.push import LayoutImage
 
@@ -110,3 +113,56 @@ def _json(value: object) -> bytes:
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def faulty_proxy(upstream: str, fail: Callable[[int], bool]) -> Iterator[str]:
+    """A loopback HTTP proxy in front of the registry `upstream` (host:port) that answers 500 instead of
+    forwarding the n-th blob upload (`PUT` of an upload session, counted from 1) when `fail(n)`; yields its
+    own `127.0.0.1:PORT`. The Host header is passed on, so the registry's Location headers point back here."""
+    uploads = [0]
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            if self.command == "PUT" and "/blobs/uploads/" in self.path:
+                with lock:
+                    uploads[0] += 1
+                    n = uploads[0]
+                if fail(n):
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+            connection = http.client.HTTPConnection(upstream, timeout=30)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("connection", "content-length", "transfer-encoding"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            connection.close()
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _forward
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,7 +20,16 @@ Body = Union[bytes, BinaryIO, None]
 
 
 class RegistryError(Exception):
-    """One line: the registry, what was asked, and what it answered."""
+    """One line: the registry, what was asked, and what it answered (`status`: None when unreachable)."""
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: the registry was unreachable or failed on its side (5xx)."""
+        return self.status is None or self.status >= 500
 
 
 @dataclass
@@ -74,7 +83,9 @@ class Transport:
             same_host = urllib.parse.urlsplit(location).netloc == urllib.parse.urlsplit(url).netloc
             response = self._send(method, location, None, headers, self._auth.get(scope) if same_host else None)
         if response.status not in expect:
-            raise RegistryError(f"{self.registry}: {method} {urllib.parse.urlsplit(url).path}: {_explain(response)}")
+            raise RegistryError(
+                f"{self.registry}: {method} {urllib.parse.urlsplit(url).path}: {_explain(response)}", response.status
+            )
         return response
 
     def _send(self, method: str, url: str, body: Body, headers: Optional[Mapping[str, str]],
@@ -96,13 +107,13 @@ class Transport:
         if scheme == "basic":
             if self.credentials is None:
                 raise RegistryError(f"{self.registry}: the registry wants a login: set credentials (docker login, "
-                                    f"or AEGIS_REGISTRY_USERNAME and AEGIS_REGISTRY_PASSWORD)")
+                                    f"or AEGIS_REGISTRY_USERNAME and AEGIS_REGISTRY_PASSWORD)", 401)
             token = base64.b64encode(f"{self.credentials.username}:{self.credentials.password}".encode()).decode()
             return f"Basic {token}"
         if scheme == "bearer":
             params = dict(_CHALLENGE_PARAM.findall(challenge))
             if "realm" not in params:
-                raise RegistryError(f"{self.registry}: a Bearer challenge without a realm: {challenge!r}")
+                raise RegistryError(f"{self.registry}: a Bearer challenge without a realm: {challenge!r}", 401)
             query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
             url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
             basic = None
@@ -111,13 +122,14 @@ class Transport:
                 basic = f"Basic {base64.b64encode(pair).decode()}"
             response = self._send("GET", url, None, None, basic)
             if response.status != 200:
-                raise RegistryError(f"{self.registry}: the token service refused ({_explain(response)})")
+                raise RegistryError(f"{self.registry}: the token service refused ({_explain(response)})",
+                                    response.status)
             data = json.loads(response.body or b"{}")
             token = data.get("token") or data.get("access_token")
             if not token:
-                raise RegistryError(f"{self.registry}: the token service answered without a token")
+                raise RegistryError(f"{self.registry}: the token service answered without a token", 401)
             return f"Bearer {token}"
-        raise RegistryError(f"{self.registry}: unsupported auth challenge {challenge!r}")
+        raise RegistryError(f"{self.registry}: unsupported auth challenge {challenge!r}", 401)
 
 
 def _explain(response: Response) -> str:
