@@ -21,7 +21,12 @@ class PublishSubsystem(Subsystem):
 
     resolve = StrOption(
         default="publish",
-        help="The Python resolve (installed whole) of the publisher: `cryptography` and `PyNaCl`, pinned by hash.",
+        help=help_text(
+            """
+            The Python resolve (installed whole) of the publisher: `cryptography`, `PyNaCl` and `model-signing`,
+            pinned by hash.
+            """
+        ),
     )
     registry = StrOption(
         default=None,

@@ -7,6 +7,7 @@ from typing import List
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import check_tag
 from aegis_plugin.core.registry.reference import Reference
@@ -16,14 +17,15 @@ from aegis_plugin.core.sign import cosign
 
 def promote(source_registry: Registry, source: Reference, target_registry: Registry, target: Reference,
             key: ec.EllipticCurvePublicKey) -> List[str]:
-    """Verifies `source` (by digest), copies it with its `.sig` and `.att` images to `target`'s repository
+    """Verifies `source` (by digest), copies it with its `.sig`, `.att` and `.msig` images to `target`'s repository
     and tags it `target.tag`, refusing to move an existing tag. Returns what it did, one line each."""
     verified: Verified = verify(source_registry, source, key)
     digest = verified.digest
     check_tag(target_registry, target, digest)
     same_registry = source.registry == target.registry
     lines = []
-    for reference in (digest, cosign.tag_for(digest, "sig"), cosign.tag_for(digest, "att")):
+    attached = (cosign.tag_for(digest, suffix) for suffix in ("sig", "att", model_signature.SUFFIX))
+    for reference in (digest, *attached):
         found = source_registry.get_manifest(source.repository, reference)
         if found is None:
             continue

@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from aegis_plugin.core.publish import aegis, cli
+from aegis_plugin.core.publish import aegis, cli, model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import parse
 from aegis_plugin.core.registry.testutil import make_layout, running_registry
-from aegis_plugin.core.sign import cosign, testutil
+from aegis_plugin.core.sign import cosign, keys, testutil
 
 PASSWORD = "correct horse"
 IDENTITY = "ci@aegis.example"
@@ -62,6 +63,7 @@ def test_publish_signs_attests_and_tags(cosign_binary, key_dir: Path, registry: 
     assert cli.main(args, _env(key_dir)) == 0
     out = capsys.readouterr().out
     assert "2 blob(s)" in out and "signature attached" in out and f"{registry}/ml/fraud:1.0.0 -> sha256:" in out
+    assert "model signature (OpenSSF model-signing, 1 files) attached" in out
     digest = out.rsplit("-> ", 1)[1].strip()
     ref = f"{registry}/ml/fraud@{digest}"
     pub = str(key_dir / "cosign.pub")
@@ -74,6 +76,24 @@ def test_publish_signs_attests_and_tags(cosign_binary, key_dir: Path, registry: 
     assert cli.main(args, _env(key_dir)) == 0
     again = capsys.readouterr().out
     assert "no layer bytes uploaded" in again and "signature already attached" in again and "already ->" in again
+    assert "model signature already attached" in again
+
+    # The weights' signature, checked by model-signing's own CLI against the files alone.
+    client = Registry.for_reference(parse(ref))
+    _, bundle_manifest, _ = client.get_manifest("ml/fraud", cosign.tag_for(digest, "msig"))
+    (bundle,) = cosign.existing_layers(bundle_manifest, lambda d: client.get_blob("ml/fraud", d))
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/weights.safetensors").write_bytes(b"weights")
+    (tmp_path / "model.sig").write_bytes(bundle.data)
+    model_signing = [sys.executable, "-c", "import sys; from model_signing._cli import main; sys.exit(main())"]
+    checked = subprocess.run([*model_signing, "verify", "key", str(tmp_path / "model"), "--signature",
+                              str(tmp_path / "model.sig"), "--public_key", str(key_dir / "cosign.pub")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0 and "Verification succeeded" in checked.stdout + checked.stderr, checked
+    (tmp_path / "model/weights.safetensors").write_bytes(b"swapped")
+    assert subprocess.run([*model_signing, "verify", "key", str(tmp_path / "model"), "--signature",
+                           str(tmp_path / "model.sig"), "--public_key", str(key_dir / "cosign.pub")],
+                          capture_output=True).returncode != 0
 
     # aegis verify: the key, the identity, the attestations.
     assert aegis.main(["verify", ref, "--key", pub, "--identity", IDENTITY]) == 0
@@ -152,3 +172,19 @@ def test_a_tampered_signature_is_rejected(key_dir: Path, registry: str, tmp_path
     client.put_manifest("ml/fraud", tag, cosign.MANIFEST, forged.manifest)
     assert aegis.main(["verify", f"{registry}/ml/fraud@{digest}", "--key", str(key_dir / "cosign.pub")]) == 1
     assert "no valid signature: a signature does not verify with this key" in capsys.readouterr().err
+
+
+def test_a_model_signature_over_other_weights_is_rejected(key_dir: Path, registry: str, tmp_path: Path,
+                                                          capsys) -> None:
+    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
+    key = keys.load_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD.encode(), "cosign.key")
+    bundle = model_signature.sign({"weights.safetensors": b"other weights"}, key)
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
+    swapped = cosign.artifact([cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {})])
+    for blob_digest, blob in swapped.blobs.items():
+        client.upload_blob("ml/fraud", blob_digest, blob)
+    client.put_manifest("ml/fraud", cosign.tag_for(digest, "msig"), cosign.MANIFEST, swapped.manifest)
+    assert aegis.main(["verify", f"{registry}/ml/fraud@{digest}", "--key", str(key_dir / "cosign.pub")]) == 1
+    assert "the model signature does not verify" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Verify a published image offline: its signature against a public key, the attestations it must carry,
-and that every one of them is about this very digest. What a deployment checks before it runs a model."""
+that every one of them is about this very digest, and the weights' own model signature. What a deployment
+checks before it runs a model."""
 from __future__ import annotations
 
 import base64
@@ -11,6 +12,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
 from aegis_plugin.core.sign import cosign, dsse
@@ -93,7 +95,26 @@ def verify(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey, i
     missing = [t for t in required if t not in found]
     if missing:
         raise VerificationError(f"{ref}: missing signed attestation(s): {', '.join(missing)}")
+    _verify_model_signature(registry, ref, key)
     return Verified(digest, signed_by, found)
+
+
+def _verify_model_signature(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey) -> None:
+    """The weights' OpenSSF model signature must sign exactly the model files of this image."""
+    digest, repository = ref.digest or "", ref.repository
+    bundles = _layers(registry, repository, digest, model_signature.SUFFIX)
+    if not bundles:
+        raise VerificationError(f"{ref}: no model signature is attached "
+                                f"({cosign.tag_for(digest, model_signature.SUFFIX)} does not exist)")
+    _, manifest, _ = registry.get_manifest(repository, digest)  # type: ignore[misc]
+    files = model_signature.model_files(
+        registry.get_blob(repository, d) for d in model_signature.layer_digests_top_first(manifest)
+    )
+    public_pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        model_signature.verify(files, bundles[-1].data, public_pem)
+    except model_signature.ModelSignatureError as e:
+        raise VerificationError(f"{ref}: {e}") from None
 
 
 def _layers(registry: Registry, repository: str, digest: str, suffix: str) -> List[cosign.Layer]:

@@ -79,11 +79,11 @@ def running_registry(work: Path, login: Optional[Tuple[str, str]] = None) -> Ite
 
 
 def make_layout(directory: Path, content: bytes, tag: str = "1.0.0") -> LayoutImage:
-    """An OCI layout holding one image with one layer (`/data` = `content`), written by hand so that these
-    tests need nothing but the registry package."""
+    """An OCI layout holding one image with one layer (`/app/model/weights.safetensors` = `content`, where
+    model images keep their weights), written by hand so that these tests need nothing but this package."""
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w") as archive:
-        info = tarfile.TarInfo("data")
+        info = tarfile.TarInfo("app/model/weights.safetensors")
         info.size, info.mode = len(content), 0o644
         archive.addfile(info, io.BytesIO(content))
     layer = gzip.compress(tar.getvalue(), mtime=0)
