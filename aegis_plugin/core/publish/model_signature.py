@@ -53,11 +53,7 @@ def sign(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> bytes:
     """The model-signing bundle over `files` (name -> content). The key reaches the library as an encrypted
     PEM with a one-time password in a private temporary directory, removed right after."""
     with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
-        model_dir = os.path.join(work, "model")
-        os.mkdir(model_dir)
-        for name, content in files.items():
-            with open(os.path.join(model_dir, name), "wb") as f:
-                f.write(content)
+        model_dir = _write_model(work, files)
         password = secrets.token_hex(16)
         key_path = os.path.join(work, "key.pem")
         with open(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
@@ -74,11 +70,7 @@ def sign(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> bytes:
 def verify(files: Dict[str, bytes], bundle: bytes, public_key_pem: bytes) -> None:
     """Raises ModelSignatureError unless `bundle` signs exactly `files` with the key."""
     with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
-        model_dir = os.path.join(work, "model")
-        os.mkdir(model_dir)
-        for name, content in files.items():
-            with open(os.path.join(model_dir, name), "wb") as f:
-                f.write(content)
+        model_dir = _write_model(work, files)
         for name, content in (("model.sig", bundle), ("key.pub", public_key_pem)):
             with open(os.path.join(work, name), "wb") as f:
                 f.write(content)
@@ -88,3 +80,13 @@ def verify(files: Dict[str, bytes], bundle: bytes, public_key_pem: bytes) -> Non
             ).verify(model_dir, os.path.join(work, "model.sig"))
         except Exception as e:  # the library raises ValueError and others for a mismatch
             raise ModelSignatureError(f"the model signature does not verify: {e}") from None
+
+
+def _write_model(work: str, files: Dict[str, bytes]) -> str:
+    """The model files as a directory (what model-signing signs and verifies): `<work>/model`."""
+    model_dir = os.path.join(work, "model")
+    os.mkdir(model_dir)
+    for name, content in files.items():
+        with open(os.path.join(model_dir, name), "wb") as f:
+            f.write(content)
+    return model_dir

@@ -1,15 +1,17 @@
 """Signatures and attestations in a real registry, verified by the real cosign (offline, key-based)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from pathlib import Path
+from typing import Iterator, Tuple
 
 import pytest
 
 from aegis_plugin.core.registry.client import Registry
-from aegis_plugin.core.registry.push import push_image
-from aegis_plugin.core.registry.reference import parse
+from aegis_plugin.core.registry.push import LayoutImage, push_image
+from aegis_plugin.core.registry.reference import Reference, parse
 from aegis_plugin.core.registry.testutil import make_layout, running_registry
 from aegis_plugin.core.sign import cosign, dsse, keys, testutil
 from aegis_plugin.core.sign.attach import attach
@@ -28,6 +30,17 @@ def key_pair(cosign_binary: str, tmp_path_factory) -> Path:
     return testutil.generate_key_pair(cosign_binary, tmp_path_factory.mktemp("keys"), PASSWORD.decode()).parent
 
 
+@contextlib.contextmanager
+def pushed_image(tmp_path: Path) -> Iterator[Tuple[Registry, Reference, LayoutImage]]:
+    """A fresh registry holding one small image, tagged 1.0.0."""
+    image = make_layout(tmp_path / "oci", b"weights")
+    with running_registry(tmp_path / "registry") as address:
+        target = parse(f"{address}/ml/fraud:1.0.0")
+        registry = Registry.for_reference(target)
+        push_image(registry, image, target)
+        yield registry, target, image
+
+
 def verify(cosign_binary: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([cosign_binary, *args, "--insecure-ignore-tlog=true", "--allow-http-registry"],
                           capture_output=True, text=True, timeout=120)
@@ -35,11 +48,7 @@ def verify(cosign_binary: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_cosign_verifies_our_signature_and_attestations(cosign_binary: str, key_pair: Path, tmp_path: Path) -> None:
     key = keys.load_private_key((key_pair / "cosign.key").read_bytes(), PASSWORD, "cosign.key")
-    image = make_layout(tmp_path / "oci", b"weights")
-    with running_registry(tmp_path / "registry") as address:
-        target = parse(f"{address}/ml/fraud:1.0.0")
-        registry = Registry.for_reference(target)
-        push_image(registry, image, target)
+    with pushed_image(tmp_path) as (registry, target, image):
         signed = f"{target.name}@{image.digest}"
         layer = cosign.signature_layer(target.name, image.digest, key)
         assert attach(registry, target.repository, image.digest, "sig", layer)
@@ -66,11 +75,7 @@ def test_cosign_rejects_a_wrong_key_and_a_tampered_signature(cosign_binary: str,
                                                               tmp_path: Path) -> None:
     key = keys.load_private_key((key_pair / "cosign.key").read_bytes(), PASSWORD, "cosign.key")
     other = testutil.generate_key_pair(cosign_binary, tmp_path / "other", "").parent
-    image = make_layout(tmp_path / "oci", b"weights")
-    with running_registry(tmp_path / "registry") as address:
-        target = parse(f"{address}/ml/fraud:1.0.0")
-        registry = Registry.for_reference(target)
-        push_image(registry, image, target)
+    with pushed_image(tmp_path) as (registry, target, image):
         signed = f"{target.name}@{image.digest}"
         # A signature over another digest's payload: cosign must refuse it for this image.
         forged = cosign.signature_layer(target.name, "sha256:" + "0" * 64, key)
