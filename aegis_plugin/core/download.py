@@ -13,16 +13,21 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from typing import Optional
 
 
 class DownloadError(Exception):
-    """One line: what was fetched and why it failed."""
+    """One line: what was fetched and why it failed (`status`: the HTTP status, if the server answered)."""
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def download(url: str, sha256: str, size: int, target: str, timeout: float = 60, attempts: int = 3) -> None:
     """Writes the content of ``url`` to ``target`` if it has exactly ``size`` bytes and ``sha256``; a
     network error is retried, a content mismatch is not (the pin or the origin is wrong)."""
-    last_error = ""
+    last_error, status = "", None
     for attempt in range(attempts):
         if attempt:
             time.sleep(2 ** (attempt - 1))
@@ -30,12 +35,12 @@ def download(url: str, sha256: str, size: int, target: str, timeout: float = 60,
             _download_once(url, sha256, size, target, timeout)
             return
         except urllib.error.HTTPError as e:
-            last_error = f"HTTP {e.code} {e.reason}"
+            last_error, status = f"HTTP {e.code} {e.reason}", e.code
             if 400 <= e.code < 500:
                 break  # not found, forbidden: retrying will not help
         except (urllib.error.URLError, OSError) as e:
             last_error = f"{type(e).__name__}: {getattr(e, 'reason', None) or e}"
-    raise DownloadError(f"cannot download {url}: {last_error}")
+    raise DownloadError(f"cannot download {url}: {last_error}", status)
 
 
 def _download_once(url: str, sha256: str, size: int, target: str, timeout: float) -> None:

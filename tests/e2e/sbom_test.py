@@ -83,7 +83,7 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     assert failed.returncode != 0
     assert (
         f"models/fraud:fraud: SBOM does not account for 4 of {report['total']} files in the image: /etc/group, "
-        "/etc/nsswitch.conf, /etc/passwd, /etc/ssl/certs/ca-certificates.crt"
+        "/etc/nsswitch.conf, /etc/passwd, /etc/ssl/certs/ca-certificates.crt: give them to a component"
     ) in failed.stderr
     assert not (clone.root / "dist").exists()
 

@@ -7,14 +7,11 @@ mirror: the error says how to refresh it (or to point the mirror at a snapshot a
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from aegis_plugin.core.debian.lock import DebPackage, LockError, fetch_url, verify_deb
+from aegis_plugin.core.download import DownloadError, download
 
 REFRESH_HINT = (
     "refresh the lock (python3 build-support/lock_debian.py SPEC) or point the mirror option at a snapshot"
@@ -32,26 +29,14 @@ def fetch_deb(pkg: DebPackage, mirror: str, cache_dir: str | os.PathLike[str], t
             return target
         except LockError:
             target.unlink()  # a stale or truncated download; fetch it again
-    url = fetch_url(mirror, pkg)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".part-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    shutil.copyfileobj(response, out, 1 << 20)
-            except urllib.error.HTTPError as e:
-                if e.code in (404, 410):
-                    raise LockError(
-                        f"{pkg.name} {pkg.version} is no longer on {mirror} ({pkg.suite}): {REFRESH_HINT}"
-                    ) from None
-                raise LockError(f"{pkg.name} {pkg.version}: HTTP {e.code} from {url}") from None
-            except (urllib.error.URLError, OSError) as e:
-                raise LockError(f"{pkg.name} {pkg.version}: cannot download {url}: {e}") from None
-        verify_deb(tmp, pkg)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        download(fetch_url(mirror, pkg), pkg.sha256, pkg.size, str(target), timeout=timeout)
+    except DownloadError as e:
+        if e.status in (404, 410):
+            raise LockError(
+                f"{pkg.name} {pkg.version} is no longer on {mirror} ({pkg.suite}): {REFRESH_HINT}"
+            ) from None
+        raise LockError(f"{pkg.name} {pkg.version}: {e}") from None
     return target
 
 

@@ -29,7 +29,7 @@ def test_fetch_verify_and_cache(tmp_path: Path) -> None:
 
         (pool / pkg.deb_basename).write_bytes(b"tampered")
         got.unlink()
-        with pytest.raises(LockError, match="has size 8, the lock expects"):
+        with pytest.raises(LockError, match="has 8 bytes with sha256 .*, but the pin is"):
             fetch_debs([pkg], {"bookworm": mirror}, cache)
         assert list(cache.iterdir()) == []  # nothing unverified is left behind
 

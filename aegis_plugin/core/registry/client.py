@@ -37,10 +37,6 @@ class Registry:
         """TLS, unless the registry is on loopback (or plain HTTP is explicitly allowed)."""
         return cls(Transport(ref.registry, auth.lookup(ref.registry), plain_http=ref.is_loopback or allow_plain_http))
 
-    def check(self) -> None:
-        """GET /v2/: is this a registry we can talk to (with our credentials)?"""
-        self.transport.request("GET", "/v2/", scope="registry:catalog:*", expect=(200,))
-
     # Blobs
 
     def blob_exists(self, repository: str, digest: str) -> bool:

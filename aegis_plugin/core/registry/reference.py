@@ -41,20 +41,8 @@ class Reference:
         """`registry/repository`, what cosign's simple-signing payload calls the docker-reference."""
         return f"{self.registry}/{self.repository}"
 
-    @property
-    def identifier(self) -> str:
-        """What the manifest endpoint takes: the digest when there is one, else the tag."""
-        if self.digest:
-            return self.digest
-        if self.tag:
-            return self.tag
-        raise ReferenceError(f"{self}: names no tag and no digest")
-
     def with_digest(self, digest: str) -> "Reference":
         return Reference(self.registry, self.repository, None, digest)
-
-    def with_tag(self, tag: str) -> "Reference":
-        return Reference(self.registry, self.repository, tag, None)
 
     @property
     def is_loopback(self) -> bool:

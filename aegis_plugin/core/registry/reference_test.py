@@ -32,9 +32,9 @@ def test_bad_references(text: str, message: str) -> None:
         parse(text)
 
 
-def test_loopback_and_identifier() -> None:
+def test_loopback_name_and_digest() -> None:
     assert parse("127.0.0.1:5000/x:1").is_loopback and parse("localhost:5000/x:1").is_loopback
     assert not parse("registry.example.com/x:1").is_loopback
     ref = parse("r.example.com/x:1")
-    assert ref.identifier == "1" and ref.with_digest(DIGEST).identifier == DIGEST
+    assert ref.with_digest(DIGEST) == Reference("r.example.com", "x", None, DIGEST)
     assert ref.name == "r.example.com/x"

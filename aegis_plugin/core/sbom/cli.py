@@ -89,7 +89,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = None
         if args.layers is not None:
             report = completeness_report(inv, args.layers, args.site_packages, args.allow)
-            completeness.check(report)
+            try:
+                completeness.check(report)
+            except completeness.CompletenessError as e:
+                raise _Failure(f"{e}: give them to a component (a package, the model or the app), or allow them "
+                               f"knowingly with `[aegis-sbom].allow`") from None
         _write(args.out, build_cyclonedx(inv), build_spdx(inv), report)
     except (inventory_module.InventoryError, completeness.CompletenessError, _Failure) as e:
         print(f"aegis: {e}", file=sys.stderr)

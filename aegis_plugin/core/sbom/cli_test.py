@@ -71,10 +71,11 @@ def test_completeness_counts_every_file(tmp_path: Path) -> None:
 def test_an_unattributed_file_fails_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(tmp_path, _image_layers(tmp_path, stray=True), "--allow", "/etc/passwd") == 2
     err = capsys.readouterr().err
-    assert err == "aegis: SBOM does not account for 1 of 15 files in the image: /app/server/debug_dump.bin\n"
+    assert err.startswith("aegis: SBOM does not account for 1 of 15 files in the image: /app/server/debug_dump.bin: ")
+    assert err.endswith("allow them knowingly with `[aegis-sbom].allow`\n") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
 def test_files_outside_the_allow_list_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(tmp_path, _image_layers(tmp_path)) == 2
-    assert capsys.readouterr().err == "aegis: SBOM does not account for 1 of 14 files in the image: /etc/passwd\n"
+    assert capsys.readouterr().err.startswith("aegis: SBOM does not account for 1 of 14 files in the image: /etc/passwd: ")
