@@ -33,10 +33,14 @@ from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.target_types import ModelIdField, ModelVersionField, RepositoryField
 from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
 
-# What the publisher may read from the environment `pants publish` runs in (see core/publish/cli.py).
+# What the publisher may read from the environment `pants publish` runs in (see core/publish/cli.py): the
+# signing key, registry credentials, and for keyless signing the CI's identity token (SIGSTORE_ID_TOKEN, or
+# what GitHub Actions provides to fetch one) and the proxy settings a CI may need to reach Sigstore.
 PASSED_ENV = (
     "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY_PASSWORD",
     "AEGIS_REGISTRY_USERNAME", "AEGIS_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME",
+    "SIGSTORE_ID_TOKEN", "GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
 )
 BUILDER_ID = "https://github.com/aegis-ml/aegis/pants-publish"
 
@@ -117,7 +121,9 @@ async def publish_model(
     argv = [
         "--layout", f"{output_path}/oci", "--target", target, "--sbom", f"{output_path}/sbom.cdx.json",
         "--provenance", "provenance.json", "--signer-identity", aegis.signer_identity,
+        "--signing", publish.signing.value,
         *(["--allow-plain-http"] if publish.allow_plain_http else []),
+        *(["--sigstore-staging"] if publish.sigstore_staging else []),
     ]
     process = await Get(
         Process,

@@ -1,9 +1,16 @@
 """Options of `pants publish` for model images."""
 from __future__ import annotations
 
-from pants.option.option_types import BoolOption, StrOption
+from enum import Enum
+
+from pants.option.option_types import BoolOption, EnumOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
+
+
+class SigningMode(Enum):
+    key = "key"
+    keyless = "keyless"
 
 
 class PublishSubsystem(Subsystem):
@@ -12,9 +19,8 @@ class PublishSubsystem(Subsystem):
     help = help_text(
         """
         How `pants publish` pushes `model_package` images: by digest to the OCI registry of their
-        `repository`, signed and attested the way cosign does it (a signing key from AEGIS_SIGNING_KEY_FILE or
-        AEGIS_SIGNING_KEY, with AEGIS_SIGNING_KEY_PASSWORD), then tagged with their `version`, which is never
-        moved once set. Registry credentials come from AEGIS_REGISTRY_USERNAME/AEGIS_REGISTRY_PASSWORD or the
+        `repository`, signed and attested the way cosign does it (with a key, or keyless through Sigstore:
+        see `signing`), then tagged with their `version`, which is never moved once set. Registry credentials come from AEGIS_REGISTRY_USERNAME/AEGIS_REGISTRY_PASSWORD or the
         Docker config (`docker login`, DOCKER_CONFIG).
         """
     )
@@ -23,8 +29,8 @@ class PublishSubsystem(Subsystem):
         default="publish",
         help=help_text(
             """
-            The Python resolve (installed whole) of the publisher: `cryptography`, `PyNaCl` and `model-signing`,
-            pinned by hash.
+            The Python resolve (installed whole) of the publisher: `cryptography`, `PyNaCl`, `model-signing` and
+            `sigstore` (keyless), pinned by hash.
             """
         ),
     )
@@ -36,6 +42,23 @@ class PublishSubsystem(Subsystem):
             (the default repository) publishes to `<registry>/aegis/fraud-detector`.
             """
         ),
+    )
+    signing = EnumOption(
+        default=SigningMode.key,
+        help=help_text(
+            """
+            `key`: sign with the key in AEGIS_SIGNING_KEY_FILE (a path) or AEGIS_SIGNING_KEY (the PEM), cosign's
+            encrypted format or PEM, its password in AEGIS_SIGNING_KEY_PASSWORD. `keyless`: sign as the CI's
+            OIDC identity through Sigstore (a Fulcio certificate, every signature in Rekor); the token comes
+            from SIGSTORE_ID_TOKEN or the CI's ambient credentials (GitHub Actions: `permissions: id-token:
+            write`). Either way `[aegis].signer_identity` must be that identity (keyless: the certificate's
+            identity, e.g. `https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main`).
+            """
+        ),
+    )
+    sigstore_staging = BoolOption(
+        default=False,
+        help="Keyless signing against Sigstore's staging instance instead of production (for trying it out).",
     )
     allow_plain_http = BoolOption(
         default=False,

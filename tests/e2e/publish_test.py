@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from aegis_plugin.core.registry.testutil import running_registry
-from aegis_plugin.core.sign.testutil import cosign_binary, generate_key_pair
+from aegis_plugin.core.sign.testutil import cosign_binary, generate_key_pair, unsigned_jwt
 from tests.e2e.clones import make_clone
 
 IDENTITY = "ci@aegis.example"
@@ -51,3 +51,12 @@ def test_publish_signs_attests_tags_and_never_moves_a_version(tmp_path: Path) ->
         moved = clone.pants(f"--aegis-publish-registry={registry}", "publish", "models/fraud::", check=False)
         assert moved.returncode != 0
         assert f"already points to {digest}; refusing to move it to sha256:" in moved.stderr + moved.stdout
+
+        # Keyless: the CI's token names another workflow than signed_by: refused before anything is pushed.
+        token = unsigned_jwt({"iss": "https://token.actions.githubusercontent.com", "sub": "repo:acme/models",
+                              "job_workflow_ref": "acme/models/.github/workflows/other.yml@refs/heads/main"})
+        keyless = clone.pants(*options, "--aegis-publish-signing=keyless", "publish", "models/fraud::",
+                              env={"SIGSTORE_ID_TOKEN": token}, check=False)
+        assert keyless.returncode != 0
+        assert ("keyless signing: the CI's identity is 'https://github.com/acme/models/.github/workflows/other.yml"
+                f"@refs/heads/main', but the image's manifest says signed_by '{IDENTITY}'") in keyless.stderr

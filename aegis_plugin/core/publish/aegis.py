@@ -1,11 +1,14 @@
 """The `aegis` command for the deployment side: check and promote published model images.
 
     aegis verify REGISTRY/REPO@sha256:... --key cosign.pub [--identity SIGNER]
-    aegis promote SRC_REGISTRY/REPO@sha256:... DST_REGISTRY/REPO:VERSION --key cosign.pub
+    aegis verify REGISTRY/REPO@sha256:... --identity SIGNER --issuer OIDC_ISSUER [--trusted-root FILE]
+    aegis promote SRC_REGISTRY/REPO@sha256:... DST_REGISTRY/REPO:VERSION (--key ... | --identity ... --issuer ...)
 
-Both run offline against the registries alone (no transparency log, no network beyond them); `promote`
-verifies first and copies the image, its signature and attestations by digest, then tags it, refusing to move
-an existing tag. Runnable from the repository as `./pants run aegis_plugin/core/publish:aegis -- ...`.
+Both run offline against the registries alone: a keyless signature is checked against a Sigstore trusted
+root (default: the production one shipped with sigstore-python), its transparency-log entry by the log's
+signed entry timestamp. `promote` verifies first and copies the image, its signature and attestations by
+digest, then tags it, refusing to move an existing tag. Runnable from the repository as
+`./pants run aegis_plugin/core/publish:aegis -- ...`.
 Exit status 0 when verified/promoted; 1 with the reason otherwise.
 """
 from __future__ import annotations
@@ -15,12 +18,36 @@ import sys
 from typing import Optional, Sequence
 
 from aegis_plugin.core.publish.promote import promote
-from aegis_plugin.core.publish.verify import VerificationError, load_public_key, verify
+from aegis_plugin.core.publish.verify import (
+    KeylessPolicy,
+    KeyPolicy,
+    Policy,
+    VerificationError,
+    load_public_key,
+    verify,
+)
 from aegis_plugin.core.registry.auth import AuthError
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import TagConflictError
 from aegis_plugin.core.registry.reference import ReferenceError, parse
 from aegis_plugin.core.registry.transport import RegistryError
+from aegis_plugin.core.sign.identity import IdentityError, TrustedRoot
+
+
+def policy(args: argparse.Namespace) -> Policy:
+    if args.key:
+        if args.issuer or args.trusted_root:
+            raise VerificationError("--issuer and --trusted-root are for keyless verification, not with --key")
+        with open(args.key, "rb") as f:
+            return KeyPolicy(load_public_key(f.read(), args.key), args.identity)
+    if not (args.identity and args.issuer):
+        raise VerificationError("give --key, or --identity and --issuer for a keyless signature")
+    if args.trusted_root:
+        with open(args.trusted_root, "rb") as f:
+            trust = TrustedRoot.from_json(f.read(), args.trusted_root)
+    else:
+        trust = TrustedRoot.sigstore_production()
+    return KeylessPolicy(trust, args.identity, args.issuer)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -32,17 +59,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     move.add_argument("source", help="REGISTRY/REPOSITORY@sha256:...")
     move.add_argument("target", help="REGISTRY/REPOSITORY:VERSION")
     for command in (check, move):
-        command.add_argument("--key", required=True, help="the signer's public key (PEM), e.g. cosign.pub")
+        command.add_argument("--key", help="the signer's public key (PEM), e.g. cosign.pub")
+        command.add_argument("--identity", help="require this signer identity (the image manifest's signed_by; "
+                                                "keyless: the certificate's e-mail or URI)")
+        command.add_argument("--issuer", help="keyless: the OIDC issuer that must vouch for the identity, e.g. "
+                                              "https://token.actions.githubusercontent.com")
+        command.add_argument("--trusted-root", help="keyless: a Sigstore trusted_root.json (default: Sigstore's "
+                                                    "production root shipped with sigstore-python)")
         command.add_argument("--allow-plain-http", action="store_true",
                              help="plain HTTP to registries not on loopback")
-    check.add_argument("--identity", help="require this signer identity (the image manifest's signed_by)")
     args = parser.parse_args(argv)
     try:
-        with open(args.key, "rb") as f:
-            key = load_public_key(f.read(), args.key)
+        trusted = policy(args)
         if args.command == "verify":
             ref = parse(args.image)
-            verified = verify(Registry.for_reference(ref, args.allow_plain_http), ref, key, args.identity)
+            verified = verify(Registry.for_reference(ref, args.allow_plain_http), ref, trusted)
             print(f"verified {ref}: signed by {verified.signed_by or '(no identity)'}; attestations: "
                   f"{', '.join(sorted(verified.attestations))}")
         else:
@@ -50,12 +81,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not target.tag or target.digest:
                 raise ReferenceError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
             for line in promote(Registry.for_reference(source, args.allow_plain_http), source,
-                                Registry.for_reference(target, args.allow_plain_http), target, key):
+                                Registry.for_reference(target, args.allow_plain_http), target, trusted):
                 print(line)
     except OSError as e:
-        print(f"aegis: {args.key}: {e.strerror}", file=sys.stderr)
+        print(f"aegis: {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
-    except (VerificationError, ReferenceError, RegistryError, AuthError, TagConflictError) as e:
+    except (VerificationError, IdentityError, ReferenceError, RegistryError, AuthError, TagConflictError) as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 1
     return 0

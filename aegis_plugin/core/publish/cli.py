@@ -1,26 +1,31 @@
 """Publish one packaged model image:
 
     python -m aegis_plugin.core.publish.cli --layout DIR --target REGISTRY/REPO:VERSION \
-        --sbom sbom.cdx.json --provenance provenance-facts.json --signer-identity ID [--allow-plain-http]
+        --sbom sbom.cdx.json --provenance provenance-facts.json --signer-identity ID \
+        [--signing key|keyless] [--allow-plain-http]
 
 In this order, so that a failure anywhere leaves no version tag on anything incomplete: check the tag is
 free (or already this digest), push the blobs the registry lacks and the manifest by digest, attach the
 signature, the attestations (CycloneDX SBOM, SLSA provenance) and the weights' OpenSSF model signature, and
 only then tag the version.
 
-Signing key: `AEGIS_SIGNING_KEY_FILE` (a path) or `AEGIS_SIGNING_KEY` (the PEM itself), with
-`AEGIS_SIGNING_KEY_PASSWORD` for an encrypted key; the signer identity in the signature must be the
-`signed_by` of the image's manifest. Registry credentials: see aegis_plugin/core/registry/auth.py.
+Signing (`--signing`): with a key, `AEGIS_SIGNING_KEY_FILE` (a path) or `AEGIS_SIGNING_KEY` (the PEM itself),
+with `AEGIS_SIGNING_KEY_PASSWORD` for an encrypted key; keyless, the CI's OIDC identity through Sigstore (see
+aegis_plugin/core/sign/keyless.py). Either way the signer identity in the signature must be the `signed_by`
+of the image's manifest. Registry credentials: see aegis_plugin/core/registry/auth.py.
 Exit status 2 with one `aegis: ...` line for anything the user must fix.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import os
 import sys
-from typing import List, Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Iterator, List, Mapping, Optional, Sequence
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.publish import model_signature, provenance
@@ -36,8 +41,10 @@ from aegis_plugin.core.registry.push import (
 )
 from aegis_plugin.core.registry.reference import Reference, ReferenceError, parse
 from aegis_plugin.core.registry.transport import RegistryError
-from aegis_plugin.core.sign import cosign, dsse, keys
+from aegis_plugin.core.sign import cosign, dsse, keyless, keys
 from aegis_plugin.core.sign.attach import attach
+from aegis_plugin.core.sign.identity import certificate_identity
+from aegis_plugin.core.sign.signer import KeySigner, Signer, SigningError
 
 UNSIGNED = "unsigned"
 KEY_FILE_ENV, KEY_ENV, PASSWORD_ENV = "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_PASSWORD"
@@ -68,64 +75,132 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def publish(args: argparse.Namespace, environ: Mapping[str, str]) -> Sequence[str]:
-    target = parse(args.target)
-    if not target.tag or target.digest:
-        raise PublishError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
+@contextlib.contextmanager
+def open_signer(args: argparse.Namespace, environ: Mapping[str, str]) -> Iterator[Optional[Signer]]:
+    """The signer the image's `signed_by` calls for, or None for an unsigned image. Every disagreement
+    between the two is an error before anything is pushed."""
+    if args.signing == "keyless":
+        if environ.get(KEY_FILE_ENV) or environ.get(KEY_ENV):
+            raise PublishError(f"keyless signing is configured, but a signing key is set too: unset {KEY_FILE_ENV} "
+                               f"and {KEY_ENV}, or set [aegis-publish].signing = \"key\"")
+        token = keyless.identity_token(environ)
+        identity = keyless.certificate_identity(keyless.claims(token))
+        if identity != args.signer_identity:
+            raise PublishError(
+                f"keyless signing: the CI's identity is {identity!r}, but the image's manifest says signed_by "
+                f"{args.signer_identity!r}: set [aegis].signer_identity to {identity!r} and package again"
+            )
+        with keyless.sigstore_signer(token, staging=args.sigstore_staging) as signer:
+            yield signer
+        return
     key = signing_key(environ)
     if key is None and args.signer_identity != UNSIGNED:
         raise PublishError(
             f"the image's manifest says signed_by {args.signer_identity!r}, but no signing key is set: set "
-            f"{KEY_FILE_ENV} (or {KEY_ENV}) and {PASSWORD_ENV}"
+            f"{KEY_FILE_ENV} (or {KEY_ENV}) and {PASSWORD_ENV}, or use keyless signing "
+            f"([aegis-publish].signing = \"keyless\")"
         )
     if key is not None and args.signer_identity == UNSIGNED:
         raise PublishError(
             "a signing key is set, but the image's manifest says signed_by 'unsigned': set "
             "[aegis].signer_identity to the key's identity and package again"
         )
+    yield KeySigner(key) if key is not None else None
+
+
+def publish(args: argparse.Namespace, environ: Mapping[str, str],
+            signer_factory: Callable[..., ContextManager[Optional[Signer]]] = open_signer) -> Sequence[str]:
+    target = parse(args.target)
+    if not target.tag or target.digest:
+        raise PublishError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
     image = LayoutImage.read(args.layout)
     registry = Registry.for_reference(target, allow_plain_http=args.allow_plain_http)
-    check_tag(registry, target, image.digest)  # fail before uploading anything
-    report = push_image(registry, image, target.with_digest(image.digest))
-    lines = [f"pushed {report.summary()}"]
-    if key is not None:
-        lines += sign_and_attest(registry, target, image, key, args)
-    else:
-        lines.append("not signed: [aegis].signer_identity is 'unsigned'")
+    with signer_factory(args, environ) as signer:
+        check_tag(registry, target, image.digest)  # fail before uploading anything
+        report = push_image(registry, image, target.with_digest(image.digest))
+        lines = [f"pushed {report.summary()}"]
+        if signer is not None:
+            lines += sign_and_attest(registry, target, image, signer, args)
+        else:
+            lines.append("not signed: [aegis].signer_identity is 'unsigned'")
     created = tag_image(registry, target, image)
     lines.append(f"{target} {'->' if created else 'already ->'} {image.digest}")
     return lines
 
 
-def sign_and_attest(registry: Registry, target: Reference, image: LayoutImage, key: ec.EllipticCurvePrivateKey,
+def sign_and_attest(registry: Registry, target: Reference, image: LayoutImage, signer: Signer,
                     args: argparse.Namespace) -> List[str]:
     """The signature, the two attestations and the weights' model signature, attached to the digest."""
-    digest, repository = image.digest, target.repository
-    optional = {"signed_by": args.signer_identity, "version": target.tag or ""}
-    added = attach(registry, repository, digest, "sig", cosign.signature_layer(target.name, digest, key, optional))
+    digest, repository, identity = image.digest, target.repository, args.signer_identity
+    optional = {"signed_by": identity, "version": target.tag or ""}
+    payload = cosign.simple_signing_payload(target.name, digest, optional)
+    if _keyless_signed(registry, repository, digest, "sig", identity, lambda layer: layer.data == payload):
+        added = False
+    else:
+        layer = cosign.signature_layer(target.name, digest, signer, optional)
+        _check_certificate(layer, identity)  # before anything is attached
+        added = attach(registry, repository, image.descriptor, "sig", layer)
     lines = [f"signature {'attached' if added else 'already attached'} as {cosign.tag_for(digest, 'sig')}"]
     with open(args.sbom, encoding="utf-8") as f:
         sbom = json.load(f)
     with open(args.provenance, encoding="utf-8") as f:
         build = provenance.predicate(**json.load(f))
     for predicate_type, predicate in ((dsse.CYCLONEDX, sbom), (dsse.SLSA_PROVENANCE_V1, build)):
-        added = attach(registry, repository, digest, "att",
-                       cosign.attestation_layer(target.name, digest, predicate_type, predicate, key))
+        statement = dsse.statement(target.name, digest, predicate_type, predicate)
+        if _keyless_signed(registry, repository, digest, "att", identity,
+                           lambda layer: base64.b64decode(json.loads(layer.data)["payload"]) == statement):
+            added = False
+        else:
+            added = attach(registry, repository, image.descriptor, "att",
+                           cosign.attestation_layer(target.name, digest, predicate_type, predicate, signer))
         lines.append(f"attestation {predicate_type} {'attached' if added else 'already attached'}")
     # The weights' own signature. Its bundle is not deterministic, and the digest fixes the files: one
     # already attached stays.
     model_tag = cosign.tag_for(digest, model_signature.SUFFIX)
     if registry.get_manifest(repository, model_tag) is not None:
-        return [*lines, f"model signature already attached as {model_tag}"]
+        return [*lines, f"model signature already attached as {model_tag}", _referrers_line(registry, repository, digest)]
     files = model_signature.model_files(
         _read(blob_path(image.layout, d)) for d in model_signature.layer_digests_top_first(image.manifest)
     )
-    attach(registry, repository, digest, model_signature.SUFFIX,
-           cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, model_signature.sign(files, key), {}))
-    return [*lines, f"model signature (OpenSSF model-signing, {len(files)} files) attached as {model_tag}"]
+    attach(registry, repository, image.descriptor, model_signature.SUFFIX,
+           cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, model_signature.sign(files, signer), {}))
+    lines.append(f"model signature (OpenSSF model-signing, {len(files)} files) attached as {model_tag}")
+    return [*lines, _referrers_line(registry, repository, digest)]
 
 
-def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.environ) -> int:
+def _referrers_line(registry: Registry, repository: str, digest: str) -> str:
+    """Signatures and attestations name the image as their `subject`: a registry with the OCI 1.1 referrers
+    API lists them as its referrers; every registry (and cosign) finds them by their tags."""
+    found = registry.referrers(repository, digest)
+    if found is None:
+        return "referrers: the registry has no OCI 1.1 referrers API; attached by cosign's tag schema"
+    return f"referrers: the registry lists {len(found)} referrer(s) of the image (OCI 1.1), and the tags"
+
+
+def _check_certificate(layer: cosign.Layer, identity: str) -> None:
+    """A keyless signature's certificate must name the manifest's `signed_by`."""
+    pem = layer.annotations.get(cosign.CERTIFICATE_ANNOTATION)
+    if pem:
+        found = certificate_identity(x509.load_pem_x509_certificate(pem.encode()))
+        if found != identity:
+            raise PublishError(f"keyless signing: the certificate names {found!r}, not signed_by {identity!r}")
+
+
+def _keyless_signed(registry: Registry, repository: str, digest: str, suffix: str, identity: str,
+                    same_content: Callable[[cosign.Layer], bool]) -> bool:
+    """Whether a keyless signature of this content by `identity` is attached already. Keyless signatures
+    differ every time (a new key each run), so a re-publish must not pile up new ones."""
+    found = registry.get_manifest(repository, cosign.tag_for(digest, suffix))
+    if found is None:
+        return False
+    for layer in cosign.existing_layers(found[1], lambda d: registry.get_blob(repository, d)):
+        pem = layer.annotations.get(cosign.CERTIFICATE_ANNOTATION)
+        if pem and same_content(layer) and certificate_identity(x509.load_pem_x509_certificate(pem.encode())) == identity:
+            return True
+    return False
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aegis-publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", required=True, help="the image's OCI layout directory")
     parser.add_argument("--target", required=True, help="REGISTRY/REPOSITORY:VERSION")
@@ -134,12 +209,20 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
                         help="the facts of the SLSA v1 provenance to attest (provenance.predicate's arguments)")
     parser.add_argument("--signer-identity", required=True, help="the image manifest's signed_by")
     parser.add_argument("--allow-plain-http", action="store_true", help="plain HTTP to a non-loopback registry")
-    args = parser.parse_args(argv)
+    parser.add_argument("--signing", choices=("key", "keyless"), default="key",
+                        help="sign with a key (AEGIS_SIGNING_KEY_FILE/AEGIS_SIGNING_KEY) or keyless through Sigstore "
+                             f"(the CI's OIDC identity; {keyless.TOKEN_ENV} or ambient credentials)")
+    parser.add_argument("--sigstore-staging", action="store_true", help="keyless: Sigstore's staging instance")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.environ) -> int:
+    args = parser().parse_args(argv)
     try:
         for line in publish(args, environ):
             print(line)
     except (PublishError, ReferenceError, RegistryError, AuthError, TagConflictError, keys.SigningKeyError,
-            model_signature.ModelSignatureError) as e:
+            SigningError, model_signature.ModelSignatureError) as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,13 +1,16 @@
 """The weights' own signature, in the OpenSSF model-signing format (`model-signing` on PyPI).
 
-The model files of an image (`/app/model/*` in its model layer) are signed as a directory with the publisher's
-key: the result is a Sigstore bundle that `model_signing verify key MODEL_DIR --signature model.sig
---public_key cosign.pub` checks against the files alone, without the image. It is attached to the image's
-digest like cosign's artifacts, as the `sha256-<hex>.msig` image of one bundle layer.
+The model files of an image (`/app/model/*` in its model layer) are signed as a directory: the result is a
+Sigstore bundle that model-signing's CLI checks against the files alone, without the image
+(`model_signing verify key MODEL_DIR --signature model.sig --public_key cosign.pub` for a key, `verify sigstore
+--identity … --identity_provider …` for keyless). It is attached to the image's digest like cosign's
+artifacts, as the `sha256-<hex>.msig` image of one bundle layer.
 """
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -17,8 +20,14 @@ import tempfile
 from typing import Dict, Iterable, List
 
 import model_signing
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from aegis_plugin.core.sign import dsse
+from aegis_plugin.core.sign.identity import IdentityError, TrustedRoot, verify_signer
+from aegis_plugin.core.sign.signer import KeylessSigner, KeySigner, Signer, leaf_certificate
+from aegis_plugin.core.sign.tlog import LogEntry, LogEntryError
 
 MODEL_DIR = "app/model/"
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -49,9 +58,36 @@ def layer_digests_top_first(manifest: bytes) -> List[str]:
     return [layer["digest"] for layer in reversed(json.loads(manifest)["layers"])]
 
 
-def sign(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The model-signing bundle over `files` (name -> content). The key reaches the library as an encrypted
-    PEM with a one-time password in a private temporary directory, removed right after."""
+def sign(files: Dict[str, bytes], signer: Signer) -> bytes:
+    """The model-signing bundle over `files` (name -> content)."""
+    if isinstance(signer, KeylessSigner):
+        return _sign_keyless(files, signer)
+    assert isinstance(signer, KeySigner)
+    return _sign_with_key(files, signer.key)
+
+
+def _sign_keyless(files: Dict[str, bytes], signer: KeylessSigner) -> bytes:
+    """What model-signing's Sigstore signer makes (its in-toto statement, signed in DSSE through Sigstore),
+    with the publish's own Sigstore session, so one certificate signs everything."""
+    from sigstore.dsse import Statement
+
+    bundle = signer.session.sign_dsse(Statement(statement(files)))
+    return bundle.to_json().encode()
+
+
+def statement(files: Dict[str, bytes]) -> bytes:
+    """model-signing's in-toto statement for the model directory of `files` (its default hashing)."""
+    from google.protobuf import json_format
+    from model_signing._signing.signing import Payload
+
+    with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
+        manifest = model_signing.hashing.Config().hash(_write_model(work, files))
+    return json_format.MessageToJson(Payload(manifest).statement.pb).encode()
+
+
+def _sign_with_key(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The key reaches the library as an encrypted PEM with a one-time password in a private temporary
+    directory, removed right after."""
     with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
         model_dir = _write_model(work, files)
         password = secrets.token_hex(16)
@@ -65,6 +101,29 @@ def sign(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> bytes:
         signer.sign(model_dir, signature)
         with open(signature, "rb") as f:
             return f.read()
+
+
+def verify_keyless(files: Dict[str, bytes], bundle: bytes, trust: TrustedRoot, identity: str, issuer: str) -> None:
+    """Raises ModelSignatureError unless `bundle` is a Sigstore bundle by `identity` (vouched for by `issuer`)
+    whose statement is model-signing's statement of exactly `files`."""
+    try:
+        data = json.loads(bundle)
+        certificate = leaf_certificate(data)
+        entry = LogEntry.from_bundle(data)
+        verify_signer(trust, certificate.public_bytes(serialization.Encoding.PEM), entry, identity, issuer)
+        envelope = data["dsseEnvelope"]
+        payload = base64.b64decode(envelope["payload"])
+        signature = base64.b64decode(envelope["signatures"][0]["sig"])
+        certificate.public_key().verify(signature, dsse.pae(envelope["payloadType"], payload),  # type: ignore[call-arg, union-attr]
+                                        ec.ECDSA(hashes.SHA256()))
+    except (IdentityError, LogEntryError) as e:
+        raise ModelSignatureError(f"the model signature: {e}") from None
+    except (InvalidSignature, KeyError, IndexError, TypeError, ValueError) as e:
+        raise ModelSignatureError(f"the model signature does not verify ({type(e).__name__})") from None
+    if entry.payload_hash() != hashlib.sha256(payload).hexdigest():
+        raise ModelSignatureError("the model signature's transparency-log entry is about another statement")
+    if json.loads(payload) != json.loads(statement(files)):
+        raise ModelSignatureError("the model signature does not verify: it signs other model files")
 
 
 def verify(files: Dict[str, bytes], bundle: bytes, public_key_pem: bytes) -> None:

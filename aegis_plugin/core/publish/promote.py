@@ -5,21 +5,19 @@ from __future__ import annotations
 import json
 from typing import List
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import check_tag
 from aegis_plugin.core.registry.reference import Reference
-from aegis_plugin.core.publish.verify import Verified, verify
+from aegis_plugin.core.publish.verify import Policy, Verified, verify
 from aegis_plugin.core.sign import cosign
 
 
 def promote(source_registry: Registry, source: Reference, target_registry: Registry, target: Reference,
-            key: ec.EllipticCurvePublicKey) -> List[str]:
+            policy: Policy) -> List[str]:
     """Verifies `source` (by digest), copies it with its `.sig`, `.att` and `.msig` images to `target`'s repository
     and tags it `target.tag`, refusing to move an existing tag. Returns what it did, one line each."""
-    verified: Verified = verify(source_registry, source, key)
+    verified: Verified = verify(source_registry, source, policy)
     digest = verified.digest
     check_tag(target_registry, target, digest)
     same_registry = source.registry == target.registry

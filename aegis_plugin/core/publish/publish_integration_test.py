@@ -11,8 +11,10 @@ import pytest
 from aegis_plugin.core.publish import aegis, cli, model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import parse
-from aegis_plugin.core.registry.testutil import make_layout, running_registry
+from aegis_plugin.core.publish.testutil import publish_inputs
+from aegis_plugin.core.registry.testutil import running_registry
 from aegis_plugin.core.sign import cosign, keys, testutil
+from aegis_plugin.core.sign.signer import KeySigner
 
 PASSWORD = "correct horse"
 IDENTITY = "ci@aegis.example"
@@ -37,18 +39,6 @@ def registry(tmp_path: Path):
         yield address
 
 
-def _inputs(tmp_path: Path, content: bytes, name: str = "oci") -> list:
-    image = make_layout(tmp_path / name, content)
-    (tmp_path / "sbom.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
-    (tmp_path / "provenance.json").write_text(json.dumps({
-        "builder_id": "https://example.invalid/builder", "target": "models/fraud:fraud", "version": "1.0.0",
-        "source_url": "https://example.invalid/repo", "git_sha": "ab" * 20,
-        "materials": [{"uri": "3rdparty/python/runtime.lock", "sha256": "cd" * 32}],
-        "invocation": ["pants", "publish", "models/fraud:fraud"]}))
-    return ["--layout", image.layout, "--sbom", str(tmp_path / "sbom.json"),
-            "--provenance", str(tmp_path / "provenance.json")]
-
-
 def _env(key_dir: Path) -> dict:
     return {"AEGIS_SIGNING_KEY_FILE": str(key_dir / "cosign.key"), "AEGIS_SIGNING_KEY_PASSWORD": PASSWORD}
 
@@ -59,12 +49,19 @@ def _cosign(cosign_binary: str, *args: str) -> int:
 
 
 def test_publish_signs_attests_and_tags(cosign_binary, key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
-    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    args = [*publish_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
     assert cli.main(args, _env(key_dir)) == 0
     out = capsys.readouterr().out
     assert "2 blob(s)" in out and "signature attached" in out and f"{registry}/ml/fraud:1.0.0 -> sha256:" in out
     assert "model signature (OpenSSF model-signing, 1 files) attached" in out
+    assert "referrers: the registry has no OCI 1.1 referrers API; attached by cosign's tag schema" in out
     digest = out.rsplit("-> ", 1)[1].strip()
+    # Each attached image names the signed image as its subject (what OCI 1.1 registries index as referrers).
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
+    image_manifest = client.get_manifest("ml/fraud", digest)
+    for suffix in ("sig", "att", "msig"):
+        subject = json.loads(client.get_manifest("ml/fraud", cosign.tag_for(digest, suffix))[1])["subject"]
+        assert subject == {"mediaType": image_manifest[0], "digest": digest, "size": len(image_manifest[1])}
     ref = f"{registry}/ml/fraud@{digest}"
     pub = str(key_dir / "cosign.pub")
     assert _cosign(cosign_binary, "verify", "--key", pub, ref) == 0
@@ -108,16 +105,16 @@ def test_publish_signs_attests_and_tags(cosign_binary, key_dir: Path, registry: 
 
 def test_a_version_is_never_moved(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
     target = ["--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
-    assert cli.main([*_inputs(tmp_path, b"one", "a"), *target], _env(key_dir)) == 0
+    assert cli.main([*publish_inputs(tmp_path, b"one", "a"), *target], _env(key_dir)) == 0
     first = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
-    assert cli.main([*_inputs(tmp_path, b"two", "b"), *target], _env(key_dir)) == 2
+    assert cli.main([*publish_inputs(tmp_path, b"two", "b"), *target], _env(key_dir)) == 2
     err = capsys.readouterr().err
     assert f"already points to {first}; refusing to move it to sha256:" in err and err.count("\n") == 1
     assert Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0")).manifest_digest("ml/fraud", "1.0.0") == first
 
 
 def test_signing_mode_must_match_the_manifest(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
-    inputs = _inputs(tmp_path, b"weights")
+    inputs = publish_inputs(tmp_path, b"weights")
     unsigned = ["--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", "unsigned"]
     assert cli.main([*inputs, *unsigned], _env(key_dir)) == 2
     assert "a signing key is set, but the image's manifest says signed_by 'unsigned'" in capsys.readouterr().err
@@ -132,7 +129,7 @@ def test_signing_mode_must_match_the_manifest(key_dir: Path, registry: str, tmp_
 
 def test_promote_verifies_copies_and_tags(cosign_binary, key_dir: Path, registry: str, tmp_path: Path,
                                           capsys) -> None:
-    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/staging/fraud:1.0.0", "--signer-identity", IDENTITY]
+    args = [*publish_inputs(tmp_path, b"weights"), "--target", f"{registry}/staging/fraud:1.0.0", "--signer-identity", IDENTITY]
     assert cli.main(args, _env(key_dir)) == 0
     digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
     pub = str(key_dir / "cosign.pub")
@@ -147,7 +144,7 @@ def test_promote_verifies_copies_and_tags(cosign_binary, key_dir: Path, registry
                            "--key", pub]) == 0
         assert "(0 blob(s) transferred)" in capsys.readouterr().out
 
-        other = [*_inputs(tmp_path, b"other", "other"), "--target", f"{registry}/staging/fraud:2.0.0",
+        other = [*publish_inputs(tmp_path, b"other", "other"), "--target", f"{registry}/staging/fraud:2.0.0",
                  "--signer-identity", IDENTITY]
         assert cli.main(other, _env(key_dir)) == 0
         other_digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
@@ -157,7 +154,7 @@ def test_promote_verifies_copies_and_tags(cosign_binary, key_dir: Path, registry
 
 
 def test_a_tampered_signature_is_rejected(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:
-    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    args = [*publish_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
     assert cli.main(args, _env(key_dir)) == 0
     digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
     client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
@@ -176,11 +173,11 @@ def test_a_tampered_signature_is_rejected(key_dir: Path, registry: str, tmp_path
 
 def test_a_model_signature_over_other_weights_is_rejected(key_dir: Path, registry: str, tmp_path: Path,
                                                           capsys) -> None:
-    args = [*_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    args = [*publish_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
     assert cli.main(args, _env(key_dir)) == 0
     digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
     key = keys.load_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD.encode(), "cosign.key")
-    bundle = model_signature.sign({"weights.safetensors": b"other weights"}, key)
+    bundle = model_signature.sign({"weights.safetensors": b"other weights"}, KeySigner(key))
     client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
     swapped = cosign.artifact([cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {})])
     for blob_digest, blob in swapped.blobs.items():

@@ -1,12 +1,14 @@
-"""Verify a published image offline: its signature against a public key, the attestations it must carry,
+"""Verify a published image offline: its signature (against a public key, or keyless: a certificate for an
+expected identity and OIDC issuer, recorded in a trusted transparency log), the attestations it must carry,
 that every one of them is about this very digest, and the weights' own model signature. What a deployment
 checks before it runs a model."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -16,6 +18,8 @@ from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
 from aegis_plugin.core.sign import cosign, dsse
+from aegis_plugin.core.sign.identity import IdentityError, TrustedRoot, verify_signer
+from aegis_plugin.core.sign.tlog import LogEntry, LogEntryError
 
 REQUIRED_ATTESTATIONS = (dsse.CYCLONEDX, dsse.SLSA_PROVENANCE_V1)
 
@@ -41,6 +45,26 @@ def load_public_key(data: bytes, origin: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
+@dataclass(frozen=True)
+class KeyPolicy:
+    """Signed with this key (and, when `identity` is set, naming it as `signed_by`)."""
+
+    key: ec.EllipticCurvePublicKey
+    identity: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class KeylessPolicy:
+    """Signed keyless by `identity`, vouched for by `issuer`, under the CAs and logs of `trust`."""
+
+    trust: TrustedRoot
+    identity: str
+    issuer: str
+
+
+Policy = Union[KeyPolicy, KeylessPolicy]
+
+
 def _valid(key: ec.EllipticCurvePublicKey, signature_b64: str, data: bytes) -> bool:
     try:
         key.verify(base64.b64decode(signature_b64), data, ec.ECDSA(hashes.SHA256()))
@@ -49,7 +73,27 @@ def _valid(key: ec.EllipticCurvePublicKey, signature_b64: str, data: bytes) -> b
         return False
 
 
-def verify(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey, identity: Optional[str] = None,
+def _signed_by(policy: Policy, layer: cosign.Layer, signature_b64: str, signed: bytes) -> Optional[str]:
+    """Why `signature_b64` over `signed` (from `layer`) does not satisfy `policy`; None when it does."""
+    if isinstance(policy, KeyPolicy):
+        return None if _valid(policy.key, signature_b64, signed) else "a signature does not verify with this key"
+    certificate_pem = layer.annotations.get(cosign.CERTIFICATE_ANNOTATION, "").encode()
+    log_annotation = layer.annotations.get(cosign.BUNDLE_ANNOTATION)
+    if not certificate_pem or not log_annotation:
+        return "a signature has no keyless certificate or transparency-log entry"
+    try:
+        entry = LogEntry.from_cosign(log_annotation)
+        certificate = verify_signer(policy.trust, certificate_pem, entry, policy.identity, policy.issuer)
+        if entry.signed_hash() != hashlib.sha256(layer.data).hexdigest():
+            return "a transparency-log entry is about other content"
+    except (IdentityError, LogEntryError, ValueError) as e:
+        return str(e)
+    key = certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return None if _valid(key, signature_b64, signed) else "a signature does not verify with its certificate"
+
+
+def verify(registry: Registry, ref: Reference, policy: Policy,
            required: Sequence[str] = REQUIRED_ATTESTATIONS) -> Verified:
     if not ref.digest:
         raise VerificationError(f"{ref}: verify an image by digest (REPOSITORY@sha256:...), never by tag")
@@ -61,9 +105,11 @@ def verify(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey, i
         raise VerificationError(f"{ref}: no signature is attached ({cosign.tag_for(digest, 'sig')} does not exist)")
     signed_by: Optional[str] = None
     problems = []
+    identity = policy.identity
     for layer in signatures:
-        if not _valid(key, layer.annotations.get(cosign.SIGNATURE_ANNOTATION, ""), layer.data):
-            problems.append("a signature does not verify with this key")
+        problem = _signed_by(policy, layer, layer.annotations.get(cosign.SIGNATURE_ANNOTATION, ""), layer.data)
+        if problem:
+            problems.append(problem)
             continue
         payload = json.loads(layer.data)
         if payload["critical"]["image"]["docker-manifest-digest"] != digest:
@@ -82,8 +128,8 @@ def verify(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey, i
     for layer in _layers(registry, repository, digest, "att"):
         envelope = json.loads(layer.data)
         payload = base64.b64decode(envelope["payload"])
-        if not any(_valid(key, s.get("sig", ""), dsse.pae(envelope["payloadType"], payload))
-                   for s in envelope.get("signatures", [])):
+        if all(_signed_by(policy, layer, s.get("sig", ""), dsse.pae(envelope["payloadType"], payload))
+               for s in envelope.get("signatures", [])):
             continue
         statement = json.loads(payload)
         subjects = {f"sha256:{s['digest'].get('sha256')}" for s in statement.get("subject", [])}
@@ -95,11 +141,11 @@ def verify(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey, i
     missing = [t for t in required if t not in found]
     if missing:
         raise VerificationError(f"{ref}: missing signed attestation(s): {', '.join(missing)}")
-    _verify_model_signature(registry, ref, key)
+    _verify_model_signature(registry, ref, policy)
     return Verified(digest, signed_by, found)
 
 
-def _verify_model_signature(registry: Registry, ref: Reference, key: ec.EllipticCurvePublicKey) -> None:
+def _verify_model_signature(registry: Registry, ref: Reference, policy: Policy) -> None:
     """The weights' OpenSSF model signature must sign exactly the model files of this image."""
     digest, repository = ref.digest or "", ref.repository
     bundles = _layers(registry, repository, digest, model_signature.SUFFIX)
@@ -110,9 +156,13 @@ def _verify_model_signature(registry: Registry, ref: Reference, key: ec.Elliptic
     files = model_signature.model_files(
         registry.get_blob(repository, d) for d in model_signature.layer_digests_top_first(manifest)
     )
-    public_pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
-        model_signature.verify(files, bundles[-1].data, public_pem)
+        if isinstance(policy, KeylessPolicy):
+            model_signature.verify_keyless(files, bundles[-1].data, policy.trust, policy.identity, policy.issuer)
+        else:
+            public_pem = policy.key.public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+            model_signature.verify(files, bundles[-1].data, public_pem)
     except model_signature.ModelSignatureError as e:
         raise VerificationError(f"{ref}: {e}") from None
 

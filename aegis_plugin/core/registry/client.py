@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 from aegis_plugin.core.registry import auth
 from aegis_plugin.core.registry.reference import Reference
@@ -120,6 +121,18 @@ class Registry:
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"{self.transport.registry}: manifest {reference} of {repository} has other content")
         return response.headers.get("Content-Type", ""), response.body, digest
+
+    def referrers(self, repository: str, digest: str) -> Optional[List[dict]]:
+        """The OCI 1.1 referrers of a manifest (descriptors of the manifests whose `subject` it is); None when
+        the registry has no referrers API (distribution 2.8 answers 404)."""
+        response = self.transport.request(
+            "GET", f"/v2/{repository}/referrers/{digest}", _scope(repository, "pull"),
+            headers={"Accept": "application/vnd.oci.image.index.v1+json"}, expect=(200, 404),
+        )
+        if response.status == 404 or not response.headers.get("Content-Type", "").startswith(
+                "application/vnd.oci.image.index.v1+json"):
+            return None
+        return json.loads(response.body).get("manifests") or []
 
     def manifest_digest(self, repository: str, reference: str) -> Optional[str]:
         """The digest a tag points to (None if it does not exist), by the manifest's own bytes."""

@@ -62,6 +62,10 @@ class LayoutImage:
         return cls(layout, descriptor["mediaType"], descriptor["digest"], manifest)
 
     @property
+    def descriptor(self) -> Dict[str, object]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.manifest)}
+
+    @property
     def blob_digests(self) -> List[str]:
         """Config first, then the layers, as the manifest lists them."""
         data = json.loads(self.manifest)

@@ -14,13 +14,16 @@ import json
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from aegis_plugin.core.sign import dsse, keys
+from aegis_plugin.core.sign import dsse
+from aegis_plugin.core.sign.signer import Signed, Signer
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+# Keyless signatures: the Fulcio certificate, its CA chain and the Rekor entry (cosign's names).
+CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 # cosign's empty-image config times (Go's zero time), so the same layers always give the same image.
@@ -67,22 +70,34 @@ def simple_signing_payload(docker_reference: str, image_digest: str,
     }, sort_keys=True, separators=(",", ":")).encode()
 
 
-def signature_layer(docker_reference: str, image_digest: str, key: ec.EllipticCurvePrivateKey,
+def signature_layer(docker_reference: str, image_digest: str, signer: Signer,
                     optional: Optional[Mapping[str, str]] = None) -> Layer:
     payload = simple_signing_payload(docker_reference, image_digest, optional)
-    signature = base64.b64encode(keys.sign(key, payload)).decode()
-    return Layer(SIMPLE_SIGNING, payload, {SIGNATURE_ANNOTATION: signature})
+    return Layer(SIMPLE_SIGNING, payload, annotations(signer.sign_payload(payload)))
 
 
 def attestation_layer(docker_reference: str, image_digest: str, predicate_type: str,
-                      predicate: Mapping[str, object], key: ec.EllipticCurvePrivateKey) -> Layer:
-    statement = dsse.statement(docker_reference, image_digest, predicate_type, predicate)
-    return Layer(DSSE_ENVELOPE, dsse.envelope(statement, key),
-                 {SIGNATURE_ANNOTATION: "", "predicateType": predicate_type})
+                      predicate: Mapping[str, object], signer: Signer) -> Layer:
+    envelope, signed = signer.sign_statement(dsse.statement(docker_reference, image_digest, predicate_type, predicate))
+    return Layer(DSSE_ENVELOPE, envelope, {**annotations(signed), "predicateType": predicate_type})
 
 
-def artifact(layers: List[Layer]) -> Artifact:
-    """The image holding `layers` (existing ones first, as cosign appends), with cosign's config."""
+def annotations(signed: Signed) -> Dict[str, str]:
+    """cosign's layer annotations for a signature (with a keyless signer's certificate, chain and log entry)."""
+    found = {SIGNATURE_ANNOTATION: base64.b64encode(signed.signature).decode()}
+    if signed.certificate:
+        found[CERTIFICATE_ANNOTATION] = signed.certificate.decode()
+    if signed.chain:
+        found[CHAIN_ANNOTATION] = signed.chain.decode()
+    if signed.log_entry:
+        found[BUNDLE_ANNOTATION] = signed.log_entry.cosign_annotation()
+    return found
+
+
+def artifact(layers: List[Layer], subject: Optional[Mapping[str, object]] = None) -> Artifact:
+    """The image holding `layers` (existing ones first, as cosign appends), with cosign's config. `subject`
+    (the signed image's descriptor) makes registries with the OCI 1.1 referrers API list it as a referrer of
+    the image; the others ignore it and find it by its tag."""
     config = json.dumps({
         "architecture": "", "os": "", "created": _ZERO_TIME, "config": {},
         "history": [{"created": _ZERO_TIME} for _ in layers],
@@ -95,6 +110,7 @@ def artifact(layers: List[Layer]) -> Artifact:
         "config": {"mediaType": CONFIG, "size": len(config), "digest": config_digest},
         "layers": [{"mediaType": layer.media_type, "size": len(layer.data), "digest": layer.digest,
                     "annotations": dict(layer.annotations)} for layer in layers],
+        **({"subject": dict(subject)} if subject else {}),
     }, sort_keys=True, separators=(",", ":")).encode()
     blobs = {config_digest: config, **{layer.digest: layer.data for layer in layers}}
     return Artifact(blobs, manifest)

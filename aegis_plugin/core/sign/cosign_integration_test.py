@@ -15,6 +15,7 @@ from aegis_plugin.core.registry.reference import Reference, parse
 from aegis_plugin.core.registry.testutil import make_layout, running_registry
 from aegis_plugin.core.sign import cosign, dsse, keys, testutil
 from aegis_plugin.core.sign.attach import attach
+from aegis_plugin.core.sign.signer import KeySigner
 
 PASSWORD = b"correct horse"
 
@@ -50,16 +51,16 @@ def test_cosign_verifies_our_signature_and_attestations(cosign_binary: str, key_
     key = keys.load_private_key((key_pair / "cosign.key").read_bytes(), PASSWORD, "cosign.key")
     with pushed_image(tmp_path) as (registry, target, image):
         signed = f"{target.name}@{image.digest}"
-        layer = cosign.signature_layer(target.name, image.digest, key)
-        assert attach(registry, target.repository, image.digest, "sig", layer)
-        assert not attach(registry, target.repository, image.digest, "sig", layer)  # idempotent
+        layer = cosign.signature_layer(target.name, image.digest, KeySigner(key))
+        assert attach(registry, target.repository, image.descriptor, "sig", layer)
+        assert not attach(registry, target.repository, image.descriptor, "sig", layer)  # idempotent
 
         sbom = {"bomFormat": "CycloneDX", "specVersion": "1.6", "components": []}
-        attach(registry, target.repository, image.digest, "att",
-               cosign.attestation_layer(target.name, image.digest, dsse.CYCLONEDX, sbom, key))
+        attach(registry, target.repository, image.descriptor, "att",
+               cosign.attestation_layer(target.name, image.digest, dsse.CYCLONEDX, sbom, KeySigner(key)))
         provenance = {"buildDefinition": {"buildType": "https://aegis.invalid/pants-package/v1"}}
-        attach(registry, target.repository, image.digest, "att",
-               cosign.attestation_layer(target.name, image.digest, dsse.SLSA_PROVENANCE_V1, provenance, key))
+        attach(registry, target.repository, image.descriptor, "att",
+               cosign.attestation_layer(target.name, image.digest, dsse.SLSA_PROVENANCE_V1, provenance, KeySigner(key)))
 
         result = verify(cosign_binary, "verify", "--key", str(key_pair / "cosign.pub"), signed)
         assert result.returncode == 0, result.stderr
@@ -78,13 +79,13 @@ def test_cosign_rejects_a_wrong_key_and_a_tampered_signature(cosign_binary: str,
     with pushed_image(tmp_path) as (registry, target, image):
         signed = f"{target.name}@{image.digest}"
         # A signature over another digest's payload: cosign must refuse it for this image.
-        forged = cosign.signature_layer(target.name, "sha256:" + "0" * 64, key)
+        forged = cosign.signature_layer(target.name, "sha256:" + "0" * 64, KeySigner(key))
         tampered = cosign.Layer(cosign.SIMPLE_SIGNING, cosign.simple_signing_payload(target.name, image.digest),
                                 forged.annotations)
-        attach(registry, target.repository, image.digest, "sig", tampered)
+        attach(registry, target.repository, image.descriptor, "sig", tampered)
         assert verify(cosign_binary, "verify", "--key", str(key_pair / "cosign.pub"), signed).returncode != 0
 
-        attach(registry, target.repository, image.digest, "sig", cosign.signature_layer(target.name, image.digest, key))
+        attach(registry, target.repository, image.descriptor, "sig", cosign.signature_layer(target.name, image.digest, KeySigner(key)))
         assert verify(cosign_binary, "verify", "--key", str(key_pair / "cosign.pub"), signed).returncode == 0
         assert verify(cosign_binary, "verify", "--key", str(other / "cosign.pub"), signed).returncode != 0
 

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from aegis_plugin.core.sign import keys
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v0.1"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 # The predicate types cosign's --type names map to.
 CYCLONEDX = "https://cyclonedx.org/bom"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"

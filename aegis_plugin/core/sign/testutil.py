@@ -1,11 +1,24 @@
-"""For the tests: the real cosign (installed by build-support/install-cosign.sh) and key pairs made by it."""
+"""For the tests: the real cosign (installed by build-support/install-cosign.sh), key pairs made by it, and a
+local Sigstore (CA and log) for keyless signing offline."""
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from aegis_plugin.core.sign import dsse
+from aegis_plugin.core.sign import identity as identity_module
 
 
 def cosign_binary() -> str:
@@ -21,3 +34,159 @@ def generate_key_pair(cosign: str, directory: Path, password: str, prefix: str =
     subprocess.run([cosign, "generate-key-pair", f"--output-key-prefix={prefix}"], cwd=directory, check=True,
                    capture_output=True, env={**os.environ, "COSIGN_PASSWORD": password})
     return directory / f"{prefix}.key"
+
+
+def unsigned_jwt(claims: dict) -> str:
+    """A JWT with these claims and a dummy signature: Fulcio would check it, the code under test only reads it."""
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2ln"
+
+
+class LocalSigstore:
+    """A Sigstore instance of the tests' own, for keyless signing offline: a Fulcio-like CA (root and
+    intermediate) that certifies an identity and its OIDC issuer, and a Rekor-like log key that signs entry
+    timestamps. `session()` signs the way `sigstore.sign.Signer` does and returns real sigstore `Bundle`s;
+    `trusted_root()` and the PEM files let `aegis verify` and the real cosign check the result."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.root_key, self.intermediate_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        self.log_key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aegis-test-fulcio-root")])
+        self.root = _certificate(root_name, root_name, self.root_key.public_key(), self.root_key, now, ca=True)
+        intermediate_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aegis-test-fulcio-intermediate")])
+        self.intermediate = _certificate(intermediate_name, root_name, self.intermediate_key.public_key(),
+                                         self.root_key, now, ca=True)
+        self.log_index = 0
+
+    def pem(self, name: str) -> Path:
+        """`roots.pem`, `intermediates.pem` or `rekor.pub`, written into the directory."""
+        path = self.directory / name
+        if name == "roots.pem":
+            path.write_bytes(self.root.public_bytes(serialization.Encoding.PEM))
+        elif name == "intermediates.pem":
+            path.write_bytes(self.intermediate.public_bytes(serialization.Encoding.PEM))
+        else:
+            path.write_bytes(self.log_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        return path
+
+    def chain_pem(self) -> bytes:
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (self.intermediate, self.root))
+
+    def trusted_root(self) -> Path:
+        """A Sigstore trusted_root.json naming this CA and this log."""
+        der = self.log_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+        root = {
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": "https://rekor.aegis.invalid", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": _b64(der), "keyDetails": "PKIX_ECDSA_P256_SHA_256"},
+                       "logId": {"keyId": _b64(hashlib.sha256(der).digest())}}],
+            "certificateAuthorities": [{"uri": "https://fulcio.aegis.invalid", "certChain": {"certificates": [
+                {"rawBytes": _b64(c.public_bytes(serialization.Encoding.DER))} for c in (self.intermediate, self.root)
+            ]}}],
+        }
+        path = self.directory / "trusted_root.json"
+        path.write_text(json.dumps(root))
+        return path
+
+    def session(self, identity: str, issuer: str) -> "LocalSigstoreSession":
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certificate = _certificate(x509.Name([]), self.intermediate.subject, key.public_key(), self.intermediate_key,
+                                   now, identity=identity, oidc_issuer=issuer)
+        return LocalSigstoreSession(self, key, certificate)
+
+    def log(self, body: dict) -> dict:
+        """A Rekor v1 entry for `body`, in a Sigstore bundle's `tlogEntries` form, with a signed entry timestamp."""
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        log_id = hashlib.sha256(self.log_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
+        integrated = int(time.time())
+        index, self.log_index = self.log_index, self.log_index + 1
+        signed = json.dumps({"body": _b64(canonical), "integratedTime": integrated, "logID": log_id.hex(),
+                             "logIndex": index}, sort_keys=True, separators=(",", ":")).encode()
+        leaf = hashlib.sha256(b"\x00" + canonical).digest()
+        return {
+            "logIndex": str(index), "logId": {"keyId": _b64(log_id)},
+            "kindVersion": {"kind": body["kind"], "version": "0.0.1"}, "integratedTime": str(integrated),
+            "inclusionPromise": {"signedEntryTimestamp": _b64(self.log_key.sign(signed, ec.ECDSA(hashes.SHA256())))},
+            "inclusionProof": {"logIndex": str(index), "rootHash": _b64(leaf), "treeSize": str(index + 1),
+                               "hashes": [], "checkpoint": {"envelope": "rekor.aegis.invalid\n1\n" + _b64(leaf) + "\n"}},
+            "canonicalizedBody": _b64(canonical),
+        }
+
+
+class LocalSigstoreSession:
+    """`sign_artifact` / `sign_dsse` as sigstore-python's Signer has them, against LocalSigstore."""
+
+    def __init__(self, instance: LocalSigstore, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
+        self.instance, self.key, self.certificate = instance, key, certificate
+
+    def _bundle(self, content: dict, body: dict):
+        from sigstore.models import Bundle
+
+        return Bundle.from_json(json.dumps({
+            "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+            "verificationMaterial": {
+                "certificate": {"rawBytes": _b64(self.certificate.public_bytes(serialization.Encoding.DER))},
+                "tlogEntries": [self.instance.log(body)],
+            },
+            **content,
+        }))
+
+    def _certificate_b64(self) -> str:
+        return _b64(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def sign_artifact(self, input_: bytes):
+        signature = self.key.sign(input_, ec.ECDSA(hashes.SHA256()))
+        digest = hashlib.sha256(input_).digest()
+        body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": digest.hex()}},
+            "signature": {"content": _b64(signature), "publicKey": {"content": self._certificate_b64()}}}}
+        return self._bundle({"messageSignature": {"messageDigest": {"algorithm": "SHA2_256", "digest": _b64(digest)},
+                                                  "signature": _b64(signature)}}, body)
+
+    def sign_dsse(self, input_):
+        from sigstore.dsse import Envelope
+
+        payload = input_._contents
+        signature = self.key.sign(dsse.pae(dsse.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+        envelope = {"payload": _b64(payload), "payloadType": dsse.PAYLOAD_TYPE, "signatures": [{"sig": _b64(signature)}]}
+        stored = Envelope._from_json(json.dumps(envelope)).to_json().encode()
+        body = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(stored).hexdigest()},
+            "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+            "signatures": [{"signature": _b64(signature), "verifier": self._certificate_b64()}]}}
+        return self._bundle({"dsseEnvelope": envelope}, body)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _certificate(subject: x509.Name, issuer: x509.Name, public_key, signing_key, now: datetime.datetime,
+                 ca: bool = False, identity: str = "", oidc_issuer: str = "") -> x509.Certificate:
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=1))
+               .not_valid_after(now + (datetime.timedelta(days=1) if ca else datetime.timedelta(minutes=10)))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ca:
+        builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                                        critical=True)
+    else:
+        name = x509.RFC822Name(identity) if "@" in identity and "://" not in identity else x509.UniformResourceIdentifier(identity)
+        utf8 = oidc_issuer.encode()
+        builder = (builder
+                   .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+                   .add_extension(x509.SubjectAlternativeName([name]), critical=True)
+                   .add_extension(x509.UnrecognizedExtension(identity_module.ISSUER_V1, utf8), critical=False)
+                   .add_extension(x509.UnrecognizedExtension(identity_module.ISSUER_V2, b"\x0c" + bytes([len(utf8)]) + utf8),
+                                  critical=False))
+    return builder.sign(signing_key, hashes.SHA256())
