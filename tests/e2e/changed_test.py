@@ -55,10 +55,15 @@ def test_the_ci_example_runs_only_commands_that_work(clone: Clone) -> None:
     lines = [line.strip().removeprefix("run:").strip() for line in workflow.splitlines()]
     commands = [line for line in lines if line.startswith("build-support/")]
     assert len(commands) == 6, commands
+    # The Pants options the workflow sets (with a sample value where GitHub fills one in) must be valid.
+    options = dict(line.split(": ", 1) for line in lines if line.startswith("PANTS_AEGIS_"))
+    assert options["PANTS_AEGIS_PUBLISH_SIGNING"] == "keyless"
+    options = {name: value.replace("${{ github.workflow_ref }}", "acme/models/.github/workflows/aegis.yml@refs/heads/main")
+               .replace("${{ github.repository_owner }}", "acme") for name, value in options.items()}
     for command in commands:
         assert command.startswith("build-support/changed.sh --since "), command
         ref = command.split()[2].strip('"').replace("origin/${GITHUB_BASE_REF}", "HEAD~1")
         goal = command.split()[3]
         assert goal in ("package", "test", "lint", "publish")
-        result = clone.run(["build-support/changed.sh", "--since", ref, "--list", goal], env=NO_PANTSD)
+        result = clone.run(["build-support/changed.sh", "--since", ref, "--list", goal], env={**NO_PANTSD, **options})
         assert result.returncode == 0
