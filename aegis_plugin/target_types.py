@@ -1,4 +1,4 @@
-"""The `model_package` and `debian_base` targets: fields only, each with help text."""
+"""The `model_package`, `debian_base` and `osv_database` targets: fields only, each with help text."""
 from __future__ import annotations
 
 from typing import Iterable, Optional, Tuple
@@ -10,7 +10,9 @@ from pants.engine.target import (
     AsyncFieldMixin,
     Dependencies,
     DictStringToStringField,
+    FloatField,
     InvalidFieldException,
+    MultipleSourcesField,
     OptionalSingleSourceField,
     SecondaryOwnerMixin,
     SingleSourceField,
@@ -21,6 +23,7 @@ from pants.engine.target import (
 from pants.util.strutil import help_text
 
 from aegis_plugin.core import versions
+from aegis_plugin.core.guards_defaults import SEVERITIES
 
 DEFAULT_BASE_IMAGE = "//3rdparty/debian:python3.11-bookworm"
 SUPPORTED_PLATFORMS = ("linux/amd64",)
@@ -253,6 +256,52 @@ class ImageAnnotationsField(DictStringToStringField):
     )
 
 
+class VexField(MultipleSourcesField, SecondaryOwnerMixin):
+    alias = "vex"
+    expected_file_extensions = (".json",)
+    help = help_text(
+        """
+        VEX documents (OpenVEX or CycloneDX VEX JSON), relative to this BUILD file, that accept vulnerability
+        findings of this image: each statement must name the vulnerability, the product (the package's purl)
+        and a justification, and may expire (OpenVEX `expires`, CycloneDX property `aegis:expires`). Added to
+        `[aegis-guards].vex`.
+        """
+    )
+
+
+class SizeBudgetField(FloatField):
+    alias = "size_budget"
+    help = help_text(
+        """
+        The largest compressed image size allowed, in MB (10^6 bytes), e.g. `60`. Over it, `package` fails
+        and `lint` lists the size of each layer and the largest files. No budget when unset.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[float], address: Address) -> Optional[float]:
+        if isinstance(raw_value, int) and not isinstance(raw_value, bool):
+            raw_value = float(raw_value)  # `size_budget=60` reads as naturally as `60.0`
+        value = super().compute_value(raw_value, address)
+        if value is not None and value <= 0:
+            raise _invalid(cls.alias, address, f"{value!r} is not a positive size in MB")
+        return value
+
+
+class FailOnSeverityField(_CheckedStringField):
+    alias = "fail_on_severity"
+    help = help_text(
+        f"""
+        The lowest vulnerability severity ({', '.join(SEVERITIES)}) that fails `lint` for this image;
+        defaults to `[aegis-guards].fail_at`.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        return None if value in SEVERITIES else f"{value!r} is not one of {', '.join(SEVERITIES)}"
+
+
 class ModelPackageOutputPathField(OutputPathField):
     help = help_text(
         """
@@ -293,6 +342,9 @@ class ModelPackageTarget(Target):
         PlatformsField,
         RepositoryField,
         ImageAnnotationsField,
+        VexField,
+        SizeBudgetField,
+        FailOnSeverityField,
         ModelPackageOutputPathField,
         ModelPackageDependenciesField,
     )
@@ -331,5 +383,44 @@ class DebianBaseTarget(Target):
         """
         A minimal base image built from hash-pinned Debian packages: their files in one layer, plus the
         `/var/lib/dpkg/status.d` records scanners read, a non-root user 65532 and a writable `/tmp`.
+        """
+    )
+
+
+class OsvDatabaseSourceField(SingleSourceField):
+    alias = "source"
+    required = True
+    expected_file_extensions = (".json", ".zip", ".gz", ".tgz")  # Pants checks the last suffix: `.tar.gz` is `.gz`
+    help = help_text(
+        """
+        The vulnerability database: OSV records (https://ossf.github.io/osv-schema/) as an archive (`.zip`,
+        `.tar.gz`) of `.json`/`.yaml` records, such as an OSV ecosystem export, or one `.json` file holding a
+        record or a list of them. Relative to this BUILD file.
+        """
+    )
+
+
+class OsvDatabaseSha256Field(_CheckedStringField):
+    alias = "sha256"
+    required = True
+    help = help_text(
+        """
+        The SHA-256 (hex) of `source`. The database is a pinned build input: the same database always gives
+        the same findings, and updating it is a reviewed change of this field.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        return None if versions.is_sha256_digest(f"sha256:{value}") else f"{value!r} is not a hex SHA-256"
+
+
+class OsvDatabaseTarget(Target):
+    alias = "osv_database"
+    core_fields = (*COMMON_TARGET_FIELDS, OsvDatabaseSourceField, OsvDatabaseSha256Field)
+    help = help_text(
+        """
+        A vulnerability database in OSV format, pinned by its sha256, that `pants lint` scans `model_package`
+        images against (`[aegis-guards].database`).
         """
     )

@@ -1,12 +1,19 @@
-"""`pants package` for `model_package`: gather the inputs, build the layers and the SBOMs, assemble one OCI image."""
+"""`pants package` for `model_package`: gather the inputs, build the layers and the SBOMs, assemble one OCI image,
+and refuse it when a pitfall guard finds an error (`util_rules/guards.py`)."""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from pants.backend.python.subsystems.setup import PythonSetup
-from pants.backend.python.target_types import PythonResolveField, PythonSourceField
+from pants.backend.python.target_types import (
+    PythonRequirementResolveField,
+    PythonRequirementsField,
+    PythonResolveField,
+    PythonSourceField,
+)
 from pants.backend.python.util_rules.python_sources import PythonSourceFiles, PythonSourceFilesRequest
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.target_types import FileSourceField, http_source
@@ -23,6 +30,7 @@ from pants.engine.fs import (
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
+    AllTargets,
     FieldSet,
     HydratedSources,
     HydrateSourcesRequest,
@@ -40,6 +48,7 @@ from pants.util.frozendict import FrozenDict
 from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
 from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.target_types import (
     AcceleratorField,
     BaseImageField,
@@ -54,12 +63,14 @@ from aegis_plugin.target_types import (
     ModelVersionField,
     PlatformsField,
     RepositoryField,
+    SizeBudgetField,
     TokenizerField,
     WeightsField,
     WeightsSha256Field,
 )
-from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
 from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
+from aegis_plugin.util_rules.guards import GuardsRequest, GuardsResult
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
     APP_SITE_PACKAGES,
@@ -92,6 +103,7 @@ class ModelPackageFieldSet(PackageFieldSet):
     platforms: PlatformsField
     repository: RepositoryField
     annotations: ImageAnnotationsField
+    size_budget: SizeBudgetField
     output_path: ModelPackageOutputPathField
 
 
@@ -275,8 +287,17 @@ async def resolve_model_inputs(
     )
 
 
-@rule(desc="Packaging a model")
-async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> BuiltPackage:
+@dataclass(frozen=True)
+class ModelImage:
+    """A built image before the guards: its files (OCI layout, image.tar, image.json, the SBOMs) at the root."""
+
+    digest: Digest
+    output_path: str
+    log_lines: tuple[str, ...]
+
+
+@rule(desc="Building a model image")
+async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> ModelImage:
     inputs = await Get(ModelInputs, ModelPackageFieldSet, fs)
     context = inputs.context
 
@@ -405,18 +426,71 @@ async def package_model(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> Buil
         ),
     )
     output_path = fs.output_path.value_or_default(file_ending=None)
-    return BuiltPackage(
-        await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([image.digest, sbom.digest])), output_path)),
+    return ModelImage(
+        await Get(Digest, MergeDigests([image.digest, sbom.digest])),
+        output_path,
         (
-            BuiltPackageArtifact(
-                f"{output_path}/image.tar",
-                extra_log_lines=(
-                    f"    manifest digest: {image.manifest_digest}",
-                    f"    tag: {repository}:{fs.version.value} (OCI layout in {output_path}/oci)",
-                    f"    revision: {inputs.revision.git_sha}",
-                    f"    {sbom.summary}",
-                ),
-            ),
+            f"    manifest digest: {image.manifest_digest}",
+            f"    tag: {repository}:{fs.version.value} (OCI layout in {output_path}/oci)",
+            f"    revision: {inputs.revision.git_sha}",
+            f"    {sbom.summary}",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class GuardFacts:
+    facts: FrozenDict[str, Any]  # core/guards/pitfalls.Facts of the target
+
+
+@rule
+async def guard_facts(
+    fs: ModelPackageFieldSet, guards: GuardsSubsystem, python_setup: PythonSetup, all_targets: AllTargets
+) -> GuardFacts:
+    inputs = await Get(ModelInputs, ModelPackageFieldSet, fs)
+    training: set[str] = set()
+    runtime: set[str] = set()
+    for tgt in all_targets:
+        if not tgt.has_field(PythonRequirementsField):
+            continue
+        resolve = tgt[PythonRequirementResolveField].normalized_value(python_setup)
+        names = {canonical_name(r.project_name) for r in tgt[PythonRequirementsField].value}
+        if resolve in guards.training_resolves:
+            training |= names
+        elif resolve == inputs.resolve:
+            runtime |= names
+    return GuardFacts(
+        freeze(
+            {
+                "target": str(fs.address),
+                "build_file": os.path.join(fs.address.spec_path, "BUILD"),
+                "python_lock": python_setup.resolves[inputs.resolve],
+                "debian_lock": inputs.base_lockfile.snapshot.files[0],
+                "accelerator": fs.accelerator.value,
+                "framework": canonical_name(fs.framework.value),
+                "size_budget_mb": fs.size_budget.value,
+                "deny_python": list(guards.deny_python),
+                "deny_debian": list(guards.deny_debian),
+                "training_only": sorted(training - runtime),
+            }
+        )
+    )
+
+
+@rule(desc="Packaging a model")
+async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
+    image, facts = await MultiGet(
+        Get(ModelImage, ModelPackageFieldSet, fs), Get(GuardFacts, ModelPackageFieldSet, fs)
+    )
+    guarded = await Get(GuardsResult, GuardsRequest(str(fs.address), image.digest, facts.facts))
+    if guarded.errors:
+        more = f" (and {len(guarded.errors) - 1} more: see `pants lint {fs.address}`)" if len(guarded.errors) > 1 else ""
+        raise AegisBuildError(guarded.errors[0] + more)
+    output_path = image.output_path
+    return BuiltPackage(
+        await Get(Digest, AddPrefix(image.digest, output_path)),
+        (
+            BuiltPackageArtifact(f"{output_path}/image.tar", extra_log_lines=image.log_lines),
             BuiltPackageArtifact(f"{output_path}/{CYCLONEDX_FILE}"),
             BuiltPackageArtifact(f"{output_path}/{SPDX_FILE}"),
         ),

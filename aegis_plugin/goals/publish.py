@@ -27,6 +27,7 @@ from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 
+from aegis_plugin.core.registry.reference import names_registry
 from aegis_plugin.goals.package import ModelInputs, ModelPackageFieldSet
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem
@@ -66,8 +67,7 @@ def target_repository(fs: PublishModelFieldSet, registry: str | None) -> str:
     """`repository` with its registry; the default `aegis/<model_id>` and any other registry-less one take
     `[aegis-publish].registry`."""
     repository = fs.repository.value or f"aegis/{fs.model_id.value}"
-    first = repository.split("/", 1)[0]
-    if "." in first or ":" in first or first == "localhost":
+    if names_registry(repository.split("/", 1)[0]):
         return repository
     if not registry:
         raise AegisBuildError(

@@ -47,6 +47,7 @@ class CoreTool(Enum):
     CONTRACT_SERVE = "aegis_plugin.core.contract.serve"  # `pants run`: the same resolve
     SBOM = "aegis_plugin.core.sbom.cli"  # `pants package`: resolve [aegis-sbom].resolve
     PUBLISH = "aegis_plugin.core.publish.cli"  # `pants publish`: resolve [aegis-publish].resolve
+    GUARDS = "aegis_plugin.core.guards.cli"  # `pants lint` and `package`: resolve [aegis-guards].resolve
 
 
 class AegisBuildError(Exception):

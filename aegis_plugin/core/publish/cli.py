@@ -23,6 +23,8 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterator, List, Mapping, Optional, Sequence
 
 from cryptography import x509
@@ -70,15 +72,15 @@ def signing_key(environ: Mapping[str, str]) -> Optional[ec.EllipticCurvePrivateK
     return keys.load_private_key(inline.encode(), password, KEY_ENV)
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
+@dataclass(frozen=True)
+class SigningPlan:
+    """How the image will be signed, checked against its `signed_by` before anything is pushed."""
+
+    key: Optional[ec.EllipticCurvePrivateKey] = None
+    token: Optional[str] = None  # keyless: the CI's OIDC identity token
 
 
-@contextlib.contextmanager
-def open_signer(args: argparse.Namespace, environ: Mapping[str, str]) -> Iterator[Optional[Signer]]:
-    """The signer the image's `signed_by` calls for, or None for an unsigned image. Every disagreement
-    between the two is an error before anything is pushed."""
+def plan_signing(args: argparse.Namespace, environ: Mapping[str, str]) -> SigningPlan:
     if args.signing == "keyless":
         if environ.get(KEY_FILE_ENV) or environ.get(KEY_ENV):
             raise PublishError(f"keyless signing is configured, but a signing key is set too: unset {KEY_FILE_ENV} "
@@ -90,9 +92,7 @@ def open_signer(args: argparse.Namespace, environ: Mapping[str, str]) -> Iterato
                 f"keyless signing: the CI's identity is {identity!r}, but the image's manifest says signed_by "
                 f"{args.signer_identity!r}: set [aegis].signer_identity to {identity!r} and package again"
             )
-        with keyless.sigstore_signer(token, staging=args.sigstore_staging) as signer:
-            yield signer
-        return
+        return SigningPlan(token=token)
     key = signing_key(environ)
     if key is None and args.signer_identity != UNSIGNED:
         raise PublishError(
@@ -105,7 +105,17 @@ def open_signer(args: argparse.Namespace, environ: Mapping[str, str]) -> Iterato
             "a signing key is set, but the image's manifest says signed_by 'unsigned': set "
             "[aegis].signer_identity to the key's identity and package again"
         )
-    yield KeySigner(key) if key is not None else None
+    return SigningPlan(key=key)
+
+
+@contextlib.contextmanager
+def open_signer(plan: SigningPlan, args: argparse.Namespace) -> Iterator[Optional[Signer]]:
+    """The signer of the plan; a keyless one gets its short-lived certificate now, after the push."""
+    if plan.token is not None:
+        with keyless.sigstore_signer(plan.token, staging=args.sigstore_staging) as signer:
+            yield signer
+    else:
+        yield KeySigner(plan.key) if plan.key is not None else None
 
 
 def publish(args: argparse.Namespace, environ: Mapping[str, str],
@@ -113,12 +123,13 @@ def publish(args: argparse.Namespace, environ: Mapping[str, str],
     target = parse(args.target)
     if not target.tag or target.digest:
         raise PublishError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
+    plan = plan_signing(args, environ)
     image = LayoutImage.read(args.layout)
     registry = Registry.for_reference(target, allow_plain_http=args.allow_plain_http)
-    with signer_factory(args, environ) as signer:
-        check_tag(registry, target, image.digest)  # fail before uploading anything
-        report = push_image(registry, image, target.with_digest(image.digest))
-        lines = [f"pushed {report.summary()}"]
+    check_tag(registry, target, image.digest)  # fail before uploading anything
+    report = push_image(registry, image, target.with_digest(image.digest))
+    lines = [f"pushed {report.summary()}"]
+    with signer_factory(plan, args) as signer:
         if signer is not None:
             lines += sign_and_attest(registry, target, image, signer, args)
         else:
@@ -159,12 +170,13 @@ def sign_and_attest(registry: Registry, target: Reference, image: LayoutImage, s
     model_tag = cosign.tag_for(digest, model_signature.SUFFIX)
     if registry.get_manifest(repository, model_tag) is not None:
         return [*lines, f"model signature already attached as {model_tag}", _referrers_line(registry, repository, digest)]
-    files = model_signature.model_files(
-        _read(blob_path(image.layout, d)) for d in model_signature.layer_digests_top_first(image.manifest)
-    )
+    with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
+        model_dir = model_signature.model_dir_of(work)
+        names = model_signature.extract_model(image.manifest, lambda d: blob_path(image.layout, d), model_dir)
+        bundle = model_signature.sign(model_dir, signer)
     attach(registry, repository, image.descriptor, model_signature.SUFFIX,
-           cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, model_signature.sign(files, signer), {}))
-    lines.append(f"model signature (OpenSSF model-signing, {len(files)} files) attached as {model_tag}")
+           cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {}))
+    lines.append(f"model signature (OpenSSF model-signing, {len(names)} files) attached as {model_tag}")
     return [*lines, _referrers_line(registry, repository, digest)]
 
 

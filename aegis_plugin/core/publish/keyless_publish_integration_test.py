@@ -36,13 +36,21 @@ def sigstore(tmp_path: Path) -> testutil.LocalSigstore:
 
 def _keyless(sigstore: testutil.LocalSigstore, identity: str = IDENTITY):
     @contextlib.contextmanager
-    def factory(args, environ):
+    def factory(plan, args):
         yield KeylessSigner(sigstore.session(identity, ISSUER), sigstore.chain_pem())
     return factory
 
 
+def _token(workflow_ref: str = "acme/models/.github/workflows/main.yml@refs/heads/main") -> str:
+    """The CI's identity token (GitHub Actions' claims), whose identity is IDENTITY by default."""
+    return testutil.unsigned_jwt({"iss": ISSUER, "sub": "repo:acme/models:ref:refs/heads/main",
+                                  "job_workflow_ref": workflow_ref})
+
+
 def _publish(args: list, sigstore, identity: str = IDENTITY) -> list:
-    return list(cli.publish(cli.parser().parse_args([*args, "--signing", "keyless"]), {}, _keyless(sigstore, identity)))
+    """Publishes keyless with the CI token of IDENTITY; the local Sigstore certifies `identity`."""
+    return list(cli.publish(cli.parser().parse_args([*args, "--signing", "keyless"]),
+                            {"SIGSTORE_ID_TOKEN": _token()}, _keyless(sigstore, identity)))
 
 
 def _cosign(sigstore: testutil.LocalSigstore, tmp_path: Path, *args: str, identity: str = IDENTITY) -> subprocess.CompletedProcess:
@@ -104,8 +112,7 @@ def test_keyless_identity_must_be_signed_by(sigstore, registry: str, tmp_path: P
     target = f"{registry}/ml/fraud:1.0.0"
     args = [*publish_inputs(tmp_path, b"weights"), "--target", target, "--signer-identity", IDENTITY, "--signing", "keyless"]
     # The token's identity (known before anything is signed or pushed) differs from signed_by.
-    token = testutil.unsigned_jwt({"iss": ISSUER, "job_workflow_ref": "acme/models/.github/workflows/other.yml@refs/heads/main",
-                 "sub": "repo:acme/models:ref:refs/heads/main"})
+    token = _token("acme/models/.github/workflows/other.yml@refs/heads/main")
     assert cli.main(args, {"SIGSTORE_ID_TOKEN": token}) == 2
     err = capsys.readouterr().err
     assert ("keyless signing: the CI's identity is 'https://github.com/acme/models/.github/workflows/other.yml"

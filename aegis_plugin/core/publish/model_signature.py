@@ -5,19 +5,21 @@ Sigstore bundle that model-signing's CLI checks against the files alone, without
 (`model_signing verify key MODEL_DIR --signature model.sig --public_key cosign.pub` for a key, `verify sigstore
 --identity … --identity_provider …` for keyless). It is attached to the image's digest like cosign's
 artifacts, as the `sha256-<hex>.msig` image of one bundle layer.
+
+Weights may be gigabytes: layers are read from files and the model files written to a directory in chunks,
+never held in memory whole.
 """
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
-import io
 import json
 import os
 import secrets
+import shutil
 import tarfile
 import tempfile
-from typing import Dict, Iterable, List
+from typing import Callable, List
 
 import model_signing
 from cryptography.exceptions import InvalidSignature
@@ -38,58 +40,54 @@ class ModelSignatureError(Exception):
     pass
 
 
-def model_files(layers: Iterable[bytes]) -> Dict[str, bytes]:
-    """`<name>` -> content of the `/app/model/` files, from the first of `layers` (layer blobs, gzip or
-    plain tar) that has any. Pass the image's layers top first: the model layer sits near the top, so the
-    large base layers are rarely read (or downloaded)."""
-    for data in layers:
-        files: Dict[str, bytes] = {}
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)) as tar:
+def extract_model(manifest: bytes, layer_file: Callable[[str], str], directory: str) -> List[str]:
+    """Writes the `/app/model/` files of the image into `directory` and returns their names. The layers are
+    tried top first (the model layer sits near the top, so the large base layers are rarely read or
+    downloaded); `layer_file(digest)` gives the path of a layer blob (gzip or plain tar)."""
+    for digest in (layer["digest"] for layer in reversed(json.loads(manifest)["layers"])):
+        names = []
+        with tarfile.open(layer_file(digest)) as tar:  # gzip detected; members streamed
             for member in tar:
                 name = member.name.lstrip("./")
                 if member.isfile() and name.startswith(MODEL_DIR) and "/" not in name[len(MODEL_DIR):]:
-                    files[name[len(MODEL_DIR):]] = tar.extractfile(member).read()  # type: ignore[union-attr]
-        if files:
-            return files
+                    names.append(name[len(MODEL_DIR):])
+                    with tar.extractfile(member) as source, open(os.path.join(directory, names[-1]), "wb") as f:  # type: ignore[union-attr]
+                        shutil.copyfileobj(source, f, 1 << 20)
+        if names:
+            return sorted(names)
     raise ModelSignatureError(f"the image has no files under /{MODEL_DIR}")
 
 
-def layer_digests_top_first(manifest: bytes) -> List[str]:
-    return [layer["digest"] for layer in reversed(json.loads(manifest)["layers"])]
-
-
-def sign(files: Dict[str, bytes], signer: Signer) -> bytes:
-    """The model-signing bundle over `files` (name -> content)."""
+def sign(model_dir: str, signer: Signer) -> bytes:
+    """The model-signing bundle over the files of `model_dir`."""
     if isinstance(signer, KeylessSigner):
-        return _sign_keyless(files, signer)
+        return _sign_keyless(model_dir, signer)
     assert isinstance(signer, KeySigner)
-    return _sign_with_key(files, signer.key)
+    return _sign_with_key(model_dir, signer.key)
 
 
-def _sign_keyless(files: Dict[str, bytes], signer: KeylessSigner) -> bytes:
+def _sign_keyless(model_dir: str, signer: KeylessSigner) -> bytes:
     """What model-signing's Sigstore signer makes (its in-toto statement, signed in DSSE through Sigstore),
     with the publish's own Sigstore session, so one certificate signs everything."""
     from sigstore.dsse import Statement
 
-    bundle = signer.session.sign_dsse(Statement(statement(files)))
+    bundle = signer.session.sign_dsse(Statement(statement(model_dir)))
     return bundle.to_json().encode()
 
 
-def statement(files: Dict[str, bytes]) -> bytes:
-    """model-signing's in-toto statement for the model directory of `files` (its default hashing)."""
-    from google.protobuf import json_format
+def statement(model_dir: str) -> bytes:
+    """model-signing's in-toto statement for `model_dir` (its default hashing)."""
+    from google.protobuf import json_format  # pants: no-infer-dep (model-signing brings protobuf with it)
     from model_signing._signing.signing import Payload
 
-    with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
-        manifest = model_signing.hashing.Config().hash(_write_model(work, files))
+    manifest = model_signing.hashing.Config().hash(model_dir)
     return json_format.MessageToJson(Payload(manifest).statement.pb).encode()
 
 
-def _sign_with_key(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> bytes:
+def _sign_with_key(model_dir: str, key: ec.EllipticCurvePrivateKey) -> bytes:
     """The key reaches the library as an encrypted PEM with a one-time password in a private temporary
     directory, removed right after."""
-    with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
-        model_dir = _write_model(work, files)
+    with tempfile.TemporaryDirectory(prefix="aegis-model-key-") as work:
         password = secrets.token_hex(16)
         key_path = os.path.join(work, "key.pem")
         with open(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
@@ -103,9 +101,9 @@ def _sign_with_key(files: Dict[str, bytes], key: ec.EllipticCurvePrivateKey) -> 
             return f.read()
 
 
-def verify_keyless(files: Dict[str, bytes], bundle: bytes, trust: TrustedRoot, identity: str, issuer: str) -> None:
+def verify_keyless(model_dir: str, bundle: bytes, trust: TrustedRoot, identity: str, issuer: str) -> None:
     """Raises ModelSignatureError unless `bundle` is a Sigstore bundle by `identity` (vouched for by `issuer`)
-    whose statement is model-signing's statement of exactly `files`."""
+    whose statement is model-signing's statement of exactly the files of `model_dir`."""
     try:
         data = json.loads(bundle)
         certificate = leaf_certificate(data)
@@ -122,14 +120,13 @@ def verify_keyless(files: Dict[str, bytes], bundle: bytes, trust: TrustedRoot, i
         raise ModelSignatureError(f"the model signature does not verify ({type(e).__name__})") from None
     if entry.payload_hash() != hashlib.sha256(payload).hexdigest():
         raise ModelSignatureError("the model signature's transparency-log entry is about another statement")
-    if json.loads(payload) != json.loads(statement(files)):
+    if json.loads(payload) != json.loads(statement(model_dir)):
         raise ModelSignatureError("the model signature does not verify: it signs other model files")
 
 
-def verify(files: Dict[str, bytes], bundle: bytes, public_key_pem: bytes) -> None:
-    """Raises ModelSignatureError unless `bundle` signs exactly `files` with the key."""
-    with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
-        model_dir = _write_model(work, files)
+def verify(model_dir: str, bundle: bytes, public_key_pem: bytes) -> None:
+    """Raises ModelSignatureError unless `bundle` signs exactly the files of `model_dir` with the key."""
+    with tempfile.TemporaryDirectory(prefix="aegis-model-sig-") as work:
         for name, content in (("model.sig", bundle), ("key.pub", public_key_pem)):
             with open(os.path.join(work, name), "wb") as f:
                 f.write(content)
@@ -141,11 +138,10 @@ def verify(files: Dict[str, bytes], bundle: bytes, public_key_pem: bytes) -> Non
             raise ModelSignatureError(f"the model signature does not verify: {e}") from None
 
 
-def _write_model(work: str, files: Dict[str, bytes]) -> str:
-    """The model files as a directory (what model-signing signs and verifies): `<work>/model`."""
-    model_dir = os.path.join(work, "model")
-    os.mkdir(model_dir)
-    for name, content in files.items():
-        with open(os.path.join(model_dir, name), "wb") as f:
-            f.write(content)
-    return model_dir
+def model_dir_of(parent: str) -> str:
+    """A fresh `model` directory under `parent` (model-signing names the model after its directory)."""
+    path = os.path.join(parent, "model")
+    os.mkdir(path)
+    return path
+
+

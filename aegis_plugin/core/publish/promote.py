@@ -3,6 +3,8 @@ attestations with it, and a new immutable tag. Never a rebuild."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from typing import List
 
 from aegis_plugin.core.publish import model_signature
@@ -51,6 +53,9 @@ def _copy_blobs(source_registry: Registry, source_repository: str, target_regist
             continue
         if same_registry and target_registry.mount_blob(target_repository, digest, source_repository):
             continue
-        target_registry.upload_blob(target_repository, digest, source_registry.get_blob(source_repository, digest))
+        with tempfile.TemporaryDirectory(prefix="aegis-promote-") as work:  # layers of any size, via a file
+            path = os.path.join(work, "blob")
+            source_registry.download_blob(source_repository, digest, path)
+            target_registry.upload_blob(target_repository, digest, path)
         transferred += 1
     return transferred

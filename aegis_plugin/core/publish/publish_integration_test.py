@@ -177,7 +177,9 @@ def test_a_model_signature_over_other_weights_is_rejected(key_dir: Path, registr
     assert cli.main(args, _env(key_dir)) == 0
     digest = capsys.readouterr().out.rsplit("-> ", 1)[1].strip()
     key = keys.load_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD.encode(), "cosign.key")
-    bundle = model_signature.sign({"weights.safetensors": b"other weights"}, KeySigner(key))
+    (tmp_path / "other" / "model").mkdir(parents=True)
+    (tmp_path / "other" / "model" / "weights.safetensors").write_bytes(b"other weights")
+    bundle = model_signature.sign(str(tmp_path / "other" / "model"), KeySigner(key))
     client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
     swapped = cosign.artifact([cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {})])
     for blob_digest, blob in swapped.blobs.items():

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -73,7 +75,7 @@ def _valid(key: ec.EllipticCurvePublicKey, signature_b64: str, data: bytes) -> b
         return False
 
 
-def _signed_by(policy: Policy, layer: cosign.Layer, signature_b64: str, signed: bytes) -> Optional[str]:
+def _signature_problem(policy: Policy, layer: cosign.Layer, signature_b64: str, signed: bytes) -> Optional[str]:
     """Why `signature_b64` over `signed` (from `layer`) does not satisfy `policy`; None when it does."""
     if isinstance(policy, KeyPolicy):
         return None if _valid(policy.key, signature_b64, signed) else "a signature does not verify with this key"
@@ -107,7 +109,7 @@ def verify(registry: Registry, ref: Reference, policy: Policy,
     problems = []
     identity = policy.identity
     for layer in signatures:
-        problem = _signed_by(policy, layer, layer.annotations.get(cosign.SIGNATURE_ANNOTATION, ""), layer.data)
+        problem = _signature_problem(policy, layer, layer.annotations.get(cosign.SIGNATURE_ANNOTATION, ""), layer.data)
         if problem:
             problems.append(problem)
             continue
@@ -128,7 +130,7 @@ def verify(registry: Registry, ref: Reference, policy: Policy,
     for layer in _layers(registry, repository, digest, "att"):
         envelope = json.loads(layer.data)
         payload = base64.b64decode(envelope["payload"])
-        if all(_signed_by(policy, layer, s.get("sig", ""), dsse.pae(envelope["payloadType"], payload))
+        if all(_signature_problem(policy, layer, s.get("sig", ""), dsse.pae(envelope["payloadType"], payload))
                for s in envelope.get("signatures", [])):
             continue
         statement = json.loads(payload)
@@ -153,18 +155,25 @@ def _verify_model_signature(registry: Registry, ref: Reference, policy: Policy) 
         raise VerificationError(f"{ref}: no model signature is attached "
                                 f"({cosign.tag_for(digest, model_signature.SUFFIX)} does not exist)")
     _, manifest, _ = registry.get_manifest(repository, digest)  # type: ignore[misc]
-    files = model_signature.model_files(
-        registry.get_blob(repository, d) for d in model_signature.layer_digests_top_first(manifest)
-    )
-    try:
-        if isinstance(policy, KeylessPolicy):
-            model_signature.verify_keyless(files, bundles[-1].data, policy.trust, policy.identity, policy.issuer)
-        else:
-            public_pem = policy.key.public_bytes(serialization.Encoding.PEM,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
-            model_signature.verify(files, bundles[-1].data, public_pem)
-    except model_signature.ModelSignatureError as e:
-        raise VerificationError(f"{ref}: {e}") from None
+    with tempfile.TemporaryDirectory(prefix="aegis-verify-") as work:
+
+        def layer_file(layer_digest: str) -> str:  # downloaded as the model is searched for, top layer first
+            path = os.path.join(work, layer_digest.replace(":", "-"))
+            registry.download_blob(repository, layer_digest, path)
+            return path
+
+        try:
+            model_dir = model_signature.model_dir_of(work)
+            model_signature.extract_model(manifest, layer_file, model_dir)
+            if isinstance(policy, KeylessPolicy):
+                model_signature.verify_keyless(model_dir, bundles[-1].data, policy.trust, policy.identity,
+                                               policy.issuer)
+            else:
+                public_pem = policy.key.public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo)
+                model_signature.verify(model_dir, bundles[-1].data, public_pem)
+        except model_signature.ModelSignatureError as e:
+            raise VerificationError(f"{ref}: {e}") from None
 
 
 def _layers(registry: Registry, repository: str, digest: str, suffix: str) -> List[cosign.Layer]:

@@ -7,7 +7,7 @@ import os
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import BinaryIO, List, Optional, Tuple, Union
 
 from aegis_plugin.core.registry import auth
 from aegis_plugin.core.registry.reference import Reference
@@ -89,6 +89,15 @@ class Registry:
                 self.transport.request("PUT", url, scope, body=f, headers=_octets(size), expect=(201,))
         return size
 
+    def download_blob(self, repository: str, digest: str, path: str) -> None:
+        """Streams a blob into the file `path`, checking its digest on the way (for layers of any size)."""
+        with open(path, "wb") as f:
+            sink = _HashingWriter(f)
+            self.transport.request("GET", f"/v2/{repository}/blobs/{digest}", _scope(repository, "pull"), sink=sink)
+        if "sha256:" + sink.hash.hexdigest() != digest:
+            os.remove(path)
+            raise RegistryError(f"{self.transport.registry}: blob {digest} of {repository} has other content")
+
     def get_blob(self, repository: str, digest: str) -> bytes:
         data = self.transport.request("GET", f"/v2/{repository}/blobs/{digest}", _scope(repository, "pull")).body
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
@@ -138,6 +147,17 @@ class Registry:
         """The digest a tag points to (None if it does not exist), by the manifest's own bytes."""
         found = self.get_manifest(repository, reference)
         return found[2] if found else None
+
+
+class _HashingWriter:
+    """A file that also hashes what is written to it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.hash = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        return self.f.write(data)
 
 
 def _octets(size: int) -> dict:

@@ -55,6 +55,12 @@ class Reference:
             return False
 
 
+def names_registry(component: str) -> bool:
+    """Whether the first path component of a name is a registry host: it has a dot or a port, or is
+    `localhost` (what the distribution reference grammar says; anything else would be Docker Hub)."""
+    return "." in component or ":" in component or component == "localhost"
+
+
 def parse(text: str) -> Reference:
     """`registry/repo[:tag][@digest]`; a ReferenceError saying what is wrong otherwise."""
     rest, digest = text, None
@@ -63,7 +69,7 @@ def parse(text: str) -> Reference:
         if not _DIGEST.match(digest):
             raise ReferenceError(f"{text!r}: the digest must be sha256: and 64 lowercase hex digits")
     registry, slash, path = rest.partition("/")
-    if not slash or not ("." in registry or ":" in registry or registry == "localhost"):
+    if not slash or not names_registry(registry):
         raise ReferenceError(
             f"{text!r}: name the registry explicitly, e.g. registry.example.com/{rest} or 127.0.0.1:5000/{rest}"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -68,20 +69,22 @@ class Transport:
         body: Body = None,
         headers: Optional[Mapping[str, str]] = None,
         expect: Sequence[int] = (200,),
+        sink: Optional[BinaryIO] = None,
     ) -> Response:
         """Sends one request (retried once after an auth challenge); RegistryError unless the status is
-        in `expect`. A file body must be seekable: it is rewound for the retry."""
+        in `expect`. A file body must be seekable: it is rewound for the retry. With `sink`, a 200 answer's
+        body is copied there in chunks (for blobs of any size) instead of into `Response.body`."""
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
-        response = self._send(method, url, body, headers, self._auth.get(scope))
+        response = self._send(method, url, body, headers, self._auth.get(scope), sink)
         if response.status == 401:
             self._auth[scope] = self._answer(response.headers.get("WWW-Authenticate", ""), scope)
             if hasattr(body, "seek"):
                 body.seek(0)  # type: ignore[union-attr]
-            response = self._send(method, url, body, headers, self._auth[scope])
+            response = self._send(method, url, body, headers, self._auth[scope], sink)
         if response.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and 200 in expect:
             location = urllib.parse.urljoin(url, response.headers.get("Location", ""))
             same_host = urllib.parse.urlsplit(location).netloc == urllib.parse.urlsplit(url).netloc
-            response = self._send(method, location, None, headers, self._auth.get(scope) if same_host else None)
+            response = self._send(method, location, None, headers, self._auth.get(scope) if same_host else None, sink)
         if response.status not in expect:
             raise RegistryError(
                 f"{self.registry}: {method} {urllib.parse.urlsplit(url).path}: {_explain(response)}", response.status
@@ -89,12 +92,15 @@ class Transport:
         return response
 
     def _send(self, method: str, url: str, body: Body, headers: Optional[Mapping[str, str]],
-              authorization: Optional[str]) -> Response:
+              authorization: Optional[str], sink: Optional[BinaryIO] = None) -> Response:
         request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
         if authorization:
             request.add_header("Authorization", authorization)
         try:
             with _OPENER.open(request, timeout=self.timeout) as r:
+                if sink is not None and r.status == 200:
+                    shutil.copyfileobj(r, sink, 1 << 20)
+                    return Response(r.status, r.headers, b"")
                 return Response(r.status, r.headers, r.read())
         except urllib.error.HTTPError as e:
             return Response(e.code, e.headers, e.read())
