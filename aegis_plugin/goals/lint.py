@@ -4,7 +4,6 @@ the pinned OSV database with VEX, and the pitfalls); print the table, write `gua
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +11,7 @@ from pants.core.goals.lint import LintResult, LintTargetsRequest
 from pants.core.util_rules.partitions import PartitionerType
 from pants.engine.addresses import Address, AddressInput
 from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
-from pants.engine.fs import Digest, DigestContents, MergeDigests, PathGlobs, RemovePrefix, Snapshot
+from pants.engine.fs import Digest, DigestEntries, FileEntry, MergeDigests, PathGlobs, RemovePrefix, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     FieldSet,
@@ -72,14 +71,16 @@ async def pinned_database(guards: GuardsSubsystem) -> PinnedDatabase:
     if not target.has_field(OsvDatabaseSourceField):
         raise AegisBuildError(f"[aegis-guards].database: {address} is not an `osv_database` target")
     sources = await Get(HydratedSources, HydrateSourcesRequest(target[OsvDatabaseSourceField]))
-    (content,) = await Get(DigestContents, Digest, sources.snapshot.digest)
-    actual, expected = hashlib.sha256(content.content).hexdigest(), target[OsvDatabaseSha256Field].value
+    # Pants already knows the file's SHA-256 (its content digest): no need to read a large database again.
+    (entry,) = await Get(DigestEntries, Digest, sources.snapshot.digest)
+    assert isinstance(entry, FileEntry)
+    actual, expected = entry.file_digest.fingerprint, target[OsvDatabaseSha256Field].value
     if actual != expected:
         raise AegisBuildError(
-            f"{address}: field `sha256`: {content.path} has sha256 {actual}, not {expected}: if the database was "
+            f"{address}: field `sha256`: {entry.path} has sha256 {actual}, not {expected}: if the database was "
             f"updated on purpose, pin the new digest"
         )
-    return PinnedDatabase(sources.snapshot.digest, content.path)
+    return PinnedDatabase(sources.snapshot.digest, entry.path)
 
 
 @rule(desc="Running the Aegis guards", level=LogLevel.DEBUG)

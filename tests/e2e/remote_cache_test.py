@@ -8,53 +8,26 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from aegis_plugin.core.local_servers import accepts_connections, free_port, running_process
 from tests.e2e.clones import make_clone, tree_digests
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def buildgrid(tmp_path: Path):
     bgd = os.environ.get("AEGIS_BGD", "")
     if not bgd or not os.access(bgd, os.X_OK):
         pytest.fail("AEGIS_BGD must name BuildGrid's bgd: run the tests with build-support/test.sh")
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "buildgrid.yml"
     template = (Path(os.environ["AEGIS_REPO_ROOT"]) / "build-support/buildgrid.yml").read_text()
     assert '"127.0.0.1:50051"' in template
     config.write_text(template.replace('"127.0.0.1:50051"', f'"127.0.0.1:{port}"'))
-    log = open(tmp_path / "buildgrid.log", "w")
-    server = subprocess.Popen([bgd, "server", "start", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"BuildGrid did not start: {(tmp_path / 'buildgrid.log').read_text()}")
-                time.sleep(0.2)
+    with running_process([bgd, "server", "start", str(config)], tmp_path / "buildgrid.log",
+                         lambda: accepts_connections(port), "BuildGrid", timeout=60, poll=0.2):
         yield f"grpc://127.0.0.1:{port}"
-    finally:
-        os.kill(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def counters(stderr: str) -> dict[str, int]:

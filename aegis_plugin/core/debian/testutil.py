@@ -8,12 +8,12 @@ import hashlib
 import http.server
 import io
 import tarfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from aegis_plugin.core.debian.lock import DebPackage
+from aegis_plugin.core.local_servers import serving
 
 
 @dataclass(frozen=True)
@@ -147,12 +147,6 @@ def serve_directory(root: str | Path) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/debian"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    handler = functools.partial(Quiet, directory=str(root))
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)) as port:
+        yield f"http://127.0.0.1:{port}/debian"

@@ -19,12 +19,13 @@ from typing import List, Optional, Sequence
 from aegis_plugin.core.guards import findings as report
 from aegis_plugin.core.guards import osv, pitfalls, severity, vex, vulns
 from aegis_plugin.core.guards.inventory import from_cyclonedx
+from aegis_plugin.core.oci.layout import blob_path
 
 
 def _layers(image_json: dict, layout: Optional[str]) -> List[pitfalls.Layer]:
     result = []
     for layer in image_json["layers"]:
-        blob = os.path.join(layout, "blobs", *layer["digest"].split(":", 1)) if layout else None
+        blob = blob_path(layout, layer["digest"]) if layout else None
         result.append(pitfalls.Layer(layer["description"], layer["size"], blob))
     return result
 

@@ -30,13 +30,13 @@ from typing import Callable, ContextManager, Iterator, List, Mapping, Optional, 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.oci.layout import blob_path
 from aegis_plugin.core.publish import model_signature, provenance
 from aegis_plugin.core.registry.auth import AuthError
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import (
     LayoutImage,
     TagConflictError,
-    blob_path,
     check_tag,
     push_image,
     tag_image,

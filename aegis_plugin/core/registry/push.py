@@ -7,10 +7,10 @@ completes the push. A tag that already points at another digest is never moved: 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
+from aegis_plugin.core.oci.layout import blob_path, read_index
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
 
@@ -51,8 +51,7 @@ class LayoutImage:
 
     @classmethod
     def read(cls, layout: str) -> "LayoutImage":
-        with open(os.path.join(layout, "index.json"), encoding="utf-8") as f:
-            index = json.load(f)
+        index = read_index(layout)
         manifests = index.get("manifests") or []
         if len(manifests) != 1:
             raise ValueError(f"{layout}: expected one image in index.json, found {len(manifests)}")
@@ -70,11 +69,6 @@ class LayoutImage:
         """Config first, then the layers, as the manifest lists them."""
         data = json.loads(self.manifest)
         return [data["config"]["digest"], *(layer["digest"] for layer in data["layers"])]
-
-
-def blob_path(layout: str, digest: str) -> str:
-    algorithm, hex_digest = digest.split(":", 1)
-    return os.path.join(layout, "blobs", algorithm, hex_digest)
 
 
 def push_image(registry: Registry, image: LayoutImage, target: Reference,

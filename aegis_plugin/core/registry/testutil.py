@@ -9,28 +9,20 @@ import http.client
 import http.server
 import io
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import tarfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Tuple
 
+from aegis_plugin.core.local_servers import free_port, running_process, serving
+from aegis_plugin.core.oci.layout import write_layout
 from aegis_plugin.core.registry.push import LayoutImage
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -53,29 +45,17 @@ def running_registry(work: Path, login: Optional[Tuple[str, str]] = None) -> Ite
         f"storage:\n  filesystem:\n    rootdirectory: {work / 'storage'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
     )
-    log = open(work / "registry.log", "wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break  # 401: up, and asking for a login
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"docker-registry did not start: {(work / 'registry.log').read_text()}")
-                time.sleep(0.05)
+    with running_process([binary, "serve", str(config)], work / "registry.log",
+                         lambda: _answers(f"http://127.0.0.1:{port}/v2/"), "docker-registry"):
         yield f"127.0.0.1:{port}"
-    finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1)
+    except urllib.error.HTTPError:
+        pass  # 401: up, and asking for a login
+    return True
 
 
 def make_layout(directory: Path, content: bytes, tag: str = "1.0.0") -> LayoutImage:
@@ -96,12 +76,7 @@ def make_layout(directory: Path, content: bytes, tag: str = "1.0.0") -> LayoutIm
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _digest(layer),
                     "size": len(layer)}],
     })
-    for blob in (layer, config, manifest):
-        path = directory / "blobs" / "sha256" / _digest(blob).split(":")[1]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(blob)
-    (directory / "oci-layout").write_bytes(_json({"imageLayoutVersion": "1.0.0"}))
-    (directory / "index.json").write_bytes(_json({"schemaVersion": 2, "manifests": [{
+    write_layout(directory, {_digest(b): b for b in (layer, config, manifest)}, _json({"schemaVersion": 2, "manifests": [{
         "mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
         "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
     return LayoutImage.read(str(directory))
@@ -158,11 +133,5 @@ def faulty_proxy(upstream: str, fail: Callable[[int], bool]) -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield f"127.0.0.1:{port}"

@@ -1,0 +1,67 @@
+"""For the tests: servers on 127.0.0.1. A server process is started, awaited until it answers and stopped by
+its PID; an in-process HTTP server runs on a thread. Stdlib only: the test helpers of several resolves
+(the registry's, the Debian fetcher's, the remote-cache test's) share it."""
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_process(argv: Sequence[str], log: Path, ready: Callable[[], bool], name: str,
+                    timeout: float = 20, poll: float = 0.05) -> Iterator[None]:
+    """Runs `argv` (output to `log`) until the block ends; first waits until `ready()` says it answers (an
+    OSError counts as not yet). Fails with the log if it exits or is not ready within `timeout` seconds."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if ready():
+                        break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"{name} did not start: {log.read_text(errors='replace')}")
+                time.sleep(poll)
+            yield
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def accepts_connections(port: int) -> bool:
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    return True
+
+
+@contextlib.contextmanager
+def serving(server: http.server.HTTPServer) -> Iterator[int]:
+    """Serves `server` on a thread until the block ends; yields its port."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
