@@ -89,9 +89,14 @@ class WeightsField(StringField, AsyncFieldMixin):
     required = True
     help = help_text(
         """
-        Address of the `file` target holding the model's weights in safetensors format, e.g. `:weights`.
-        The file may be in the repository or downloaded with `http_source(url=..., sha256=..., len=...)`.
-        It is shipped as `/app/model/weights.safetensors` in a layer of its own.
+        Address of the model's weights in safetensors format: a `file` target (e.g. `:weights`), shipped as
+        `/app/model/weights.safetensors`; or a `files` target holding a sharded Hugging Face checkpoint
+        (`model-0000k-of-0000n.safetensors` shards, `model.safetensors.index.json`, and optionally
+        `config.json`, `generation_config.json` and tokenizer files), shipped under `/app/model/` with
+        their own names. Files may be in the repository or downloaded with `http_source(url=..., sha256=...,
+        len=...)`. Every weights file is an uncompressed layer of its own, so retraining that changes one
+        shard re-ships one shard; every shard's header is validated and the index must agree with the
+        shards.
         """
     )
 
@@ -100,8 +105,9 @@ class WeightsSha256Field(_CheckedStringField):
     alias = "weights_sha256"
     help = help_text(
         """
-        The sha256 (64 hex digits) the weights must have. Optional for weights committed to the repository
-        (git pins them), but recommended: a mismatch stops the build instead of shipping other weights.
+        The sha256 (64 hex digits) the weights must have, when `weights` is one file. Optional for weights
+        committed to the repository (git pins them), but recommended: a mismatch stops the build instead
+        of shipping other weights. (A sharded checkpoint's files are pinned by `http_source` or git.)
         """
     )
 

@@ -6,8 +6,6 @@ reported as one `aegis: ...` line on stderr with exit code 2; the calling rule p
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import os
 import sys
@@ -18,13 +16,14 @@ from aegis_plugin.core import download as pinned_download
 from aegis_plugin.core.debian import rootfs
 from aegis_plugin.core.debian.errors import DebianError
 from aegis_plugin.core.debian.lock import parse_lock
-from aegis_plugin.core.model import model_card, safetensors
+from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
 from aegis_plugin.core.python import requirements_lock, site_packages
 
-LAYER_BLOB = "layer.tar.gz"
-LAYER_INFO = "layer.json"
+# A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
+# the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
+LAYER_INFO = "layer.json"  # the blob's descriptor: digest, diff_id, size, media_type, and a description
 # What each layer step reports for the SBOM (see aegis_plugin/core/sbom/inventory.py for the whole format):
 INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"python": [...]}
 FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
@@ -35,19 +34,38 @@ class UserError(Exception):
     pass
 
 
-def _write_layer(entries: list[LayerEntry], out: str, mtime: int, description: str) -> LayerInfo:
+def _write_layer(
+    entries: list[LayerEntry], out: str, mtime: int, description: str, compression: str = "gzip"
+) -> LayerInfo:
     os.makedirs(out, exist_ok=True)
-    info = write_layer(entries, os.path.join(out, LAYER_BLOB), mtime)
-    with open(os.path.join(out, LAYER_INFO), "w") as f:
-        json.dump({"digest": info.digest, "diff_id": info.diff_id, "size": info.size,
-                   "description": description}, f, sort_keys=True, indent=2)
+    partial = os.path.join(out, "layer.partial")
+    info = write_layer(entries, partial, mtime, compression)
+    blob = layout.blob_path(out, info.digest)
+    os.makedirs(os.path.dirname(blob), exist_ok=True)
+    os.replace(partial, blob)
+    _write_json(os.path.join(out, LAYER_INFO), {
+        "digest": info.digest, "diff_id": info.diff_id, "size": info.size, "media_type": info.media_type,
+        "description": description,
+    })
     return info
 
 
+def layer_blob(layer_dir: str) -> str:
+    """The path of the blob a layer step wrote into `layer_dir`."""
+    with open(os.path.join(layer_dir, LAYER_INFO)) as f:
+        return layout.blob_path(layer_dir, json.load(f)["digest"])
+
+
 def files_layer(args: argparse.Namespace) -> None:
-    """A layer of files listed in a JSON spec: [{path, mode, source | text, check?, origin}]."""
+    """A layer of files listed in a JSON spec: {entries: [{path, mode, source | text, check?, origin}],
+    mtime, description, compression?, checkpoint?: {name: path} of model files checked together}."""
     with open(args.spec) as f:
         spec = json.load(f)
+    if spec.get("checkpoint"):
+        try:
+            checkpoint.validate_checkpoint(spec["checkpoint"])
+        except checkpoint.CheckpointError as e:
+            raise UserError(f"field `weights`: {e}")
     entries = []
     for item in spec["entries"]:
         if item.get("check") == "safetensors":
@@ -71,24 +89,13 @@ def files_layer(args: argparse.Namespace) -> None:
             entries.append(LayerEntry(item["path"], "file", item["mode"], data=item["text"].encode()))
         else:
             entries.append(LayerEntry(item["path"], "file", item["mode"], source=item["source"]))
-    _write_layer(entries, args.out, spec["mtime"], spec["description"])
-    _write_json(os.path.join(args.out, FILES_INFO), [_file_facts(e) for e in sorted(entries, key=lambda e: e.path)])
+    info = _write_layer(entries, args.out, spec["mtime"], spec["description"], spec.get("compression", "gzip"))
+    _write_json(os.path.join(args.out, FILES_INFO), [f.to_json() for f in info.files])
     cards = [item for item in spec["entries"] if item.get("check") == "model_card"]
     if cards:
         with open(cards[0]["source"], encoding="utf-8") as f:
             card = model_card.parse(f.read())
         _write_json(os.path.join(args.out, MODEL_CARD_INFO), {"sections": card.sections, "fields": card.fields})
-
-
-def _file_facts(entry: LayerEntry) -> dict:
-    """What the SBOM records of a file: SPDX 2.3 wants a SHA1 of every file besides the SHA256."""
-    sha256, sha1, size = hashlib.sha256(), hashlib.sha1(usedforsecurity=False), 0
-    with (io.BytesIO(entry.data) if entry.data is not None else open(entry.source, "rb")) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):  # weights can be larger than memory
-            sha256.update(block)
-            sha1.update(block)
-            size += len(block)
-    return {"path": entry.path, "sha256": sha256.hexdigest(), "sha1": sha1.hexdigest(), "size": size}
 
 
 def _write_json(path: str, data: object) -> None:
@@ -149,7 +156,9 @@ def fetch(args: argparse.Namespace) -> None:
 
 
 def build_image(args: argparse.Namespace) -> None:
-    """Config, manifest, index and the two on-disk forms (OCI layout dir and image.tar) of one image."""
+    """Config, manifest and index of one image: an OCI layout without the layer blobs, which the layer steps
+    wrote under their layout names (the calling rule merges them in). With `docker_archive`, also image.tar,
+    a second full copy of every byte, from the layer blobs given as inputs."""
     with open(args.spec) as f:
         spec = json.load(f)
     layers = []
@@ -171,7 +180,7 @@ def build_image(args: argparse.Namespace) -> None:
     )
     config_desc = image.descriptor_for(image.MEDIA_TYPE_CONFIG, config)
     layer_descs = [
-        image.Descriptor(media_type=image.MEDIA_TYPE_LAYER_GZIP, digest=info["digest"], size=info["size"])
+        image.Descriptor(media_type=info["media_type"], digest=info["digest"], size=info["size"])
         for _, info in layers
     ]
     annotations = {**spec["annotations"], "org.opencontainers.image.created": created}
@@ -180,17 +189,20 @@ def build_image(args: argparse.Namespace) -> None:
     manifest_desc = image.descriptor_for(image.MEDIA_TYPE_MANIFEST, manifest, platform=platform)
     index = image.build_index([image.with_ref_name(manifest_desc, spec["ref_name"])])
     blobs = {config_desc.digest: config, manifest_desc.digest: manifest}
-    for (layer_dir, info) in layers:
-        blobs[info["digest"]] = os.path.join(layer_dir, LAYER_BLOB)
-    layout_dir = os.path.join(args.out, "oci")
-    layout.write_layout(layout_dir, blobs, index)
-    tarball.write_image_tar(os.path.join(args.out, "image.tar"), layout_dir, spec["repo_tags"], spec["created"])
+    layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
+    layout.write_layout(os.path.join(args.out, "oci"), blobs, index,
+                        external={info["digest"]: info["size"] for _, info in layers})
+    if spec.get("docker_archive"):
+        with tempfile.TemporaryDirectory(dir=".") as complete:
+            layout.write_layout(complete, {**blobs, **layer_blobs}, index)
+            tarball.write_image_tar(os.path.join(args.out, "image.tar"), complete, spec["repo_tags"],
+                                    spec["created"])
     summary = {
         "manifest_digest": manifest_desc.digest,
         "config_digest": config_desc.digest,
         "repo_tags": spec["repo_tags"],
-        "layers": [{"description": info["description"], "digest": info["digest"], "size": info["size"]}
-                   for _, info in layers],
+        "layers": [{"description": info["description"], "digest": info["digest"], "size": info["size"],
+                    "media_type": info["media_type"]} for _, info in layers],
         "compressed_size": sum(info["size"] for _, info in layers),
     }
     with open(os.path.join(args.out, "image.json"), "w") as f:

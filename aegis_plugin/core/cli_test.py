@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 from pathlib import Path
 
 from aegis_plugin.core import cli
@@ -53,7 +54,12 @@ def test_files_layer_reports_hashes_and_the_parsed_model_card(tmp_path: Path) ->
     card = json.loads((out / cli.MODEL_CARD_INFO).read_text())
     assert card["fields"] == {"license": "Apache-2.0", "owner": "ML team"}
     assert card["sections"]["Intended use"] == "Demos."
-    assert (out / cli.LAYER_BLOB).exists() and (out / cli.LAYER_INFO).exists()
+    info = json.loads((out / cli.LAYER_INFO).read_text())
+    blob = Path(cli.layer_blob(str(out)))
+    assert blob == out / "blobs" / "sha256" / info["digest"].split(":")[1]
+    assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == info["digest"]
+    assert info["media_type"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert sorted(p.name for p in out.iterdir()) == ["blobs", "files.json", "layer.json", "model_card.json"]
 
 
 def test_files_layer_without_a_card_writes_no_card(tmp_path: Path) -> None:
@@ -62,3 +68,64 @@ def test_files_layer_without_a_card_writes_no_card(tmp_path: Path) -> None:
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     assert cli.main(["files-layer", "--spec", str(tmp_path / "spec.json"), "--out", str(tmp_path / "out")]) == 0
     assert not (tmp_path / "out" / cli.MODEL_CARD_INFO).exists()
+
+
+def _weights_layer(tmp_path: Path, content: bytes, name: str) -> Path:
+    (tmp_path / f"{name}.bin").write_bytes(content)
+    spec = {"mtime": 0, "description": f"weights {name}", "compression": "none", "entries": [
+        {"path": "/app/model/weights.safetensors", "origin": "field `weights`", "name": "w",
+         "source": str(tmp_path / f"{name}.bin"), "mode": 0o644},
+    ]}
+    (tmp_path / f"{name}.json").write_text(json.dumps(spec))
+    out = tmp_path / name
+    assert cli.main(["files-layer", "--spec", str(tmp_path / f"{name}.json"), "--out", str(out)]) == 0
+    return out
+
+
+def test_an_uncompressed_layer_is_a_plain_tar_whose_digest_is_its_diff_id(tmp_path: Path) -> None:
+    content = bytes(range(256)) * 40_000  # 10 MB: hashed on background threads
+    out = _weights_layer(tmp_path, content, "w")
+    info = json.loads((out / cli.LAYER_INFO).read_text())
+    assert info["media_type"] == "application/vnd.oci.image.layer.v1.tar"
+    assert info["digest"] == info["diff_id"]
+    blob = Path(cli.layer_blob(str(out)))
+    data = blob.read_bytes()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == info["digest"] and info["size"] == len(data)
+    assert content in data  # stored as is
+    (facts,) = json.loads((out / cli.FILES_INFO).read_text())
+    assert facts == {"path": "/app/model/weights.safetensors", "sha256": hashlib.sha256(content).hexdigest(),
+                     "sha1": hashlib.sha1(content).hexdigest(), "size": len(content)}
+    # The same file gives the same blob wherever it is built.
+    again = _weights_layer(tmp_path, content, "again")
+    assert Path(cli.layer_blob(str(again))).read_bytes() == data
+
+
+def _image_spec(layers: list[str], docker_archive: bool) -> dict:
+    return {"layers": layers, "architecture": "amd64", "os": "linux", "created": 0, "user": "65532:65532",
+            "env": [], "entrypoint": ["/bin/true"], "working_dir": "/app", "labels": {}, "annotations": {},
+            "ref_name": "1.0.0", "repo_tags": ["aegis/x:1.0.0"], "docker_archive": docker_archive}
+
+
+def test_image_writes_a_layout_without_copying_the_layer_blobs(tmp_path: Path) -> None:
+    layer = _weights_layer(tmp_path, b"w" * 1000, "w")
+    (layer / "blobs").rename(tmp_path / "moved-blobs")  # the image step reads the descriptor only
+    (tmp_path / "image.json").write_text(json.dumps(_image_spec([str(layer)], docker_archive=False)))
+    out = tmp_path / "out"
+    assert cli.main(["image", "--spec", str(tmp_path / "image.json"), "--out", str(out)]) == 0
+    summary = json.loads((out / "image.json").read_text())
+    blobs = {p.name for p in (out / "oci" / "blobs" / "sha256").iterdir()}
+    assert blobs == {summary["manifest_digest"][7:], summary["config_digest"][7:]}
+    assert summary["layers"][0]["media_type"] == "application/vnd.oci.image.layer.v1.tar"
+    assert not (out / "image.tar").exists()
+
+
+def test_image_writes_image_tar_when_asked(tmp_path: Path) -> None:
+    layer = _weights_layer(tmp_path, b"w" * 1000, "w")
+    (tmp_path / "image.json").write_text(json.dumps(_image_spec([str(layer)], docker_archive=True)))
+    out = tmp_path / "out"
+    assert cli.main(["image", "--spec", str(tmp_path / "image.json"), "--out", str(out)]) == 0
+    with tarfile.open(out / "image.tar") as tar:
+        names = set(tar.getnames())
+    digest = json.loads((layer / cli.LAYER_INFO).read_text())["digest"]
+    assert f"blobs/sha256/{digest[7:]}" in names and "manifest.json" in names
+    assert sorted(p.name for p in out.iterdir()) == ["image.json", "image.tar", "oci"]

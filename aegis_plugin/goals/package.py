@@ -37,6 +37,7 @@ from pants.engine.target import (
     InferDependenciesRequest,
     InferredDependencies,
     Target,
+    Targets,
     TransitiveTargets,
     TransitiveTargetsRequest,
     WrappedTarget,
@@ -73,6 +74,8 @@ from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadReque
 from aegis_plugin.util_rules.guards import GuardsRequest, GuardsResult
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
+    MODEL_DIR,
+    SINGLE_WEIGHTS,
     APP_SITE_PACKAGES,
     APP_SRC,
     AppLayerRequest,
@@ -152,7 +155,7 @@ class ModelInputs:
     """Everything a model package is built from, resolved and checked."""
 
     context: str  # the target's address, which every error starts with
-    weights: Digest
+    weights: tuple[tuple[str, Digest], ...]  # (path in the image, digest of that one file), single or sharded
     tokenizer: Digest | None
     model_card: Digest
     handler: Address
@@ -163,7 +166,22 @@ class ModelInputs:
     base_lockfile: HydratedSources
     python: str  # the interpreter inside the base image
     revision: SourceRevision  # of all inputs: the image's git_sha and timestamps
-    model_revision: SourceRevision  # of the model files only: the model layer's timestamps
+    model_revision: SourceRevision  # of the model's small files only: the model files layer's timestamps
+
+
+def _weights_in_image(context: str, sources: list[tuple[Digest, tuple[str, ...]]]) -> list[tuple[str, Digest]]:
+    """One file is `/app/model/weights.safetensors` (the seed's anatomy), whatever its name in the repository;
+    the files of a sharded checkpoint keep their names under `/app/model/`."""
+    if len(sources) == 1:
+        return [(f"{MODEL_DIR}/{SINGLE_WEIGHTS}", sources[0][0])]
+    by_name: dict[str, Digest] = {}
+    for digest, paths in sources:
+        name = os.path.basename(paths[0])
+        if name in by_name:
+            raise AegisBuildError(f"{context}: field `weights`: two files are named {name}; a model directory "
+                                  f"holds each name once")
+        by_name[name] = digest
+    return [(f"{MODEL_DIR}/{name}", digest) for name, digest in sorted(by_name.items())]
 
 
 @rule(desc="Resolving the inputs of a model package")
@@ -193,7 +211,7 @@ async def resolve_model_inputs(
             ),
         )
     )
-    weights_tgt = targets[WeightsField.alias].target
+    weights_tgts = await Get(Targets, Addresses, addresses[list(references).index(WeightsField.alias)])
     handler_tgt = targets[HandlerField.alias].target
     base_tgt = targets[BaseImageField.alias].target
     tokenizer_tgt = targets[TokenizerField.alias].target if TokenizerField.alias in targets else None
@@ -202,7 +220,8 @@ async def resolve_model_inputs(
         if not tgt.has_field(field_type):
             raise AegisBuildError(f"{context}: field `{alias}`: {tgt.address} is not a {kind} target")
 
-    require(weights_tgt, FileSourceField, WeightsField.alias, "`file`")
+    for weights_tgt in weights_tgts:
+        require(weights_tgt, FileSourceField, WeightsField.alias, "`file` or `files`")
     if tokenizer_tgt is not None:
         require(tokenizer_tgt, FileSourceField, TokenizerField.alias, "`file`")
     require(handler_tgt, PythonSourceField, HandlerField.alias, "`python_source`")
@@ -215,32 +234,44 @@ async def resolve_model_inputs(
         )
 
     # Sources. Model files given as `http_source` are downloaded by a cacheable process (see download.py).
-    model_files = {WeightsField.alias: weights_tgt, **({TokenizerField.alias: tokenizer_tgt} if tokenizer_tgt else {})}
-    model_sources: dict[str, tuple[Digest, tuple[str, ...]]] = {}  # alias -> (digest of one file, its path)
-    for alias, tgt in model_files.items():
+    model_files = [
+        *((WeightsField.alias, tgt) for tgt in weights_tgts),
+        *([(TokenizerField.alias, tokenizer_tgt)] if tokenizer_tgt else []),
+    ]
+    model_sources: list[tuple[str, Digest, tuple[str, ...]]] = []  # (alias, digest of one file, its path)
+    for alias, tgt in model_files:
         source = tgt[FileSourceField].value
         if isinstance(source, http_source):
             fetched = await Get(PinnedDownload, PinnedDownloadRequest(f"{context}: field `{alias}` ({tgt.address})", source))
-            model_sources[alias] = (fetched.digest, (os.path.join(tgt.address.spec_path, source.filename),))
+            model_sources.append((alias, fetched.digest, (os.path.join(tgt.address.spec_path, source.filename),)))
             continue
         request = HydrateSourcesRequest(tgt[FileSourceField], for_sources_types=(FileSourceField,))
         try:
             hydrated_file = await Get(HydratedSources, HydrateSourcesRequest, request)
         except Exception as e:  # e.g. the file is missing
             raise AegisBuildError(f"{context}: field `{alias}` ({tgt.address}): {str(e).strip().splitlines()[-1]}") from None
-        model_sources[alias] = (hydrated_file.snapshot.digest, hydrated_file.snapshot.files)
+        model_sources.append((alias, hydrated_file.snapshot.digest, hydrated_file.snapshot.files))
     hydrated = await MultiGet(
         Get(HydratedSources, HydrateSourcesRequest(fs.model_card)),
         Get(HydratedSources, HydrateSourcesRequest(handler_tgt[PythonSourceField])),
         Get(HydratedSources, HydrateSourcesRequest(base_tgt[DebianLockfileField])),
     )
-    weights_digest, weights_paths = model_sources[WeightsField.alias]
-    tokenizer_digest, tokenizer_paths = model_sources.get(TokenizerField.alias, (None, ()))
+    weights_sources = [(d, paths) for alias, d, paths in model_sources if alias == WeightsField.alias]
+    weights_paths = [path for _, paths in weights_sources for path in paths]
+    tokenizer_digest, tokenizer_paths = next(
+        ((d, paths) for alias, d, paths in model_sources if alias == TokenizerField.alias), (None, ())
+    )
     card_src, handler_src, base_lock_src = hydrated
+    weights = _weights_in_image(context, weights_sources)
 
     if fs.weights_sha256.value:
+        if len(weights) != 1:
+            raise AegisBuildError(
+                f"{context}: field `weights_sha256` pins one weights file, but `weights` names {len(weights)} "
+                f"files: pin a sharded checkpoint's files with `http_source(sha256=...)` or git, and drop it"
+            )
         (weights_entry,) = [
-            e for e in await Get(DigestEntries, Digest, weights_digest) if isinstance(e, FileEntry)
+            e for e in await Get(DigestEntries, Digest, weights[0][1]) if isinstance(e, FileEntry)
         ]
         if weights_entry.file_digest.fingerprint != fs.weights_sha256.value:
             raise AegisBuildError(
@@ -266,13 +297,16 @@ async def resolve_model_inputs(
         *(os.path.join(t.address.spec_path, "BUILD") for t in [*transitive.closure, base_tgt]),
         os.path.join(fs.address.spec_path, "BUILD"),
     }
+    # The model's small files (card, tokenizer, index, config) are stamped with their own revision: the
+    # weights layers carry mtime 0, so retraining re-ships the weights files that changed and nothing else.
+    small_model_paths = sorted(p for p in model_paths if not p.endswith(".safetensors"))
     revision, model_revision = await MultiGet(
         Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(input_paths)))),
-        Get(SourceRevision, SourceRevisionRequest(context, tuple(sorted(model_paths)))),
+        Get(SourceRevision, SourceRevisionRequest(context, tuple(small_model_paths))),
     )
     return ModelInputs(
         context=context,
-        weights=weights_digest,
+        weights=tuple(weights),
         tokenizer=tokenizer_digest,
         model_card=card_src.snapshot.digest,
         handler=handler_tgt.address,
@@ -289,7 +323,8 @@ async def resolve_model_inputs(
 
 @dataclass(frozen=True)
 class ModelImage:
-    """A built image before the guards: its files (OCI layout, image.tar, image.json, the SBOMs) at the root."""
+    """A built image before the guards: its files (OCI layout, image.json, the SBOMs, image.tar when asked) at
+    the root."""
 
     digest: Digest
     output_path: str
@@ -301,25 +336,46 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
     inputs = await Get(ModelInputs, ModelPackageFieldSet, fs)
     context = inputs.context
 
-    # The model layer is stamped with the model files' own revision, so a code-only commit leaves it as is.
-    model_files = [
-        LayerFile("/app/model/weights.safetensors", "field `weights`", inputs.weights, check="safetensors"),
-        LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card"),
+    # One plain-tar layer per weights file, stamped with mtime 0: the same file gives the same blob in every
+    # image that carries it, a retrained file re-ships only its own layer, and nothing compresses float
+    # weights at disk speed. The model's small files share one gzip layer, stamped with their own revision,
+    # so a code-only commit leaves every model layer as it is.
+    weights_files = [(path, d) for path, d in inputs.weights if path.endswith(".safetensors")]
+    weights_layers_requests = [
+        FilesLayerRequest(context, f"model weights {os.path.basename(path)}",
+                          (LayerFile(path, "field `weights`", digest),), 0, compression="none")
+        for path, digest in weights_files
     ]
-    model_file_roles = ["weights", "model_card"]
+    model_files = [
+        LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card"),
+        *(LayerFile(path, "field `weights`", d, check="json") for path, d in inputs.weights if path.endswith(".json")),
+        *(LayerFile(path, "field `weights`", d) for path, d in inputs.weights
+          if not path.endswith((".json", ".safetensors"))),
+    ]
+    model_file_roles = {path: "weights" for path, _ in weights_files}
+    model_file_roles["/app/model/model_card.md"] = "model_card"
     if inputs.tokenizer is not None:
         model_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
-        model_file_roles.append("tokenizer")
+        model_file_roles["/app/model/tokenizer.json"] = "tokenizer"
+    for path, _ in inputs.weights:
+        model_file_roles.setdefault(path, "tokenizer" if "tokenizer" in os.path.basename(path) else "config")
+    # The model's small files' layer also checks the checkpoint as a whole (every shard's header, the index
+    # against the shards): it reads the headers only.
+    model_files_request = FilesLayerRequest(
+        context, "model files", tuple(model_files), inputs.model_revision.commit_time,
+        checkpoint=tuple((os.path.basename(path), d) for path, d in inputs.weights),
+    )
     base_lockfile = inputs.base_lockfile.snapshot
-    model_layer, base_layer, deps_layer = await MultiGet(
-        Get(Layer, FilesLayerRequest(context, "model files", tuple(model_files), inputs.model_revision.commit_time)),
+    model_layer, base_layer, deps_layer, *weights_layers = await MultiGet([
+        Get(Layer, FilesLayerRequest, model_files_request),
         Get(
             Layer,
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
                                base_lockfile.files[0]),
         ),
         Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve)),
-    )
+        *(Get(Layer, FilesLayerRequest, r) for r in weights_layers_requests),
+    ])
 
     # The manifest records the framework's locked version, which the deps layer reports, and the model card's
     # license and owner, which the model layer reports.
@@ -388,10 +444,10 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
                 framework_version=distributions[framework],
                 accelerator=fs.accelerator.value,
             ),
-            model_file_roles=FrozenDict({f.path: role for f, role in zip(model_files, model_file_roles)}),
+            model_file_roles=FrozenDict(model_file_roles),
             base=base_layer,
             deps=deps_layer,
-            model_files=model_layer,
+            model_files=(*weights_layers, model_layer),
             app=app_layer,
         ),
     )
@@ -412,7 +468,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
         OciImage,
         OciImageRequest(
             context=context,
-            layers=(base_layer, deps_layer, model_layer, app_layer, sbom_layer),
+            layers=(base_layer, deps_layer, *weights_layers, model_layer, app_layer, sbom_layer),
             created=inputs.revision.commit_time,
             entrypoint=(inputs.python, "-m", "aegis_runtime.server"),
             env=(
@@ -423,6 +479,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
             annotations=FrozenDict(annotations),
             tag=fs.version.value,
             repository=repository,
+            docker_archive=aegis.docker_archive,
         ),
     )
     output_path = fs.output_path.value_or_default(file_ending=None)
@@ -490,7 +547,7 @@ async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
     return BuiltPackage(
         await Get(Digest, AddPrefix(image.digest, output_path)),
         (
-            BuiltPackageArtifact(f"{output_path}/image.tar", extra_log_lines=image.log_lines),
+            BuiltPackageArtifact(f"{output_path}/oci", extra_log_lines=image.log_lines),
             BuiltPackageArtifact(f"{output_path}/{CYCLONEDX_FILE}"),
             BuiltPackageArtifact(f"{output_path}/{SPDX_FILE}"),
         ),

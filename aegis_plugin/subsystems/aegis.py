@@ -1,7 +1,7 @@
 """Repository-wide Aegis options (`[aegis]` in pants.toml)."""
 from __future__ import annotations
 
-from pants.option.option_types import DictOption, StrOption
+from pants.option.option_types import BoolOption, DictOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
 
@@ -44,6 +44,17 @@ class AegisSubsystem(Subsystem):
             """
             The repository URL recorded as the `org.opencontainers.image.source` annotation. Set it in
             pants.toml rather than reading git remotes, which differ between clones.
+            """
+        ),
+    )
+    docker_archive = BoolOption(
+        default=False,
+        help=help_text(
+            """
+            Also write `image.tar` next to each image's OCI layout (`oci/`): one file that `docker load`,
+            `podman load` and `skopeo copy docker-archive:…` read. It is a second full copy of every byte
+            (gigabytes with large weights), so it is off by default: `skopeo copy oci:DIR:TAG …`, `podman
+            load -i DIR` and `pants publish` read the layout directly.
             """
         ),
     )

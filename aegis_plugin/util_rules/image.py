@@ -1,4 +1,6 @@
-"""Assembling layers into one OCI image: config, manifest, index, the layout directory and image.tar."""
+"""Assembling layers into one OCI image: config, manifest, index and the layout directory (and image.tar when
+asked). The layer blobs are never copied: each layer step wrote its blob under its layout name, so the layout
+is a merge of digests, and the image step reads only the layers' descriptors."""
 from __future__ import annotations
 
 import json
@@ -24,11 +26,12 @@ class OciImageRequest:
     annotations: FrozenDict[str, str]
     tag: str
     repository: str
+    docker_archive: bool = False  # also image.tar: a second full copy of every layer
 
 
 @dataclass(frozen=True)
 class OciImage:
-    digest: Digest  # oci/ (layout), image.tar, image.json
+    digest: Digest  # oci/ (layout), image.json, and image.tar when asked
     manifest_digest: str
 
 
@@ -49,10 +52,12 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
         "annotations": dict(request.annotations),
         "ref_name": request.tag,
         "repo_tags": [f"{request.repository}:{request.tag}"],
+        "docker_archive": request.docker_archive,
     }
-    layer_inputs = await MultiGet(
-        Get(Digest, AddPrefix(layer.digest, f"layer{i}")) for i, layer in enumerate(request.layers)
-    )
+    # The layer descriptors only, unless image.tar needs the bytes.
+    read = ["out/layer.json", *(["out/blobs/**"] if request.docker_archive else [])]
+    subsets = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs(read))) for layer in request.layers)
+    layer_inputs = await MultiGet(Get(Digest, AddPrefix(d, f"layer{i}")) for i, d in enumerate(subsets))
     result = await Get(
         CoreResult,
         CoreProcess(
@@ -64,7 +69,14 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
             spec=freeze(spec),
         ),
     )
-    out = await Get(Digest, RemovePrefix(result.output_digest, "out"))
+    layer_blobs = await MultiGet(
+        Get(Digest, DigestSubset(layer.digest, PathGlobs([layer.blob_path]))) for layer in request.layers
+    )
+    # out/blobs/sha256/<hex> of each layer step -> oci/blobs/sha256/<hex>
+    unprefixed = await MultiGet(Get(Digest, RemovePrefix(blob, "out")) for blob in layer_blobs)
+    in_layout = await MultiGet(Get(Digest, AddPrefix(blob, "oci")) for blob in unprefixed)
+    out = await Get(Digest, MergeDigests([await Get(Digest, RemovePrefix(result.output_digest, "out")),
+                                          *in_layout]))
     summary = await Get(DigestContents, DigestSubset(out, PathGlobs(["image.json"])))
     return OciImage(out, json.loads(summary[0].content)["manifest_digest"])
 

@@ -5,6 +5,7 @@ the third-party Python distributions (per resolve subset), the model files, and 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from pants.backend.python.subsystems.setup import PythonSetup
@@ -24,7 +25,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule, rule_helper
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
 from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
@@ -41,13 +42,29 @@ from aegis_plugin.util_rules.core_process import (
 
 APP_SITE_PACKAGES = "/app/site-packages"  # third-party distributions, on PYTHONPATH
 APP_SRC = "/app/src"  # the handler's first-party imports, on PYTHONPATH
+MODEL_DIR = "/app/model"
+SINGLE_WEIGHTS = "weights.safetensors"  # the seed's name for a one-file checkpoint
 
 
 @dataclass(frozen=True)
 class Layer:
-    """A core process output directory holding `layer.tar.gz` and `layer.json`, plus any extra files."""
+    """A layer step's output directory `out/`: the blob under its OCI layout name (`blobs/sha256/<hex>`),
+    `layer.json` (its descriptor) and what the step reports for the SBOM."""
 
     digest: Digest
+    blob_digest: str  # "sha256:<hex>"
+    size: int
+
+    @property
+    def blob_path(self) -> str:
+        return f"out/blobs/sha256/{self.blob_digest[len('sha256:'):]}"
+
+
+@rule_helper
+async def _layer(result: CoreResult) -> Layer:
+    contents = await Get(DigestContents, DigestSubset(result.output_digest, PathGlobs(["out/layer.json"])))
+    info = json.loads(contents[0].content)
+    return Layer(result.output_digest, info["digest"], info["size"])
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -102,7 +119,7 @@ async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem)
             error_context=request.context,
         ),
     )
-    return Layer(result.output_digest)
+    return await _layer(result)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -144,7 +161,7 @@ async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup)
             error_context=request.context,
         ),
     )
-    return Layer(result.output_digest)
+    return await _layer(result)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -169,6 +186,10 @@ class FilesLayerRequest:
     description: str
     files: tuple[LayerFile, ...]
     mtime: int
+    compression: str = "gzip"  # "none" for weights: they do not compress, and a plain tar is read at disk speed
+    # Files checked together as a model checkpoint (`core/model/checkpoint.py`) but not put in this layer:
+    # (name in the model directory, digest of the one file).
+    checkpoint: tuple[tuple[str, Digest], ...] = ()
 
 
 @rule(desc="Building a files layer")
@@ -198,18 +219,27 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
                     **({"check": file.check} if file.check else {}),
                 }
             )
+    checkpoint_inputs = await MultiGet(
+        Get(Digest, AddPrefix(d, f"checkpoint/{i}")) for i, (_, d) in enumerate(request.checkpoint)
+    )
+    checkpoint_entries = await MultiGet(Get(DigestEntries, Digest, d) for _, d in request.checkpoint)
+    checkpoint = {
+        name: f"checkpoint/{i}/{next(e.path for e in entries if isinstance(e, FileEntry))}"
+        for i, ((name, _), entries) in enumerate(zip(request.checkpoint, checkpoint_entries))
+    }
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreCommand.FILES_LAYER,
             (),
-            await Get(Digest, MergeDigests(inputs)),
+            await Get(Digest, MergeDigests([*inputs, *checkpoint_inputs])),
             description=f"Building the {request.description} layer",
             error_context=request.context,
-            spec=freeze({"mtime": request.mtime, "description": request.description, "entries": spec_entries}),
+            spec=freeze({"mtime": request.mtime, "description": request.description, "entries": spec_entries,
+                         "compression": request.compression, "checkpoint": checkpoint}),
         ),
     )
-    return Layer(result.output_digest)
+    return await _layer(result)
 
 
 # ---------------------------------------------------------------------------------------------------------

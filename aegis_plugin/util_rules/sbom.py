@@ -44,7 +44,7 @@ class SbomRequest:
     model_file_roles: FrozenDict[str, str]  # path in the image -> role ("weights", "tokenizer", ...)
     base: Layer
     deps: Layer
-    model_files: Layer
+    model_files: tuple[Layer, ...]  # one per weights file, then the model's small files with the card
     app: Layer
 
 
@@ -60,14 +60,17 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
     reports = [
         (request.base, "inventory.json"),
         (request.deps, "inventory.json"),
-        (request.model_files, "files.json"),
-        (request.model_files, "model_card.json"),
         (request.app, "files.json"),
+        *((layer, "files.json") for layer in request.model_files),
+        *((layer, "model_card.json") for layer in request.model_files),
     ]
     contents = await MultiGet(
         Get(DigestContents, DigestSubset(layer.digest, PathGlobs([f"out/{name}"]))) for layer, name in reports
     )
-    base, deps, model_files, card, app_files = [json.loads(c[0].content) for c in contents]
+    base, deps, app_files, *model_reports = [json.loads(c[0].content) if c else None for c in contents]
+    model_files = sorted((f for files in model_reports[: len(request.model_files)] for f in files),
+                         key=lambda f: f["path"])
+    (card,) = [card for card in model_reports[len(request.model_files):] if card is not None]
     inventory = {
         "image": dict(request.image),
         "debian": base["debian"],
@@ -79,8 +82,9 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
         },
         "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files]},
     }
-    layers = (request.base, request.deps, request.model_files, request.app)
-    blobs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs(["out/layer.tar.gz"]))) for layer in layers)
+    # In image order. Plain-tar layers (the weights) are read header by header, seeking past the contents.
+    layers = (request.base, request.deps, *request.model_files, request.app)
+    blobs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs([layer.blob_path]))) for layer in layers)
     inputs = await MultiGet(Get(Digest, AddPrefix(blob, f"layer{i}")) for i, blob in enumerate(blobs))
     inventory_digest = await Get(
         Digest, CreateDigest([FileContent("inventory.json", json.dumps(inventory, sort_keys=True).encode())])
@@ -91,7 +95,7 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
             CoreToolPexRequest(CoreTool.SBOM, sbom.resolve),
             (
                 "--inventory", "inventory.json",
-                "--layers", *(f"layer{i}/out/layer.tar.gz" for i in range(len(layers))),
+                "--layers", *(f"layer{i}/{layer.blob_path}" for i, layer in enumerate(layers)),
                 "--site-packages", APP_SITE_PACKAGES,
                 *(f"--allow={pattern}" for pattern in sbom.allow),
             ),

@@ -14,7 +14,9 @@ OUT = "models/fraud/fraud"
 def test_two_clean_clones_build_identical_bytes(tmp_path) -> None:
     a, b = make_clone(tmp_path, "a"), make_clone(tmp_path, "b")
     a.pants("package", "models/fraud::")
-    b.pants("package", "models/fraud::")
+    assert not (a.root / "dist" / OUT / "image.tar").exists(), "image.tar is a second copy: only when asked"
+    a.pants("--aegis-docker-archive", "package", "models/fraud::")
+    b.pants("--aegis-docker-archive", "package", "models/fraud::")
     summary_a, summary_b = a.image_summary(), b.image_summary()
     assert summary_a["manifest_digest"] == summary_b["manifest_digest"]
     files_a, files_b = tree_digests(a.root / "dist"), tree_digests(b.root / "dist")
@@ -62,13 +64,17 @@ def test_image_contents_and_config(tmp_path) -> None:
     annotations = json.loads((layout / "index.json").read_text())
     assert annotations["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "1.0.0"
 
-    # Layer members: fixed owners, no world-writable files, weights readable by uid 65532.
+    # The weights have a plain-tar layer of their own, with fixed owners and mtime, readable by uid 65532.
     summary = clone.image_summary()
-    model_blob = layout / "blobs" / "sha256" / summary["layers"][2]["digest"].split(":")[1]
-    with tarfile.open(model_blob) as tar:
+    weights_layer = summary["layers"][2]
+    assert weights_layer["media_type"] == "application/vnd.oci.image.layer.v1.tar"
+    assert [l["media_type"].endswith("+gzip") for l in summary["layers"]] == [True, True, False, True, True, True]
+    weights_blob = layout / "blobs" / "sha256" / weights_layer["digest"].split(":")[1]
+    with tarfile.open(weights_blob, "r:") as tar:
         members = {m.name: m for m in tar.getmembers()}
+    assert sorted(members) == ["app", "app/model", "app/model/weights.safetensors"]
     weights = members["app/model/weights.safetensors"]
-    assert (weights.uid, weights.gid, weights.mode) == (0, 0, 0o644)
+    assert (weights.uid, weights.gid, weights.mode, weights.mtime) == (0, 0, 0o644, 0)
 
 
 def test_code_edit_changes_only_the_app_and_sbom_layers_and_unrelated_commits_change_nothing(tmp_path) -> None:
@@ -89,8 +95,8 @@ def test_code_edit_changes_only_the_app_and_sbom_layers_and_unrelated_commits_ch
     clone.pants("package", "models/fraud::")
     after = clone.image_summary()
     old, new = [l["digest"] for l in before["layers"]], [l["digest"] for l in after["layers"]]
-    assert old[:3] == new[:3], "base, dependencies and model layers must be reused"
-    assert old[3] != new[3] and old[4] != new[4]
-    assert [l["description"] for l in after["layers"]][3:] == ["app", "SBOM"]
+    assert old[:4] == new[:4], "base, dependencies, weights and model layers must be reused"
+    assert old[4] != new[4] and old[5] != new[5]
+    assert [l["description"] for l in after["layers"]][4:] == ["app", "SBOM"]
     assert after["manifest_digest"] != before["manifest_digest"]
     shutil.rmtree(clone.root / "dist")

@@ -3,7 +3,12 @@
 Layer digests are part of the image identity, so the bytes we write must
 depend only on the declared entries, never on the build machine (disk
 mtimes, owners, umask, locale, input order).  Content is streamed so that
-multi-GB model weights never sit in memory.
+multi-GB model weights never sit in memory, and each source file is read
+once: its own hashes (for the SBOM) are taken while it is copied.
+
+A layer is gzip-compressed or a plain tar: float weights do not compress
+(gzip saves a few percent at ~40 MB/s), and the image spec allows plain
+tar layers, whose digest is then their diff_id.
 """
 
 from __future__ import annotations
@@ -13,15 +18,23 @@ import hashlib
 import io
 import os
 import posixpath
+import queue
 import stat
 import tarfile
+import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, Iterable, List, Optional, Union
+from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
 
 KINDS = ("file", "dir", "symlink", "hardlink")
 DEFAULT_DIR_MODE = 0o755
 GZIP_LEVEL = 6
+COMPRESSIONS = ("gzip", "none")
+MEDIA_TYPES = {
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "none": "application/vnd.oci.image.layer.v1.tar",
+}
 _CHUNK = 1024 * 1024
+_BACKGROUND_HASH_BYTES = 16 * _CHUNK  # smaller files are hashed inline: a thread costs more than it saves
 _MAX_MTIME = 8**11 - 1  # largest value a plain ustar header can hold
 
 _TAR_TYPES = {
@@ -89,18 +102,33 @@ class LayerEntry:
 
 
 @dataclass(frozen=True)
+class FileFacts:
+    """What the SBOM records of a file: SPDX 2.3 wants a SHA1 of every file besides the SHA256."""
+
+    path: str
+    sha256: str
+    sha1: str
+    size: int
+
+    def to_json(self) -> Dict[str, object]:
+        return {"path": self.path, "sha256": self.sha256, "sha1": self.sha1, "size": self.size}
+
+
+@dataclass(frozen=True)
 class LayerInfo:
-    digest: str  # sha256 of the gzip blob: the manifest's layer digest
+    digest: str  # sha256 of the blob: the manifest's layer digest
     diff_id: str  # sha256 of the uncompressed tar: the config's rootfs diff_id
-    size: int  # bytes of the gzip blob
+    size: int  # bytes of the blob
+    media_type: str = MEDIA_TYPES["gzip"]
+    files: Tuple[FileFacts, ...] = ()  # every regular file of the layer (not hardlinks), by path
 
 
 class _HashingWriter:
     """Passes writes through while hashing them, so digests need no re-read."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, background: bool = False) -> None:
         self._raw = raw
-        self._sha = hashlib.sha256()
+        self._sha = _BackgroundHash("sha256") if background else hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes) -> int:
@@ -118,6 +146,61 @@ class _HashingWriter:
 
     def digest(self) -> str:
         return "sha256:" + self._sha.hexdigest()
+
+
+class _BackgroundHash:
+    """A hash fed on its own thread (hashlib releases the GIL), so a multi-GB file's several digests take
+    the time of one; the queue is bounded, so memory stays a few chunks."""
+
+    def __init__(self, name: str) -> None:
+        self._hash = _new_hash(name)
+        self._hex: Optional[str] = None
+        self._queue: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for data in iter(self._queue.get, None):
+            self._hash.update(data)
+
+    def update(self, data: bytes) -> None:
+        self._queue.put(bytes(data))
+
+    def hexdigest(self) -> str:
+        if self._hex is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._hex = self._hash.hexdigest()
+        return self._hex
+
+
+def _new_hash(name: str) -> "hashlib._Hash":
+    # SHA-1 is recorded for SPDX, not trusted: say so, or FIPS builds of OpenSSL refuse it.
+    return hashlib.new(name, usedforsecurity=False) if name == "sha1" else hashlib.new(name)
+
+
+def _hasher(name: str, size: int) -> "hashlib._Hash | _BackgroundHash":
+    return _BackgroundHash(name) if size >= _BACKGROUND_HASH_BYTES else _new_hash(name)
+
+
+class _HashingReader:
+    """Hashes what tarfile reads from a source file, so the file's own digests need no second read."""
+
+    def __init__(self, raw: BinaryIO, size: int) -> None:
+        self._raw = raw
+        self._sha256 = _hasher("sha256", size)
+        self._sha1 = _hasher("sha1", size)
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._sha256.update(data)
+        self._sha1.update(data)
+        self.size += len(data)
+        return data
+
+    def facts(self, path: str) -> FileFacts:
+        return FileFacts(path, self._sha256.hexdigest(), self._sha1.hexdigest(), self.size)
 
 
 def _plan(entries: Iterable[LayerEntry]) -> List[LayerEntry]:
@@ -154,7 +237,8 @@ def _plan(entries: Iterable[LayerEntry]) -> List[LayerEntry]:
     return sorted(by_path.values(), key=lambda e: (e.kind == "hardlink", e.path))
 
 
-def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> None:
+def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> List[FileFacts]:
+    files: List[FileFacts] = []
     modes = {e.path: e.mode for e in plan}
     # Explicit encoding: tarfile otherwise uses the machine's filesystem encoding.
     with tarfile.TarFile(
@@ -180,14 +264,21 @@ def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> Non
                 tar.addfile(info)
             elif entry.data is not None:
                 info.size = len(entry.data)
-                tar.addfile(info, io.BytesIO(entry.data))
+                reader = _HashingReader(io.BytesIO(entry.data), info.size)
+                tar.addfile(info, reader)  # type: ignore[arg-type]
+                files.append(reader.facts(entry.path))
             else:
                 with open(entry.source, "rb") as src:  # type: ignore[arg-type]
                     st = os.fstat(src.fileno())
                     if not stat.S_ISREG(st.st_mode):
                         raise ValueError(f"{entry.path}: source {entry.source} is not a regular file")
                     info.size = st.st_size
-                    tar.addfile(info, src)
+                    reader = _HashingReader(src, info.size)
+                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    if reader.size != st.st_size:
+                        raise ValueError(f"{entry.path}: source {entry.source} changed while it was read")
+                    files.append(reader.facts(entry.path))
+    return files
 
 
 def _check_mtime(mtime: int) -> None:
@@ -207,22 +298,36 @@ def write_tar(entries: Iterable[LayerEntry], fileobj: BinaryIO, mtime: int) -> N
 
 def write_layer(
     entries: Iterable[LayerEntry],
-    out_tar_gz_path: Union[str, os.PathLike[str]],
+    out_path: Union[str, os.PathLike[str]],
     mtime: int,
+    compression: str = "gzip",
 ) -> LayerInfo:
-    """Writes a gzip layer blob and returns its digest, diff_id and size."""
+    """Writes a layer blob (`compression`: "gzip" or "none") and returns its descriptor facts and the
+    digests of its files."""
     _check_mtime(mtime)
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     plan = _plan(entries)  # fail before creating the output file
     try:
-        with open(out_tar_gz_path, "wb") as raw:
-            compressed = _HashingWriter(raw)
-            # filename="" and mtime=0 keep the gzip header free of machine state.
-            with gzip.GzipFile(
-                filename="", mode="wb", fileobj=compressed, compresslevel=GZIP_LEVEL, mtime=0
-            ) as gz:
-                uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
-                _write_planned(plan, uncompressed, mtime)  # type: ignore[arg-type]
+        with open(out_path, "wb", buffering=_CHUNK) as raw:
+            blob = _HashingWriter(raw, background=True)
+            if compression == "none":
+                files = _write_planned(plan, blob, mtime)  # type: ignore[arg-type]
+                uncompressed = blob
+            else:
+                # filename="" and mtime=0 keep the gzip header free of machine state.
+                with gzip.GzipFile(
+                    filename="", mode="wb", fileobj=blob, compresslevel=GZIP_LEVEL, mtime=0
+                ) as gz:
+                    uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
+                    files = _write_planned(plan, uncompressed, mtime)  # type: ignore[arg-type]
     except BaseException:
-        os.remove(out_tar_gz_path)  # never leave a truncated layer behind
+        os.remove(out_path)  # never leave a truncated layer behind
         raise
-    return LayerInfo(digest=compressed.digest(), diff_id=uncompressed.digest(), size=compressed.size)
+    return LayerInfo(
+        digest=blob.digest(),
+        diff_id=uncompressed.digest(),
+        size=blob.size,
+        media_type=MEDIA_TYPES[compression],
+        files=tuple(sorted(files, key=lambda f: f.path)),
+    )

@@ -43,7 +43,9 @@ def _read_blob(source: BlobSource) -> bytes:
         return f.read()
 
 
-def _check_references(blobs: Mapping[str, BlobSource], index: Mapping[str, Any]) -> None:
+def _check_references(
+    blobs: Mapping[str, BlobSource], index: Mapping[str, Any], external: Mapping[str, int]
+) -> None:
     """Fails early if anything reachable from index.json is missing or mis-sized."""
     pending = child_descriptors(index)
     seen = set()
@@ -52,6 +54,12 @@ def _check_references(blobs: Mapping[str, BlobSource], index: Mapping[str, Any])
         if desc.digest in seen:
             continue
         seen.add(desc.digest)
+        if desc.digest in external and desc.digest not in blobs:
+            if external[desc.digest] != desc.size:
+                raise ValueError(
+                    f"blob {desc.digest} is {external[desc.digest]} bytes but its descriptor says {desc.size}"
+                )
+            continue
         if desc.digest not in blobs:
             raise ValueError(f"blob {desc.digest} ({desc.media_type}) is referenced but not provided")
         actual = _blob_size(blobs[desc.digest])
@@ -88,21 +96,25 @@ def write_layout(
     layout_dir: Union[str, os.PathLike[str]],
     blobs: Mapping[str, BlobSource],
     index: bytes,
+    external: Mapping[str, int] = {},
 ) -> None:
     """Writes an OCI image layout into `layout_dir` (created; must be empty).
 
     `blobs` maps "sha256:<hex>" to a file path or bytes; `index` is the
     index.json content, typically from image.build_index with a ref-named
     descriptor (see image.with_ref_name).  Every descriptor reachable from
-    `index` must be in `blobs`.  index.json is written last, so a layout that
-    has one is complete.
+    `index` must be in `blobs`, or in `external` (digest -> size): blobs the
+    caller adds under their layout names itself, as Pants does by merging the
+    layer steps' outputs, which already name their blob `blobs/sha256/<hex>`.
     """
     for digest in blobs:
         check_digest(digest)
     parsed = json.loads(index)
     if parsed.get("schemaVersion") != 2 or not isinstance(parsed.get("manifests"), list):
         raise ValueError("index must be an image index with schemaVersion 2 and a manifests list")
-    _check_references(blobs, parsed)
+    for digest in external:
+        check_digest(digest)
+    _check_references(blobs, parsed, external)
 
     layout_dir = os.fspath(layout_dir)
     os.makedirs(layout_dir, exist_ok=True)

@@ -181,7 +181,9 @@ def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict
         deleted: list[str] = []  # whiteouts: subtrees to remove from the layers below
         opaque: list[str] = []  # directories to empty of the layers below
         try:
-            tar = tarfile.open(layer, mode="r|*")
+            # Random access, not a stream: in a plain-tar layer (the weights) tarfile seeks past each
+            # file's content instead of reading it, so a code edit never re-reads gigabytes of weights.
+            tar = tarfile.open(layer, mode="r:*")
         except (OSError, tarfile.TarError) as e:
             raise CompletenessError(f"{layer}: not a tar or gzip-compressed tar layer ({e})") from e
         with tar:

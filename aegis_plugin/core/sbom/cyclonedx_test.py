@@ -55,6 +55,16 @@ def test_validator_reports_schema_errors(bom: Dict[str, Any]) -> None:
     assert any("specVersion" in m for m in validate_cyclonedx(json.dumps({**bom, "specVersion": "1.5"})))
 
 
+def test_iri_formats_are_still_checked_without_rfc3987_syntax(bom: Dict[str, Any]) -> None:
+    import sys
+
+    assert sys.modules.get("rfc3987_syntax", None) is None  # its 1.5 s import is skipped
+    broken = json.loads(json.dumps(bom))
+    broken["metadata"]["component"]["externalReferences"] = [{"type": "vcs", "url": "http://exa mple/ x"}]
+    messages = validate_cyclonedx(json.dumps(broken))
+    assert any("externalReferences/0/url" in m for m in messages), messages
+
+
 def test_bytes_are_canonical(data: bytes, bom: Dict[str, Any]) -> None:
     assert data.endswith(b"}\n")
     assert data == common.canonical_json(bom)
