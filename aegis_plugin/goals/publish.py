@@ -39,7 +39,8 @@ from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, Core
 # what GitHub Actions provides to fetch one) and the proxy settings a CI may need to reach Sigstore.
 PASSED_ENV = (
     "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY_PASSWORD",
-    "AEGIS_REGISTRY_USERNAME", "AEGIS_REGISTRY_PASSWORD", "DOCKER_CONFIG", "HOME",
+    "AEGIS_REGISTRY_USERNAME", "AEGIS_REGISTRY_PASSWORD", "AEGIS_REGISTRY_HOST", "AEGIS_REGISTRY_TOKEN_HOSTS",
+    "DOCKER_CONFIG", "HOME",
     "SIGSTORE_ID_TOKEN", "GITHUB_ACTIONS", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
 )

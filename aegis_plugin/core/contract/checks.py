@@ -1,8 +1,10 @@
 """The contract checks, run against a started container; each one yields `CheckResult`s.
 
 Inference goes through the real KServe/Triton client (`tritonclient.http`), so a server that the standard
-client cannot talk to fails; malformed requests go over raw `http.client`, because the client library
-validates what it sends.
+client cannot talk to fails: every example runs twice, with JSON tensor data and with the binary tensor data
+extension the way the client sends it by default (`set_data_from_numpy()`, no requested outputs: every output
+comes back binary). Malformed requests go over raw `http.client`, because the client library validates what it
+sends.
 """
 from __future__ import annotations
 
@@ -281,11 +283,13 @@ class ContractRun:
 
     # examples -------------------------------------------------------------------------------------------
 
-    def check_examples(self) -> list[CheckResult]:
-        return [_guard(f"example {i + 1}/{len(self.examples)}", lambda i=i: self._check_example(i))
+    def check_examples(self, binary: bool = False) -> list[CheckResult]:
+        """Each example through tritonclient, as JSON or (`binary`) as binary tensor data both ways."""
+        mode = " (binary tensor data)" if binary else ""
+        return [_guard(f"example {i + 1}/{len(self.examples)}{mode}", lambda i=i: self._check_example(i, binary))
                 for i in range(len(self.examples))]
 
-    def _infer_inputs(self, example: dict) -> list:
+    def _infer_inputs(self, example: dict, binary: bool = False) -> list:
         declared = self.declared("inputs")
         inputs = []
         for tensor, value in example["inputs"].items():
@@ -299,16 +303,18 @@ class ContractRun:
             else:
                 array = np.array(value, dtype=triton_to_np_dtype(datatype))
             infer_input = triton.InferInput(tensor, list(array.shape), datatype)
-            infer_input.set_data_from_numpy(array, binary_data=False)
+            infer_input.set_data_from_numpy(array, binary_data=binary)
             inputs.append(infer_input)
         return inputs
 
-    def _check_example(self, index: int) -> CheckResult:
-        name = f"example {index + 1}/{len(self.examples)}"
+    def _check_example(self, index: int, binary: bool = False) -> CheckResult:
+        name = f"example {index + 1}/{len(self.examples)}" + (" (binary tensor data)" if binary else "")
         example = self.examples[index]
         try:
-            inputs = self._infer_inputs(example)
-            outputs = [triton.InferRequestedOutput(o, binary_data=False) for o in self.declared("outputs")]
+            inputs = self._infer_inputs(example, binary)
+            # Binary: the client's defaults, which ask for every output as binary data (`binary_data_output`).
+            outputs = None if binary else [triton.InferRequestedOutput(o, binary_data=False)
+                                           for o in self.declared("outputs")]
             result = self.client.infer(self.model_name, inputs, outputs=outputs)
         except InferenceServerException as e:
             return CheckResult(name, False, f"inference failed: {e}")
@@ -533,8 +539,9 @@ def _compare(tensor: str, declared: Optional[str], output: dict, actual: Any, ex
                            equal_nan=True)
         return [f"{tensor}[{i}]: got {got[i]:.6g}, expected {want[i]} (tolerance {FLOAT_TOLERANCE:g})"
                 for i in np.flatnonzero(~close)[:5]]
-    # BOOL, INT and BYTES: exact, on the JSON values the server sent (numpy would coerce 1 to True).
-    got_values = _flatten(output.get("data"))
+    # BOOL, INT and BYTES: exact, on the JSON values the server sent (numpy would coerce 1 to True), or on the
+    # decoded binary data.
+    got_values = _flatten(output["data"]) if "data" in output else _binary_values(datatype, actual)
     problems = []
     for i, (g, w) in enumerate(zip(got_values, want)):
         same = (_kind(g) == _kind(w) and g == w) if datatype in ("BOOL", "BYTES") else (
@@ -546,6 +553,16 @@ def _compare(tensor: str, declared: Optional[str], output: dict, actual: Any, ex
     return problems[:5]
 
 
+def _binary_values(datatype: Optional[str], actual: Any) -> list:
+    """An output that came as binary data, as the values JSON would have carried."""
+    flat = np.asarray(actual).reshape(-1) if actual is not None else []
+    if datatype == "BYTES":
+        return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else v for v in flat]
+    if datatype == "BOOL":
+        return [bool(v) for v in flat]
+    return [int(v) for v in flat]
+
+
 def run_checks(run: ContractRun, expect_uid: int = EXPECTED_UID, expect_gid: int = EXPECTED_GID,
                stop_grace: float = STOP_GRACE_SECONDS, stop_timeout: float = 30.0,
                idle_connections: int = 1) -> list[CheckResult]:
@@ -553,6 +570,7 @@ def run_checks(run: ContractRun, expect_uid: int = EXPECTED_UID, expect_gid: int
     results = run.check_health()
     results.append(run.check_metadata())
     results += run.check_examples()
+    results += run.check_examples(binary=True)
     results += run.check_malformed()
     results.append(run.check_user(expect_uid, expect_gid))
     results.append(run.check_network())

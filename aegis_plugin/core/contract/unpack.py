@@ -4,10 +4,13 @@ index.json -> manifest -> config, then each layer in order, with OCI whiteouts (
 entry, `.wh..wh..opq` hides a directory's lower contents). Every blob is checked against its descriptor's
 size and digest while it is read, and each layer's uncompressed stream against the config's `diff_ids`.
 
-Nothing a layer says can write outside the rootfs: member paths with `..` are refused, and a member whose
-parent path runs through a symlink is resolved inside the rootfs; a symlink to an absolute path, or one whose
-`..` climbs above the root, is refused rather than followed. Existing entries are replaced, never written
-through (a new file gets a new inode, so earlier hardlinks keep their content).
+Nothing a layer says can read, write, chmod or chown anything outside the rootfs (the contract test unpacks as
+root): member paths with `..` are refused, and a member whose parent path runs through a symlink is resolved
+inside the rootfs, one component at a time through directory descriptors opened with O_NOFOLLOW; a symlink to
+an absolute path, or one whose `..` climbs above the root, is refused rather than followed. Every operation
+acts on the entry itself, relative to its parent's descriptor, and never follows a symlink. Existing entries
+are replaced, never written through (a new file gets a new inode, so earlier hardlinks keep their content).
+Directory modes are set at the end of each layer on the very directory the member named, or not at all.
 
 Character and block devices are skipped (the sandbox supplies /dev). When run as root, owners are kept
 (`preserve_owners`), so that a process running as the image's user sees the permissions it would see in a
@@ -15,6 +18,7 @@ real container runtime.
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -24,9 +28,10 @@ import shutil
 import stat
 import tarfile
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, Union
+from typing import Any, BinaryIO, Iterator, Optional, Union
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
@@ -60,6 +65,10 @@ _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _MAX_JSON_BLOB = 8 * 1024 * 1024  # manifests and configs are small; refuse to slurp anything bigger
 _MAX_SYMLINK_HOPS = 40  # as Linux's MAXSYMLINKS
 _CHUNK = 1024 * 1024
+# The rootfs itself is the caller's path; every directory below it is opened as itself: O_NOFOLLOW fails on a
+# symlink instead of following it.
+_ROOT_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -273,91 +282,102 @@ def _member_parts(name: str, what: str) -> list[str]:
 
 
 class _LayerApplier:
+    """Applies one layer's members to the rootfs through directory file descriptors.
+
+    Every path is walked one component at a time from the rootfs's descriptor: each directory is opened with
+    O_NOFOLLOW, and every operation is relative to its parent's descriptor and acts on the entry itself (lstat,
+    unlink, rmdir, mkdir, mkfifo, symlink, linkat and lchown without following; files created with O_EXCL and
+    O_NOFOLLOW, then fchown-ed and fchmod-ed). A symlink in a member's parent path is followed only by this
+    walk, inside the rootfs, so no operation ever reaches a path the kernel resolved through a symlink a layer
+    made.
+    """
+
     def __init__(self, rootfs: Path, what: str, preserve_owners: bool) -> None:
-        self.rootfs = rootfs
+        self.root_fd = os.open(rootfs, _ROOT_FLAGS)
         self.what = what
         self.preserve_owners = preserve_owners
         self.added: set[str] = set()  # resolved relative paths this layer wrote
         self.added_ancestors: set[str] = set()  # and every directory above them
-        self.dir_modes: list[tuple[str, int]] = []
+        # resolved relative path -> (mode, st_dev, st_ino) of the directory a member named
+        self.dir_modes: dict[str, tuple[int, int, int]] = {}
 
-    def _abs(self, rel: list[str]) -> str:
-        return os.path.join(self.rootfs, *rel)
+    def close(self) -> None:
+        os.close(self.root_fd)
 
-    def resolve_dir(self, parts: list[str], member: str, create: bool) -> Optional[list[str]]:
-        """The real directory (relative components) that `parts` names, following in-rootfs symlinks.
+    @contextmanager
+    def opened_dir(self, parts: list[str], member: str, create: bool) -> Iterator[Optional[tuple[list[str], int]]]:
+        """The real directory that `parts` names, as (relative components, open descriptor).
 
-        Missing directories are created when `create` is set; otherwise None is returned for them.
+        Symlinks on the way are followed inside the rootfs only: an absolute target, or `..` above the root, is
+        refused. Missing directories are created when `create` is set; otherwise None is yielded for them.
         """
         pending = list(reversed(parts))
         resolved: list[str] = []
+        fds = [os.dup(self.root_fd)]  # fds[i] is the directory resolved[:i]
         hops = 0
-        while pending:
-            part = pending.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not resolved:
-                    raise UnpackError(f"{self.what}: {member!r}: a symlink in its path climbs above the rootfs")
-                resolved.pop()
-                continue
-            path = self._abs([*resolved, part])
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                if not create:
-                    return None
-                os.mkdir(path, 0o755)
-                resolved.append(part)
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                resolved.append(part)
-            elif stat.S_ISLNK(st.st_mode):
-                hops += 1
-                if hops > _MAX_SYMLINK_HOPS:
-                    raise UnpackError(f"{self.what}: {member!r}: too many levels of symlinks")
-                target = os.readlink(path)
-                if target.startswith("/"):
-                    raise UnpackError(
-                        f"{self.what}: {member!r}: parent /{'/'.join([*resolved, part])} is a symlink to the "
-                        f"absolute path {target!r}; refusing to write through it (it would escape the rootfs)"
-                    )
-                pending.extend(reversed(target.split("/")))
-            else:
-                raise UnpackError(f"{self.what}: {member!r}: /{'/'.join([*resolved, part])} is not a directory")
-        return resolved
-
-    def _remove(self, path: str) -> None:
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
+            while pending:
+                part = pending.pop()
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if not resolved:
+                        raise UnpackError(f"{self.what}: {member!r}: a symlink in its path climbs above the rootfs")
+                    resolved.pop()
+                    os.close(fds.pop())
+                    continue
+                st = _lstat(part, fds[-1])
+                if st is None:
+                    if not create:
+                        yield None
+                        return
+                    os.mkdir(part, 0o755, dir_fd=fds[-1])
+                elif stat.S_ISLNK(st.st_mode):
+                    hops += 1
+                    if hops > _MAX_SYMLINK_HOPS:
+                        raise UnpackError(f"{self.what}: {member!r}: too many levels of symlinks")
+                    target = os.readlink(part, dir_fd=fds[-1])
+                    if target.startswith("/"):
+                        raise UnpackError(
+                            f"{self.what}: {member!r}: parent /{'/'.join([*resolved, part])} is a symlink to the "
+                            f"absolute path {target!r}; refusing to write through it (it would escape the rootfs)"
+                        )
+                    pending.extend(reversed(target.split("/")))
+                    continue
+                elif not stat.S_ISDIR(st.st_mode):
+                    raise UnpackError(f"{self.what}: {member!r}: /{'/'.join([*resolved, part])} is not a directory")
+                fds.append(os.open(part, _DIR_FLAGS, dir_fd=fds[-1]))
+                resolved.append(part)
+            yield resolved, fds[-1]
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _mark_added(self, rel: list[str]) -> None:
         self.added.add("/".join(rel))
         for i in range(len(rel)):
             self.added_ancestors.add("/".join(rel[:i]))
 
-    def _prune(self, rel: list[str]) -> None:
-        """Hide what lower layers put at `rel`, keeping whatever this layer itself wrote there."""
-        key = "/".join(rel)
-        path = self._abs(rel)
-        if not os.path.lexists(path):
+    def _prune(self, directory: list[str], dir_fd: int, name: str) -> None:
+        """Hide what lower layers put at `directory/name`, keeping whatever this layer itself wrote there."""
+        key = "/".join([*directory, name])
+        st = _lstat(name, dir_fd)
+        if st is None:
             return
         if key in self.added or key in self.added_ancestors:
-            if os.path.isdir(path) and not os.path.islink(path):
-                for child in sorted(os.listdir(path)):
-                    self._prune([*rel, child])
+            if stat.S_ISDIR(st.st_mode):
+                child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    for child in sorted(os.listdir(child_fd)):
+                        self._prune([*directory, name], child_fd, child)
+                finally:
+                    os.close(child_fd)
             return
-        self._remove(path)
+        _remove(name, dir_fd)
 
-    def _chown(self, path: str, member: tarfile.TarInfo) -> None:
+    def _chown(self, name: str, dir_fd: int, member: tarfile.TarInfo) -> None:
         if self.preserve_owners:
-            os.lchown(path, member.uid, member.gid)
+            os.chown(name, member.uid, member.gid, dir_fd=dir_fd, follow_symlinks=False)
 
     def apply(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
         parts = _member_parts(member.name, self.what)
@@ -365,67 +385,128 @@ class _LayerApplier:
             return  # the root directory itself
         *parent, name = parts
         if name.startswith(WHITEOUT_PREFIX):
-            directory = self.resolve_dir(parent, member.name, create=False)
-            if directory is None:
-                return
-            if name == OPAQUE_WHITEOUT:
-                for child in sorted(os.listdir(self._abs(directory))):
-                    self._prune([*directory, child])
-            elif not name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):  # other .wh..wh. names are AUFS metadata
-                hidden = name[len(WHITEOUT_PREFIX):]
-                if hidden in ("", ".", ".."):
-                    raise UnpackError(f"{self.what}: invalid whiteout {member.name!r}")
-                self._prune([*directory, hidden])
+            self._whiteout(member, parent, name)
             return
         if member.ischr() or member.isblk():
             return
-        directory = self.resolve_dir(parent, member.name, create=True)
-        rel = [*directory, name]
-        path = self._abs(rel)
+        with self.opened_dir(parent, member.name, create=True) as found:
+            assert found is not None
+            directory, dir_fd = found
+            self._write(member, tar, directory, dir_fd, name)
+            self._mark_added([*directory, name])
+
+    def _whiteout(self, member: tarfile.TarInfo, parent: list[str], name: str) -> None:
+        if name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX) and name != OPAQUE_WHITEOUT:
+            return  # other .wh..wh. names are AUFS metadata
+        hidden = name[len(WHITEOUT_PREFIX):]
+        if name != OPAQUE_WHITEOUT and hidden in ("", ".", ".."):
+            raise UnpackError(f"{self.what}: invalid whiteout {member.name!r}")
+        with self.opened_dir(parent, member.name, create=False) as found:
+            if found is None:
+                return
+            directory, dir_fd = found
+            if name == OPAQUE_WHITEOUT:
+                for child in sorted(os.listdir(dir_fd)):
+                    self._prune(directory, dir_fd, child)
+            else:
+                self._prune(directory, dir_fd, hidden)
+
+    def _write(
+        self, member: tarfile.TarInfo, tar: tarfile.TarFile, directory: list[str], dir_fd: int, name: str
+    ) -> None:
         mode = member.mode & 0o7777
         if member.isdir():
-            if not (os.path.isdir(path) and not os.path.islink(path)):
-                self._remove(path)
-                os.mkdir(path, 0o700)
-            self._chown(path, member)
-            self.dir_modes.append((path, mode))
+            st = _lstat(name, dir_fd)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                _remove(name, dir_fd)
+                os.mkdir(name, 0o700, dir_fd=dir_fd)
+            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                if self.preserve_owners:
+                    os.fchown(fd, member.uid, member.gid)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            self.dir_modes["/".join([*directory, name])] = (mode, st.st_dev, st.st_ino)
         elif member.isreg():
-            self._remove(path)
+            _remove(name, dir_fd)
             source = tar.extractfile(member)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            with os.fdopen(os.open(name, flags, 0o600, dir_fd=dir_fd), "wb") as out:
                 shutil.copyfileobj(source, out, _CHUNK)
-            self._chown(path, member)
-            os.chmod(path, mode)
+                out.flush()  # before the mode: a later write would clear setuid bits
+                if self.preserve_owners:
+                    os.fchown(out.fileno(), member.uid, member.gid)
+                os.fchmod(out.fileno(), mode)
         elif member.issym():
-            self._remove(path)
-            os.symlink(member.linkname, path)
-            self._chown(path, member)
+            _remove(name, dir_fd)
+            os.symlink(member.linkname, name, dir_fd=dir_fd)
+            self._chown(name, dir_fd, member)
         elif member.islnk():
-            target_parts = _member_parts(member.linkname, self.what)
-            if not target_parts:
-                raise UnpackError(f"{self.what}: hardlink {member.name!r} points at the root directory")
-            target_dir = self.resolve_dir(target_parts[:-1], member.name, create=False)
-            target = self._abs([*(target_dir or []), target_parts[-1]])
-            is_directory = os.path.isdir(target) and not os.path.islink(target)
-            if target_dir is None or not os.path.lexists(target) or is_directory:
+            self._hardlink(member, dir_fd, name)
+        elif member.isfifo():
+            _remove(name, dir_fd)
+            os.mkfifo(name, mode, dir_fd=dir_fd)
+            self._chown(name, dir_fd, member)
+        else:
+            raise UnpackError(f"{self.what}: {member.name!r} has an unsupported tar type {member.type!r}")
+
+    def _hardlink(self, member: tarfile.TarInfo, dir_fd: int, name: str) -> None:
+        """A new name for an entry already in the rootfs (a symlink is linked itself, never its target)."""
+        target_parts = _member_parts(member.linkname, f"{self.what}: hardlink {member.name!r}")
+        if not target_parts:
+            raise UnpackError(f"{self.what}: hardlink {member.name!r} points at the root directory")
+        with self.opened_dir(target_parts[:-1], member.name, create=False) as found:
+            st = _lstat(target_parts[-1], found[1]) if found is not None else None
+            if found is None or st is None or stat.S_ISDIR(st.st_mode):
                 raise UnpackError(
                     f"{self.what}: hardlink {member.name!r} -> {member.linkname!r}: the target is not an existing file"
                 )
-            self._remove(path)
-            os.link(target, path, follow_symlinks=False)
-        elif member.isfifo():
-            self._remove(path)
-            os.mkfifo(path, mode)
-            self._chown(path, member)
-        else:
-            raise UnpackError(f"{self.what}: {member.name!r} has an unsupported tar type {member.type!r}")
-        self._mark_added(rel)
+            _remove(name, dir_fd)
+            os.link(target_parts[-1], name, src_dir_fd=found[1], dst_dir_fd=dir_fd, follow_symlinks=False)
 
     def finish(self) -> None:
-        # Directory modes last (deepest first), so that a read-only directory can still be filled.
-        for path, mode in sorted(self.dir_modes, key=lambda item: item[0].count("/"), reverse=True):
-            os.chmod(path, mode)
+        """Directory modes last (deepest first), so that a read-only directory can still be filled.
+
+        Each directory is reopened without following any symlink and must still be the one its member named:
+        a later member may have replaced it (by a symlink to anywhere, say), and then there is nothing to set.
+        """
+        for key, (mode, dev, ino) in sorted(self.dir_modes.items(), key=lambda item: item[0].count("/"), reverse=True):
+            fd = _open_exact(self.root_fd, key.split("/"))
+            if fd is None:
+                continue
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+
+
+def _lstat(name: str, dir_fd: int) -> Optional[os.stat_result]:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _open_exact(root_fd: int, parts: list[str]) -> Optional[int]:
+    """The directory at exactly `parts` below root_fd, following no symlink at all; None if it is not one."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+    except (FileNotFoundError, NotADirectoryError):
+        os.close(fd)
+        return None
+    except OSError as e:
+        os.close(fd)
+        if e.errno == errno.ELOOP:  # a symlink: O_NOFOLLOW refused it
+            return None
+        raise
+    return fd
 
 
 def apply_layer(
@@ -453,15 +534,19 @@ def apply_layer(
         try:
             with tarfile.open(fileobj=tar_stream, mode="r|") as tar:  # type: ignore[call-overload]
                 for member in tar:
-                    applier.apply(member, tar)
+                    try:
+                        applier.apply(member, tar)
+                    except OSError as e:
+                        raise UnpackError(f"layer {digest}: {member.name!r}: {e.strerror or e}") from None
             # Whatever follows the end-of-archive blocks is still part of both digests.
             while tar_stream.read(_CHUNK):
                 pass
             blob.drain()
+            applier.finish()
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise UnpackError(f"layer {digest}: {e}") from None
         finally:
-            applier.finish()
+            applier.close()
         blob.verify()
         if diff_id:
             tar_stream.verify()
@@ -500,16 +585,35 @@ def unpack(
     )
 
 
-def _clear(directory: Path, remove_self: bool) -> None:
-    def make_writable(function: Any, path: str, _exc: Any) -> None:
-        os.chmod(os.path.dirname(path), 0o700)
-        function(path)
+def _remove(name: str, dir_fd: int) -> None:
+    """Remove the entry `name` in dir_fd, and a directory's contents first, without following any symlink.
 
-    if remove_self:
-        shutil.rmtree(directory, onerror=make_writable)
+    A directory a layer made unreadable or read-only is made 0700 first, so that an unpack as non-root (which
+    owns everything it made) can still replace or clean it up.
+    """
+    st = _lstat(name, dir_fd)
+    if st is None:
         return
-    for child in directory.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, onerror=make_writable)
-        else:
-            child.unlink()
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return
+    if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # just lstat-ed as a directory, and nothing else writes here
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        for child in os.listdir(fd):
+            _remove(child, fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)
+
+
+def _clear(directory: Path, remove_self: bool) -> None:
+    fd = os.open(directory, _ROOT_FLAGS)
+    try:
+        for child in os.listdir(fd):
+            _remove(child, fd)
+    finally:
+        os.close(fd)
+    if remove_self:
+        os.rmdir(directory)

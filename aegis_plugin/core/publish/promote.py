@@ -7,44 +7,66 @@ import os
 import tempfile
 from typing import List
 
-from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
-from aegis_plugin.core.registry.push import check_tag
+from aegis_plugin.core.registry.push import TagConflictError, check_tag, push_blobs
 from aegis_plugin.core.registry.reference import Reference
 from aegis_plugin.core.publish.verify import Policy, Verified, verify
-from aegis_plugin.core.sign import cosign
 
 
 def promote(source_registry: Registry, source: Reference, target_registry: Registry, target: Reference,
             policy: Policy) -> List[str]:
     """Verifies `source` (by digest), copies it with its `.sig`, `.att` and `.msig` images to `target`'s repository
     and tags it `target.tag`, refusing to move an existing tag. Returns what it did, one line each."""
-    verified: Verified = verify(source_registry, source, policy)
+    return copy_verified(verify(source_registry, source, policy), source_registry, source, target_registry, target)
+
+
+def copy_verified(verified: Verified, source_registry: Registry, source: Reference, target_registry: Registry,
+                  target: Reference) -> List[str]:
+    """Copies what `verify` read and checked, never a second read of the source: the `.sig`, `.att` and `.msig`
+    tags are mutable, and whoever can push to the source could swap them in between. The image's manifest is
+    the one verify read by its digest; its blobs, fixed by their digests (checked as they are read), are
+    copied by digest, through a file (layers of any size).
+
+    A `.sig`, `.att` or `.msig` image at the target is never overwritten, nor merged: if one there differs
+    from the verified one, promote refuses before copying anything and names both digests (the target's
+    signatures may be ones the source lacks; someone must decide). One with the same digest is kept as is.
+    """
     digest = verified.digest
     check_tag(target_registry, target, digest)
+    present = set()
+    for attached in verified.attached.values():
+        existing = target_registry.manifest_digest(target.repository, attached.tag)
+        if existing == attached.digest:
+            present.add(attached.tag)
+        elif existing is not None:
+            raise TagConflictError(
+                f"{target.registry}/{target.repository}:{attached.tag} already holds {existing}, not the verified "
+                f"{attached.digest} of {source}; refusing to overwrite the target's signatures: compare and remove "
+                f"one of them first")
     same_registry = source.registry == target.registry
-    lines = []
-    attached = (cosign.tag_for(digest, suffix) for suffix in ("sig", "att", model_signature.SUFFIX))
-    for reference in (digest, *attached):
-        found = source_registry.get_manifest(source.repository, reference)
-        if found is None:
+    mount_from = source.repository if same_registry else None
+    media_type, manifest = verified.image
+    copied = _copy_image_blobs(source_registry, source.repository, target_registry, target.repository, manifest,
+                               same_registry)
+    target_registry.put_manifest(target.repository, digest, media_type, manifest)
+    lines = [f"copied {digest} ({copied} blob(s) transferred)"]
+    for attached in verified.attached.values():
+        if attached.tag in present:
+            lines.append(f"{attached.tag} already there")
             continue
-        media_type, manifest, _ = found
-        copied = _copy_blobs(source_registry, source.repository, target_registry, target.repository, manifest,
-                             same_registry)
-        target_registry.put_manifest(target.repository, reference, media_type, manifest)
-        lines.append(f"copied {reference} ({copied} blob(s) transferred)")
-    if target_registry.manifest_digest(target.repository, target.tag or "") == digest:
+        _, uploaded, _ = push_blobs(target_registry, target.repository, dict(attached.blobs), mount_from)
+        target_registry.put_manifest(target.repository, attached.tag, attached.media_type, attached.manifest)
+        lines.append(f"copied {attached.tag} ({len(uploaded)} blob(s) transferred)")
+    if check_tag(target_registry, target, digest):
         lines.append(f"{target} already -> {digest}")
     else:
-        media_type, manifest, _ = source_registry.get_manifest(source.repository, digest)  # type: ignore[misc]
         target_registry.put_manifest(target.repository, target.tag or "", media_type, manifest)
         lines.append(f"{target} -> {digest}")
     return lines
 
 
-def _copy_blobs(source_registry: Registry, source_repository: str, target_registry: Registry,
-                target_repository: str, manifest: bytes, same_registry: bool) -> int:
+def _copy_image_blobs(source_registry: Registry, source_repository: str, target_registry: Registry,
+                      target_repository: str, manifest: bytes, same_registry: bool) -> int:
     data = json.loads(manifest)
     digests = [data["config"]["digest"], *(layer["digest"] for layer in data.get("layers", []))]
     transferred = 0

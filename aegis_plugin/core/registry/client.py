@@ -35,8 +35,10 @@ class Registry:
 
     @classmethod
     def for_reference(cls, ref: Reference, allow_plain_http: bool = False) -> "Registry":
-        """TLS, unless the registry is on loopback (or plain HTTP is explicitly allowed)."""
-        return cls(Transport(ref.registry, auth.lookup(ref.registry), plain_http=ref.is_loopback or allow_plain_http))
+        """TLS, unless the registry is on loopback (or plain HTTP is explicitly allowed). The credentials are
+        those bound to this registry's host (see auth.py)."""
+        return cls(Transport(ref.registry, auth.lookup(ref.registry), plain_http=ref.is_loopback or allow_plain_http,
+                             token_hosts=auth.token_hosts()))
 
     # Blobs
 

@@ -77,6 +77,7 @@ def test_basic_auth_from_the_environment_and_the_docker_config(tmp_path: Path, m
 
         monkeypatch.setenv("AEGIS_REGISTRY_USERNAME", "ci")
         monkeypatch.setenv("AEGIS_REGISTRY_PASSWORD", "s3cret")
+        monkeypatch.setenv("AEGIS_REGISTRY_HOST", address)
         assert push_image(Registry.for_reference(target), image, target).tag_created
 
 

@@ -1,22 +1,32 @@
-"""For the tests: a real registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1, and small
-images in OCI layouts to push to it."""
+"""For the tests: a real registry (Debian's `docker-registry`, distribution 2.8) on 127.0.0.1, small images in
+OCI layouts to push to it, and small HTTP servers on loopback that record where credentials went."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import hashlib
 import http.client
 import http.server
 import io
+import ipaddress
 import json
 import shutil
+import socket
+import socketserver
+import ssl
 import subprocess
 import tarfile
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aegis_plugin.core.local_servers import free_port, running_process, serving
 from aegis_plugin.core.oci.layout import write_layout
@@ -135,3 +145,76 @@ def faulty_proxy(upstream: str, fail: Callable[[int], bool]) -> Iterator[str]:
 
     with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
         yield f"127.0.0.1:{port}"
+
+
+Answer = Callable[[str, Optional[str]], Tuple[int, Dict[str, str], bytes]]
+Seen = List[Tuple[str, str, Optional[str]]]  # (scheme, path, Authorization header) of each request
+
+
+@contextlib.contextmanager
+def recording_server(answer: Answer, host: str = "127.0.0.1",
+                     tls: Optional[ssl.SSLContext] = None) -> Iterator[Tuple[str, Seen]]:
+    """An HTTP server on the loopback address `host` (any of 127.0.0.0/8 stands for another host) that records
+    each request and replies `answer(path, authorization)` = (status, headers, body); yields `host:PORT` and
+    the record. With `tls`, a connection that opens with a TLS handshake is served over TLS and any other in
+    plain HTTP, on the same port: `https://host:PORT` and `http://host:PORT` are then one host, two origins."""
+    seen: Seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            authorization = self.headers.get("Authorization")
+            seen.append(("https" if isinstance(self.connection, ssl.SSLSocket) else "http", self.path, authorization))
+            status, headers, body = answer(self.path, authorization)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_HEAD = do_PUT = do_POST = _reply
+
+        def log_message(self, *args) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        def server_bind(self) -> None:  # without HTTPServer's reverse DNS lookup of `host`
+            socketserver.TCPServer.server_bind(self)
+            self.server_name, self.server_port = host, self.server_address[1]
+
+        def get_request(self):  # type: ignore[no-untyped-def]
+            connection, address = super().get_request()
+            if tls is not None and connection.recv(1, socket.MSG_PEEK) == b"\x16":  # a TLS ClientHello
+                connection = tls.wrap_socket(connection, server_side=True)
+            return connection, address
+
+    with serving(Server((host, 0), Handler)) as port:
+        yield f"{host}:{port}", seen
+
+
+def self_signed_tls(directory: Path, ip: str = "127.0.0.1") -> Tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a fresh self-signed certificate for the address `ip`, and the certificate's
+    file, for clients to trust (SSL_CERT_FILE)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file

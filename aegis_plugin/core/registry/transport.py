@@ -1,11 +1,20 @@
 """HTTP to one registry, answering its auth challenges (Basic, or Bearer tokens from its token service).
 
-TLS by default; plain HTTP only for a loopback registry or when explicitly allowed. Redirects (registries
-send blob downloads to object storage) are followed without the registry's Authorization header.
+TLS by default; plain HTTP only for a loopback registry or when explicitly allowed. Where credentials go:
+
+- only to the registry's own origin (scheme, host, port): a URL elsewhere (an upload Location, a redirect to
+  object storage, or one from https to http on the same host) is sent without the Authorization header;
+- never over plain HTTP, except to loopback (127.0.0.0/8, ::1, localhost): a plain-HTTP registry elsewhere
+  is used anonymously, and a Basic login it asks for is refused;
+- to a Bearer challenge's token service (its `realm`) only over TLS (or loopback), and only when it is on the
+  registry's own host and port or listed in `token_hosts` (`AEGIS_REGISTRY_TOKEN_HOSTS`). Otherwise the
+  token is asked for anonymously, which is enough to pull a public image; if the registry then still refuses,
+  the error says why the credentials were withheld.
 """
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 import shutil
@@ -13,9 +22,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import BinaryIO, Dict, Mapping, Optional, Sequence, Union
+from typing import BinaryIO, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
-from aegis_plugin.core.registry.auth import Credentials
+from aegis_plugin.core.registry.auth import HOST_ENV, TOKEN_HOSTS_ENV, Credentials
 
 Body = Union[bytes, BinaryIO, None]
 
@@ -47,6 +56,49 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 _OPENER = urllib.request.build_opener(_NoRedirect())
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> Tuple[str, str, Optional[int]]:
+    """(scheme, host, port) with the scheme's default port filled in: `https://r.io` is `https://r.io:443`."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(parts.scheme.lower())
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or `localhost`: traffic that never leaves the machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def may_carry_credentials(url: str) -> bool:
+    """Over TLS, or to loopback: plain HTTP anywhere else can be read and changed on the way."""
+    scheme, host, _ = _origin(url)
+    return scheme == "https" or (scheme == "http" and is_loopback(host))
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Same scheme, host and port: an https to http redirect on one host is another origin."""
+    return _origin(url) == _origin(other)
+
+
+def realm_gets_credentials(realm: str, registry_url: str, token_hosts: FrozenSet[str]) -> bool:
+    """Whether a Bearer challenge's token service may receive the registry's credentials."""
+    if not (may_carry_credentials(realm) and may_carry_credentials(registry_url)):
+        return False
+    scheme, host, port = _origin(realm)
+    if (host, port) == _origin(registry_url)[1:]:
+        return True
+    named = f"[{host}]" if ":" in host else host
+    return f"{named}:{port}" in token_hosts or (port == _DEFAULT_PORTS[scheme] and named in token_hosts)
 
 
 @dataclass
@@ -55,7 +107,9 @@ class Transport:
     credentials: Optional[Credentials] = None
     plain_http: bool = False
     timeout: float = 120
+    token_hosts: FrozenSet[str] = frozenset()  # token services on other hosts trusted with the credentials
     _auth: Dict[str, str] = field(default_factory=dict)  # scope -> Authorization header value
+    _withheld: str = ""  # why the credentials were not sent to the token service, for the error
 
     @property
     def base_url(self) -> str:
@@ -75,19 +129,22 @@ class Transport:
         in `expect`. A file body must be seekable: it is rewound for the retry. With `sink`, a 200 answer's
         body is copied there in chunks (for blobs of any size) instead of into `Response.body`."""
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
-        response = self._send(method, url, body, headers, self._auth.get(scope), sink)
-        if response.status == 401:
+        own = same_origin(url, self.base_url)
+        response = self._send(method, url, body, headers, self._auth.get(scope) if own else None, sink)
+        if response.status == 401 and own:
             self._auth[scope] = self._answer(response.headers.get("WWW-Authenticate", ""), scope)
             if hasattr(body, "seek"):
                 body.seek(0)  # type: ignore[union-attr]
             response = self._send(method, url, body, headers, self._auth[scope], sink)
         if response.status in (301, 302, 303, 307, 308) and method in ("GET", "HEAD") and 200 in expect:
             location = urllib.parse.urljoin(url, response.headers.get("Location", ""))
-            same_host = urllib.parse.urlsplit(location).netloc == urllib.parse.urlsplit(url).netloc
-            response = self._send(method, location, None, headers, self._auth.get(scope) if same_host else None, sink)
+            keep = own and same_origin(location, url)
+            response = self._send(method, location, None, headers, self._auth.get(scope) if keep else None, sink)
         if response.status not in expect:
+            hint = f" ({self._withheld})" if response.status == 401 and self._withheld else ""
             raise RegistryError(
-                f"{self.registry}: {method} {urllib.parse.urlsplit(url).path}: {_explain(response)}", response.status
+                f"{self.registry}: {method} {urllib.parse.urlsplit(url).path}: {_explain(response)}{hint}",
+                response.status,
             )
         return response
 
@@ -113,22 +170,30 @@ class Transport:
         if scheme == "basic":
             if self.credentials is None:
                 raise RegistryError(f"{self.registry}: the registry wants a login: set credentials (docker login, "
-                                    f"or AEGIS_REGISTRY_USERNAME and AEGIS_REGISTRY_PASSWORD)", 401)
+                                    f"or AEGIS_REGISTRY_USERNAME and AEGIS_REGISTRY_PASSWORD with "
+                                    f"{HOST_ENV}={self.registry})", 401)
+            if not may_carry_credentials(self.base_url):
+                raise RegistryError(f"{self.registry}: the registry wants a login over plain HTTP, and credentials "
+                                    f"go over plain HTTP only to loopback: serve it over TLS", 401)
             token = base64.b64encode(f"{self.credentials.username}:{self.credentials.password}".encode()).decode()
             return f"Basic {token}"
         if scheme == "bearer":
             params = dict(_CHALLENGE_PARAM.findall(challenge))
-            if "realm" not in params:
-                raise RegistryError(f"{self.registry}: a Bearer challenge without a realm: {challenge!r}", 401)
+            if _origin(params.get("realm", ""))[0] not in _DEFAULT_PORTS:
+                raise RegistryError(f"{self.registry}: a Bearer challenge without an http(s) realm: {challenge!r}", 401)
             query = {k: v for k, v in (("service", params.get("service")), ("scope", scope)) if v}
             url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
-            basic = None
+            basic, self._withheld = None, ""
             if self.credentials is not None:
-                pair = f"{self.credentials.username}:{self.credentials.password}".encode()
-                basic = f"Basic {base64.b64encode(pair).decode()}"
+                if realm_gets_credentials(params["realm"], self.base_url, self.token_hosts):
+                    pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+                    basic = f"Basic {base64.b64encode(pair).decode()}"
+                else:
+                    self._withheld = self._why_withheld(params["realm"])
             response = self._send("GET", url, None, None, basic)
             if response.status != 200:
-                raise RegistryError(f"{self.registry}: the token service refused ({_explain(response)})",
+                hint = f"; {self._withheld}" if self._withheld else ""
+                raise RegistryError(f"{self.registry}: the token service refused ({_explain(response)}{hint})",
                                     response.status)
             data = json.loads(response.body or b"{}")
             token = data.get("token") or data.get("access_token")
@@ -136,6 +201,14 @@ class Transport:
                 raise RegistryError(f"{self.registry}: the token service answered without a token", 401)
             return f"Bearer {token}"
         raise RegistryError(f"{self.registry}: unsupported auth challenge {challenge!r}", 401)
+
+    def _why_withheld(self, realm: str) -> str:
+        _, host, port = _origin(realm)
+        if not (may_carry_credentials(realm) and may_carry_credentials(self.base_url)):
+            return (f"credentials were not sent to the token service {host}:{port}: they go over plain HTTP only "
+                    f"to loopback")
+        return (f"credentials were not sent to the token service {host}:{port}, not the registry's host: "
+                f"add it to {TOKEN_HOSTS_ENV} if it is the registry's")
 
 
 def _explain(response: Response) -> str:

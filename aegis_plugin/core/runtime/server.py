@@ -1,12 +1,19 @@
-"""The inference server every Aegis image runs: KServe's Open Inference Protocol v2 over REST (JSON).
+"""The inference server every Aegis image runs: KServe's Open Inference Protocol v2 over REST.
 
     PYTHONPATH=/app python3.11 -m aegis_runtime.server
 
 It is shared by every model and uses the standard library only; the model author's `/app/server/handler.py`
 supplies `SIGNATURE` (see signature.py) and `Handler(model_dir)` with `predict(inputs) -> outputs`. Tensors reach
 `predict` as (nested) Python lists shaped as the request says; outputs may be lists or anything with `tolist()`.
-`predict` also gets the request's `parameters` dict if it accepts a `parameters` argument. It is called
-concurrently from request threads unless the handler sets `thread_safe = False`, which serializes the calls.
+`predict` also gets the request's `parameters` dict (less the protocol's own `binary_data_output`) if it accepts
+a `parameters` argument. It is called concurrently from request threads unless the handler sets `thread_safe =
+False`, which serializes the calls. To reject input that the signature cannot describe, `predict` raises
+`aegis_runtime.InvalidInput("what is wrong")`: the client gets 400 with that message. Any other exception
+(ValueError too: numpy raises it for bugs) is the model's fault: 500.
+
+Tensor data travels as JSON or, with the binary tensor data extension (binary.py; what `tritonclient` sends by
+default), as raw bytes after the JSON; a request may mix both, and asks for binary outputs per output
+(`binary_data`) or for all (`binary_data_output`).
 
 Endpoints (GET unless noted; every error body is `{"error": "..."}`):
 
@@ -16,15 +23,24 @@ Endpoints (GET unless noted; every error body is `{"error": "..."}`):
     /v2/models/NAME[/versions/VERSION]             200 {"name", "versions", "platform", "inputs", "outputs"}
     /v2/models/NAME[/versions/VERSION]/ready       200 | 503 {"name", "ready"}
     POST /v2/models/NAME[/versions/VERSION]/infer  200 {"model_name", "model_version", "id", "outputs"}
+                                                   (+ binary outputs, with Inference-Header-Content-Length)
 
 Status codes: 400 a request that is not JSON, not an object, or breaks the signature (the message names the
-tensor and the problem), an invalid Content-Length, or binary tensor data; 404 an unknown path, model or version;
-405 the wrong method (with `Allow`); 408 a body that does not arrive within the I/O timeout; 411 a POST without
-Content-Length, or any request with Transfer-Encoding (chunked bodies are refused, never waited for); 413 a body
-over the limit (refused from its headers, before reading it; also answers `Expect: 100-continue`); 500 the handler
-raised or returned outputs that break its own signature (the body carries an error id; the log has the same id and
-the traceback); 501 an unknown method; 503 the model is loading, or cannot run (a CUDA image without a usable
-GPU: it never falls back to the CPU). Responses after a 411, 413 or 408 close the connection.
+tensor and the problem), binary tensor data that does not add up, input the handler rejects with InvalidInput,
+an invalid Content-Length, or an HTTP/1.1 request without exactly one Host header; 404 an unknown path, model or
+version; 405 the wrong method (with `Allow`); 408 headers or a body that do not arrive in time (see the timeouts
+below); 411 a POST without Content-Length, or any request with Transfer-Encoding (chunked bodies are refused, never
+waited for); 413 a body over the limit (refused from its headers, before reading it; also answers `Expect:
+100-continue`); 500 the handler raised or returned outputs that break its own signature (the body carries an
+error id; the log has the same id and the traceback); 501 an unknown method; 503 the model is loading, or cannot
+run (a CUDA image without a usable GPU: it never falls back to the CPU), or the server already holds
+AEGIS_MAX_CONNECTIONS connections (sent as soon as the connection is accepted, with `Retry-After`). Responses
+after a 400 for Host, 408, 411 or 413 close the connection.
+
+Each connection has a worker thread, at most AEGIS_MAX_CONNECTIONS of them. A request's line and headers must
+arrive within AEGIS_HEADER_TIMEOUT (counted from the connection's accept for its first request, from the first
+byte for the next ones), its body within AEGIS_BODY_TIMEOUT, however steadily the bytes trickle in; a connection
+that sends nothing is closed after AEGIS_HEADER_TIMEOUT, an idle keep-alive one after AEGIS_IDLE_TIMEOUT.
 
 Not ready means: still constructing the handler, shutting down, or the declared accelerator is missing. The
 process exits 1 at once (one JSON log line saying why) when the manifest or the handler cannot be loaded, when
@@ -37,15 +53,18 @@ Every line on stdout is one JSON object (`time`, `level`, `message` and fields s
 `status`, `duration_ms`, `request_id`, `error_id`); text that the handler or its libraries print, log or warn
 goes through the same formatter. Nothing is written to the filesystem (no bytecode either).
 
-Environment:
+Environment (times in seconds):
 
     AEGIS_APP_DIR            /app      manifest.yaml, server/handler.py and model/ live here
     AEGIS_HOST               0.0.0.0   address to listen on (an IPv6 address such as :: works too)
     AEGIS_PORT               8080      port to listen on; 0 picks a free one (logged in the `listening` line)
     AEGIS_MAX_BODY_BYTES     16777216  largest request body accepted
-    AEGIS_SHUTDOWN_TIMEOUT   8         seconds in-flight requests get to finish after SIGTERM/SIGINT
-    AEGIS_IDLE_TIMEOUT       75        seconds an idle keep-alive connection stays open
-    AEGIS_IO_TIMEOUT         30        seconds a socket read or write may block inside a request
+    AEGIS_MAX_CONNECTIONS    256       connections served at once (one worker thread each); more get 503
+    AEGIS_HEADER_TIMEOUT     10        total time for a request's line and headers to arrive
+    AEGIS_BODY_TIMEOUT       60        total time for a request's body to arrive
+    AEGIS_IO_TIMEOUT         30        time one socket read or write may block inside a request
+    AEGIS_IDLE_TIMEOUT       75        time an idle keep-alive connection stays open
+    AEGIS_SHUTDOWN_TIMEOUT   8         time in-flight requests get to finish after SIGTERM/SIGINT
     For tests only (they stand in for the GPU probe, which otherwise looks at the real devices):
     AEGIS_NVIDIA_DEVICE_DIR  /dev      where to look for nvidiactl and nvidia<N> device nodes
     AEGIS_LIBCUDA            libcuda.so.1  the CUDA driver library that must load (ctypes)
@@ -76,11 +95,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
+from . import binary
 from . import manifest as manifest_file
-from .signature import OutputError, Signature, SignatureError
+from .signature import InvalidInput, OutputError, Signature, SignatureError
 
 RUNTIME_VERSION = "1.0.0"
 SERVER_NAME = "aegis"
+EXTENSIONS = ("binary_tensor_data",)  # the Open Inference Protocol extensions the server metadata lists
 # After refusing a body it did not read (411, 413), the server keeps reading and discarding for this long before
 # closing, so that a client still sending gets to read the error instead of a connection reset.
 LINGER_SECONDS = 1.0
@@ -104,6 +125,9 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 8080
     max_body_bytes: int = 16 * 1024 * 1024
+    max_connections: int = 256
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
     shutdown_timeout: float = 8.0
     idle_timeout: float = 75.0
     io_timeout: float = 30.0
@@ -131,6 +155,9 @@ class Config:
             host=environ.get("AEGIS_HOST") or defaults.host,
             port=number("AEGIS_PORT", defaults.port, int, 0, 65535),
             max_body_bytes=number("AEGIS_MAX_BODY_BYTES", defaults.max_body_bytes, int, 0),
+            max_connections=number("AEGIS_MAX_CONNECTIONS", defaults.max_connections, int, 1, 65536),
+            header_timeout=number("AEGIS_HEADER_TIMEOUT", defaults.header_timeout, float, 0.01, 86400),
+            body_timeout=number("AEGIS_BODY_TIMEOUT", defaults.body_timeout, float, 0.01, 86400),
             shutdown_timeout=number("AEGIS_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, float, 0, 86400),
             idle_timeout=number("AEGIS_IDLE_TIMEOUT", defaults.idle_timeout, float, 0.01, 86400),
             io_timeout=number("AEGIS_IO_TIMEOUT", defaults.io_timeout, float, 0.01, 86400),
@@ -328,6 +355,55 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+@dataclass(frozen=True)
+class _Body:
+    """A response body that is not a JSON object: the binary tensor data extension's JSON + tensor bytes."""
+
+    content: bytes
+    content_type: str
+    headers: Tuple[Tuple[str, str], ...] = ()
+
+
+class _DeadlinePassed(Exception):
+    """The part of the request being read (headers or body) did not arrive within its total time."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's reads, under a total deadline for the part of the request being read when one is set.
+
+    Each read is also bounded by the socket's own timeout (AEGIS_IO_TIMEOUT, socket.timeout as usual); the deadline
+    stops a client that sends a byte just before each read would time out from keeping a worker forever.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.deadline: Optional[float] = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> Optional[int]:
+        if self.deadline is not None:
+            remaining = self.deadline - time.monotonic()
+            timeout = self._sock.gettimeout()
+            wait = remaining if timeout is None else min(timeout, remaining)
+            if remaining <= 0 or not _readable(self._sock, wait):
+                if wait >= remaining:
+                    raise _DeadlinePassed()
+                raise socket.timeout("timed out")
+        try:
+            return self._sock.recv_into(buffer)
+        except BlockingIOError:
+            return None  # a non-blocking socket with nothing to read (see _wait_for_request)
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(max(timeout, 0) * 1000))
+
+
 class RequestHandler(BaseHTTPRequestHandler):
     """One connection: HTTP/1.1 with keep-alive, handled in its own thread."""
 
@@ -342,7 +418,11 @@ class RequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.config.io_timeout)
-        self._started = time.monotonic()
+        self.rfile.close()  # the stdlib's reader: ours adds the header and body deadlines
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+        self._accepted = self._started = time.monotonic()
+        self._requests = 0
         self._fields: Dict[str, Any] = {}
 
     def version_string(self) -> str:
@@ -361,10 +441,29 @@ class RequestHandler(BaseHTTPRequestHandler):
         while not self.close_connection:
             if not self._wait_for_request():
                 return
-            self.handle_one_request()
+            try:
+                self.handle_one_request()
+            except _DeadlinePassed:  # from the request line or the headers (the body's is handled in _read_body)
+                timeout = self.server.config.header_timeout
+                self._send_error(HttpError(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    f"the request line and headers did not arrive within {timeout:g} s (AEGIS_HEADER_TIMEOUT)",
+                    unread_body=True,
+                ))
+            finally:
+                self._reader.deadline = None
 
     def _wait_for_request(self) -> bool:
-        """True once the next request starts arriving; False to close an idle connection (idle timeout, shutdown)."""
+        """True once the next request starts arriving, with its header deadline set; False to close the connection.
+
+        A new connection has AEGIS_HEADER_TIMEOUT from its accept to send its first request's headers; later
+        requests may be AEGIS_IDLE_TIMEOUT apart, then have AEGIS_HEADER_TIMEOUT from their first byte.
+        """
+        config = self.server.config
+        first = self._requests == 0
+        self._requests += 1
+        # What _send and the logs read, reset so that an early error never reports the previous request.
+        self.command, self.path, self.request_version = None, "", self.default_request_version
         sock = self.connection
         try:
             sock.setblocking(False)
@@ -378,7 +477,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             poller = select.poll()
             poller.register(sock, select.POLLIN | select.POLLPRI)
             poller.register(self.server.wakeup_fd, select.POLLIN)  # readable once shutdown begins
-            deadline = time.monotonic() + self.server.config.idle_timeout
+            deadline = self._accepted + config.header_timeout if first else time.monotonic() + config.idle_timeout
             while True:
                 events = poller.poll(max(deadline - time.monotonic(), 0) * 1000)
                 if any(fd == sock.fileno() for fd, _ in events):
@@ -387,6 +486,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                     return False
         self._started = time.monotonic()
         self._fields = {}
+        self._reader.deadline = (self._accepted if first else self._started) + config.header_timeout
         return True
 
     # Requests.
@@ -396,14 +496,40 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
-    def handle_expect_100(self) -> bool:
-        """`Expect: 100-continue`: refuse an unacceptable body before the client sends it."""
+    def parse_request(self) -> bool:
+        """http.server's parsing, then the checks every request must pass before its body is read."""
+        parsed = super().parse_request()  # reads the headers; answers `Expect: 100-continue` (below)
+        self._reader.deadline = None
+        if not parsed:
+            return False
         try:
+            self._check_host()
+        except HttpError as e:
+            self._send_error(e)
+            return False
+        return True
+
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue`: refuse an unacceptable request before the client sends its body."""
+        try:
+            self._check_host()
             self._body_length()
         except HttpError as e:
             self._send_error(e)
             return False
         return super().handle_expect_100()
+
+    def _check_host(self) -> None:
+        """RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host header; any request at most one."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            message = f"the request has {len(hosts)} Host headers; send one"
+        elif not hosts and self.request_version not in ("HTTP/0.9", "HTTP/1.0"):
+            message = f"the request has no Host header, which {self.request_version} requires"
+        else:
+            return
+        has_body = self.headers.get("Content-Length") is not None or self.headers.get("Transfer-Encoding") is not None
+        raise HttpError(HTTPStatus.BAD_REQUEST, message, close=True, unread_body=has_body)
 
     def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
         """http.server's own errors (malformed request line or headers, unknown method) as JSON, then close."""
@@ -435,7 +561,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             except Exception:
                 pass
 
-    def _route(self, body: bytes) -> Tuple[int, dict]:
+    def _route(self, body: bytes) -> Tuple[int, Any]:
         path = self._path()
         model = self.server.model
         if path == "/v2/health/live":
@@ -447,7 +573,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return (HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE), {"ready": ready}
         if path == "/v2":
             self._allow("GET")
-            return HTTPStatus.OK, {"name": SERVER_NAME, "version": RUNTIME_VERSION, "extensions": []}
+            return HTTPStatus.OK, {"name": SERVER_NAME, "version": RUNTIME_VERSION, "extensions": list(EXTENSIONS)}
         match = _MODEL_PATH.match(path)
         if match is None:
             raise HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint: {_short(path)}")
@@ -471,28 +597,39 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._allow("POST")
         return self._infer(body)
 
-    def _infer(self, body: bytes) -> Tuple[int, dict]:
+    def _infer(self, body: bytes) -> Tuple[int, Any]:
         model = self.server.model
         self._fields["request_id"] = uuid.uuid4().hex  # replaced by the request's own `id` once it is parsed
         if model.state == "loading":
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"model {model.name!r} is still loading")
         if model.state != "ready":
             raise HttpError(HTTPStatus.SERVICE_UNAVAILABLE, f"model {model.name!r} is not ready: {model.problem}")
-        if self.headers.get("Inference-Header-Content-Length") is not None:
-            raise HttpError(HTTPStatus.BAD_REQUEST, "the binary tensor data extension is not supported: send JSON")
+        header = self.headers.get(binary.HEADER)
         try:
-            request = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            text, binary_data = binary.split_body(body, header)
+        except binary.BinaryDataError as e:
+            raise HttpError(HTTPStatus.BAD_REQUEST, str(e)) from None
+        try:
+            request = json.loads(text.decode("utf-8"), parse_constant=_reject_constant)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, NaN, nesting too deep
             raise HttpError(HTTPStatus.BAD_REQUEST, f"invalid JSON: {_short(str(e), 200)}") from None
         if isinstance(request, dict) and isinstance(request.get("id"), str):
             self._fields["request_id"] = request["id"]
         try:
-            infer = model.signature.parse_request(request)
-        except SignatureError as e:
+            chunks = binary.input_chunks(request, binary_data, has_header=header is not None)
+            infer = model.signature.parse_request(request, chunks)
+            binary_outputs = binary.binary_outputs(request, infer.outputs or [o.name for o in model.signature.outputs])
+        except (SignatureError, binary.BinaryDataError) as e:
             raise HttpError(HTTPStatus.BAD_REQUEST, str(e)) from None
+        # `binary_data_output` is the protocol's, not the model's.
+        parameters = {k: v for k, v in infer.parameters.items() if k != "binary_data_output"}
         try:
-            outputs = model.predict(infer.inputs, infer.parameters)
+            outputs = model.predict(infer.inputs, parameters)
             tensors = model.signature.format_outputs(outputs, infer.outputs)
+        except InvalidInput as e:  # the handler's own validation: the client's fault, and the message says why
+            message = _short(" ".join(str(e).split()), 1000) or "no reason given"
+            self._fields["rejected"] = message
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"the model rejected the input: {message}") from None
         except OutputError as e:
             error_id = self._error_id()
             log.error(f"the model handler broke its signature: {e}", extra={"fields": self._request_fields()})
@@ -513,7 +650,17 @@ class RequestHandler(BaseHTTPRequestHandler):
         if infer.id is not None:
             response["id"] = infer.id
         response["outputs"] = tensors
-        return HTTPStatus.OK, response
+        if not binary_outputs:
+            return HTTPStatus.OK, response
+        chunks_out = []
+        for tensor in tensors:
+            if tensor["name"] in binary_outputs:
+                chunks_out.append(binary.encode(tensor["datatype"], tensor.pop("data")))
+                tensor["parameters"] = {"binary_data_size": len(chunks_out[-1])}
+        head = json.dumps(response, allow_nan=False).encode()
+        return HTTPStatus.OK, _Body(
+            b"".join([head, *chunks_out]), "application/octet-stream", ((binary.HEADER, str(len(head))),)
+        )
 
     # Bodies.
 
@@ -547,10 +694,20 @@ class RequestHandler(BaseHTTPRequestHandler):
         length = self._body_length()
         if length == 0:
             return b""
+        timeout = self.server.config.body_timeout
+        self._reader.deadline = time.monotonic() + timeout
         try:
             body = self.rfile.read(length)
         except socket.timeout:
             raise HttpError(HTTPStatus.REQUEST_TIMEOUT, "timed out reading the request body", close=True) from None
+        except _DeadlinePassed:
+            raise HttpError(
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"the request body did not arrive within {timeout:g} s (AEGIS_BODY_TIMEOUT)",
+                unread_body=True,
+            ) from None
+        finally:
+            self._reader.deadline = None
         if len(body) < length:
             raise HttpError(HTTPStatus.BAD_REQUEST, "the request body is shorter than its Content-Length", close=True)
         return body
@@ -575,12 +732,15 @@ class RequestHandler(BaseHTTPRequestHandler):
         if error.unread_body:
             self._discard_unread_body()
 
-    def _send(self, status: int, payload: dict, headers: Tuple[Tuple[str, str], ...] = ()) -> None:
-        body = json.dumps(payload, allow_nan=False).encode()
+    def _send(self, status: int, payload: Any, headers: Tuple[Tuple[str, str], ...] = ()) -> None:
+        if isinstance(payload, _Body):
+            body, content_type, headers = payload.content, payload.content_type, payload.headers + headers
+        else:
+            body, content_type = json.dumps(payload, allow_nan=False).encode(), "application/json"
         if self.server.draining:
             self.close_connection = True  # one request per connection once shutdown begins
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for key, value in headers:
             self.send_header(key, value)
@@ -633,7 +793,11 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 
 class InferenceServer(ThreadingHTTPServer):
-    """A thread per connection; counts connections so that shutdown can wait for the in-flight ones."""
+    """A thread per connection, at most AEGIS_MAX_CONNECTIONS of them; counts them so that shutdown can wait.
+
+    A connection over the limit is answered 503 at once by the accepting thread, which then reads and drops
+    whatever the client still sends for up to LINGER_SECONDS (so that it sees the 503, not a reset) before closing.
+    """
 
     daemon_threads = True  # a handler stuck past the shutdown timeout must not keep the process alive
     request_queue_size = 128
@@ -645,6 +809,9 @@ class InferenceServer(ThreadingHTTPServer):
         self._wake_read, self._wake_write = os.pipe()
         self._connections = 0
         self._idle = threading.Condition()
+        self._refused: List[Tuple[float, socket.socket]] = []  # answered 503, closing once the client is done
+        self._refusals = 0  # refused since the last log line about it
+        self._refusals_logged = -math.inf
         if ":" in config.host:
             self.address_family = socket.AF_INET6
         try:
@@ -669,7 +836,12 @@ class InferenceServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._idle:
-            self._connections += 1
+            full = self._connections >= self.config.max_connections
+            if not full:
+                self._connections += 1
+        if full:
+            self._refuse(request)
+            return
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -681,6 +853,58 @@ class InferenceServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._connection_done()
+
+    def _refuse(self, sock: socket.socket) -> None:
+        limit = self.config.max_connections
+        body = json.dumps(
+            {"error": f"the server is at its limit of {limit} connections (AEGIS_MAX_CONNECTIONS); retry later"}
+        ).encode()
+        head = (
+            f"HTTP/1.1 503 Service Unavailable\r\nServer: {SERVER_NAME}/{RUNTIME_VERSION}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nRetry-After: 1\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        try:
+            sock.setblocking(False)  # never let a client stall the accepting thread
+            sock.send(head + body)  # a fresh socket's send buffer takes it whole
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if len(self._refused) < 1024:
+            self._refused.append((time.monotonic() + LINGER_SECONDS, sock))
+        else:
+            sock.close()
+        self._refusals += 1
+        self._log_refusals()
+
+    def _log_refusals(self) -> None:
+        """At most one log line a second about refused connections, however many there are."""
+        now = time.monotonic()
+        if self._refusals and now - self._refusals_logged >= 1.0:
+            log.warning(
+                f"refused {self._refusals} connection(s): at the limit of {self.config.max_connections} "
+                "(AEGIS_MAX_CONNECTIONS)",
+                extra={"fields": {"refused": self._refusals, "max_connections": self.config.max_connections}},
+            )
+            self._refusals, self._refusals_logged = 0, now
+
+    def service_actions(self) -> None:
+        """Between accepts: close refused connections once their client is done (or their linger is over)."""
+        now = time.monotonic()
+        lingering = []
+        for deadline, sock in self._refused:
+            try:
+                done = now >= deadline or not sock.recv(65536)
+            except BlockingIOError:
+                done = False
+            except OSError:
+                done = True
+            if done:
+                sock.close()
+            else:
+                lingering.append((deadline, sock))
+        self._refused = lingering
+        self._log_refusals()
 
     def _connection_done(self) -> None:
         with self._idle:
@@ -718,6 +942,8 @@ class InferenceServer(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        for _, sock in self._refused:
+            sock.close()
         for fd in (self._wake_read, self._wake_write):
             try:
                 os.close(fd)

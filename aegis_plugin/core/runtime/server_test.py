@@ -9,10 +9,13 @@ from __future__ import annotations
 import ctypes.util
 import http.client
 import json
+import math
 import os
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -62,6 +65,8 @@ SIGNATURE = {
 # A small model whose behaviour the request's `parameters` steer (the server passes them through).
 HANDLER = '''
 import json, math, os, sys, threading, time
+
+from aegis_runtime import InvalidInput
 
 SIGNATURE = __SIGNATURE__
 
@@ -115,6 +120,10 @@ class Handler:
             barrier.wait(timeout=3)
         if "raise" in parameters:
             raise RuntimeError(parameters["raise"])
+        if "reject" in parameters:
+            raise InvalidInput(parameters["reject"])
+        if "value_error" in parameters:
+            raise ValueError(parameters["value_error"])
         if "exit" in parameters:
             sys.exit(parameters["exit"])
         outputs = {
@@ -390,7 +399,9 @@ def test_health_endpoints(shared: Server) -> None:
 def test_server_metadata(shared: Server) -> None:
     reply = call(shared.port, "GET", "/v2")
     assert reply.status == 200
-    assert reply.body == {"name": "aegis", "version": server_module.RUNTIME_VERSION, "extensions": []}
+    assert reply.body == {
+        "name": "aegis", "version": server_module.RUNTIME_VERSION, "extensions": ["binary_tensor_data"]
+    }
 
 
 def test_model_metadata(shared: Server) -> None:
@@ -667,9 +678,184 @@ def test_invalid_content_length_is_400(shared: Server) -> None:
         assert_error(read_reply(stream), 400, "invalid Content-Length")
 
 
-def test_binary_tensor_extension_is_refused(shared: Server) -> None:
-    reply = call(shared.port, "POST", INFER, valid_request(), headers={"Inference-Header-Content-Length": "10"})
-    assert_error(reply, 400, "binary tensor data extension is not supported")
+# --- The binary tensor data extension (hand-built; aegis_plugin/core/contract tests it with tritonclient) --------
+
+
+def strings(*values: bytes) -> bytes:
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+# The tensors of valid_request() as binary data.
+BINARY = {
+    "x": struct.pack("<6f", 1, 2, 3, 4, 5, 6.5),
+    "n": struct.pack("<2i", 1, -2),
+    "u": bytes([0, 255]),
+    "flag": bytes([1, 0]),
+    "text": strings(b"ab", b"Cd"),
+}
+
+
+def binary_request(binary: Dict[str, bytes], *, sizes: Optional[Dict[str, int]] = None, **extra: Any
+                   ) -> Tuple[bytes, Dict[str, str]]:
+    """valid_request() with the tensors named in `binary` sent as binary data (in request order), and its header."""
+    request = valid_request(**extra)
+    for tensor in request["inputs"]:
+        if tensor["name"] in binary:
+            del tensor["data"]
+            size = (sizes or {}).get(tensor["name"], len(binary[tensor["name"]]))
+            tensor["parameters"] = {"binary_data_size": size}
+    head = json.dumps(request).encode()
+    tail = b"".join(binary[t["name"]] for t in request["inputs"] if t["name"] in binary)
+    return head + tail, {"Inference-Header-Content-Length": str(len(head))}
+
+
+def call_binary(port: int, body: bytes, headers: Dict[str, str]) -> Tuple[Reply, bytes]:
+    """POST to INFER; the reply's JSON part, and the binary data after it."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", INFER, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        reply_headers = {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+    split = int(reply_headers.get("inference-header-content-length", len(data)))
+    return Reply(response.status, reply_headers, json.loads(data[:split])), data[split:]
+
+
+def test_binary_inputs_all_or_some_give_the_same_outputs(shared: Server) -> None:
+    expected = call(shared.port, "POST", INFER, valid_request()).body
+    for names in (list(BINARY), ["x", "text"], ["flag"]):
+        reply, tail = call_binary(shared.port, *binary_request({n: BINARY[n] for n in names}))
+        assert reply.status == 200, reply
+        assert reply.headers["content-type"] == "application/json"
+        assert "inference-header-content-length" not in reply.headers and tail == b""
+        assert reply.body == expected
+
+
+def test_binary_outputs_per_output_and_for_all(shared: Server) -> None:
+    outputs = [{"name": "sum", "parameters": {"binary_data": True}},
+               {"name": "upper", "parameters": {"binary_data": True}}, {"name": "total"}]
+    reply, tail = call_binary(shared.port, *binary_request(BINARY, outputs=outputs))
+    assert reply.status == 200, reply
+    assert reply.headers["content-type"] == "application/octet-stream"
+    assert int(reply.headers["content-length"]) == int(reply.headers["inference-header-content-length"]) + 8 + 12
+    summed, upper, total = reply.body["outputs"]
+    assert summed == {"name": "sum", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}
+    assert upper == {"name": "upper", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 12}}
+    assert total == {"name": "total", "datatype": "INT64", "shape": [2], "data": [1, 253]}
+    assert struct.unpack("<2f", tail[:8]) == (12.0, 31.0)
+    assert tail[8:] == strings(b"AB", b"CD")
+
+    # The request's `binary_data_output` makes every output binary unless the output says otherwise; a JSON request
+    # may ask for it too, and the handler never sees the protocol's parameter.
+    request = valid_request(parameters={"binary_data_output": True},
+                            outputs=[{"name": "inverted"}, {"name": "params", "parameters": {"binary_data": False}}])
+    reply, tail = call_binary(shared.port, json.dumps(request).encode(), {})
+    assert reply.status == 200, reply
+    inverted, params = reply.body["outputs"]
+    assert inverted["parameters"] == {"binary_data_size": 2} and tail == bytes([0, 1])
+    assert params["data"] == ["{}"]
+    reply, tail = call_binary(shared.port, json.dumps(valid_request(parameters={"binary_data_output": True})).encode(),
+                              {})
+    assert [o["parameters"]["binary_data_size"] for o in reply.body["outputs"]] == [8, 16, 2, 12, 4, 6]
+    assert struct.unpack("<2q", tail[8:24]) == (1, 253)
+
+
+@pytest.mark.parametrize(
+    "body_headers, fragments",
+    [
+        (binary_request({"x": BINARY["x"][:20]}), ["tensor 'x'", "20 bytes of binary data hold 5 elements",
+                                                   "shape [2, 3] has 6"]),
+        (binary_request({"x": BINARY["x"][:22]}), ["tensor 'x'", "binary_data_size 22 is not a multiple of the "
+                                                   "4-byte FP32 element"]),
+        (binary_request({"x": BINARY["x"]}, sizes={"x": 100}), ["tensor 'x'", "binary_data_size 100 runs past the "
+                                                                 "end of the body (24 bytes left)"]),
+        (binary_request({"x": BINARY["x"]}, sizes={"x": 20}), ["4 bytes of binary data follow the JSON that no "
+                                                               "input's binary_data_size claims"]),
+        (binary_request({"x": BINARY["x"]}, sizes={"x": -1}), ["tensor 'x'", "`binary_data_size` must be a "
+                                                               "non-negative integer"]),
+        (binary_request({"flag": bytes([2, 0])}), ["tensor 'flag'", "element 0 is the byte 2, not 0 or 1 (BOOL)"]),
+        (binary_request({"text": strings(b"ab", b"\xff")}), ["tensor 'text'", "element 1 is not UTF-8 text"]),
+        (binary_request({"text": strings(b"ab", b"Cd")[:-1]}), ["tensor 'text'", "element 1: its length says 2 "
+                                                                "bytes, the binary data has 1"]),
+        (binary_request({"text": strings(b"ab", b"Cd")[:-3]}), ["tensor 'text'", "element 1: the binary data ends "
+                                                                "inside its 4-byte length"]),
+        (binary_request({"x": struct.pack("<6f", math.nan, 2, 3, 4, 5, 6)}), ["tensor 'x'", "element 0 (nan) is "
+                                                                                "not a finite number"]),
+        ((binary_request({"x": BINARY["x"]})[0][: -len(BINARY["x"])], {}),  # the JSON alone, without the header
+         ["tensor 'x'", "has `binary_data_size` but the request has no Inference-Header-Content-Length header"]),
+        ((b"{}", {"Inference-Header-Content-Length": "3"}), ["Inference-Header-Content-Length '3' is not a byte "
+                                                             "count within the 2-byte body"]),
+        ((b"{}", {"Inference-Header-Content-Length": "-1"}), ["Inference-Header-Content-Length '-1'"]),
+        (binary_request({"u": BINARY["u"]}, outputs=[{"name": "sum", "parameters": {"binary_data": 1}}]),
+         ["output 'sum': `binary_data` must be true or false, not 1"]),
+        (binary_request({"u": BINARY["u"]}, parameters={"binary_data_output": "yes"}),
+         ["`binary_data_output` must be true or false, not 'yes'"]),
+    ],
+)
+def test_binary_data_that_does_not_add_up_is_400(shared: Server, body_headers: Tuple[bytes, Dict[str, str]],
+                                                 fragments: List[str]) -> None:
+    reply, _ = call_binary(shared.port, *body_headers)
+    assert_error(reply, 400, *fragments)
+
+
+def test_binary_input_with_data_too_or_the_wrong_datatype_is_400(shared: Server) -> None:
+    body, headers = binary_request({"x": BINARY["x"]})
+    request = json.loads(body[: int(headers["Inference-Header-Content-Length"])])
+    request["inputs"][0]["data"] = [1, 2, 3, 4, 5, 6]
+    both = json.dumps(request).encode()
+    reply, _ = call_binary(shared.port, both + BINARY["x"], {"Inference-Header-Content-Length": str(len(both))})
+    assert_error(reply, 400, "tensor 'x': has both `data` and `binary_data_size`")
+    del request["inputs"][0]["data"]
+    request["inputs"][0]["datatype"] = "FP64"
+    wrong = json.dumps(request).encode()
+    reply, _ = call_binary(shared.port, wrong + BINARY["x"], {"Inference-Header-Content-Length": str(len(wrong))})
+    assert_error(reply, 400, "tensor 'x': datatype 'FP64' does not match the model's FP32")
+
+
+# --- The handler's own input validation ---------------------------------------------------------------------------
+
+
+def test_handler_rejecting_its_input_is_400_with_its_message(shared: Server) -> None:
+    reply = call(shared.port, "POST", INFER, valid_request(parameters={"reject": "amount must be >= 0\n(got -3)"}))
+    assert_error(reply, 400)
+    assert reply.body["error"] == "the model rejected the input: amount must be >= 0 (got -3)"
+    entry = shared.wait_log(lambda e: e.get("status") == 400 and e.get("rejected"))
+    assert entry["rejected"] == "amount must be >= 0 (got -3)" and "traceback" not in entry
+    # Any other exception, ValueError included, is the model's bug: 500, details in the log only.
+    message = assert_error(call(shared.port, "POST", INFER, valid_request(parameters={"value_error": "secret"})), 500)
+    assert "secret" not in message
+
+
+# --- Host -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "head, fragment",
+    [
+        (b"GET /v2/health/live HTTP/1.1\r\n\r\n", "no Host header, which HTTP/1.1 requires"),
+        (b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "2 Host headers"),
+        (b"GET /v2/health/live HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", "2 Host headers"),
+        (b"POST " + INFER.encode() + b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", "no Host header"),
+        (b"POST " + INFER.encode() + b" HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+         "no Host header"),  # refused before the 100 Continue, so the client never sends the body
+    ],
+)
+def test_requests_without_exactly_one_host_are_400_and_close(shared: Server, head: bytes, fragment: str) -> None:
+    with connect(shared.port) as sock:
+        stream = sock.makefile("rb")
+        sock.sendall(head)
+        reply = read_reply(stream)
+        assert_error(reply, 400, fragment)
+        assert reply.headers["connection"] == "close"
+        assert stream.read() == b""
+
+
+def test_http_1_0_without_host_is_served(shared: Server) -> None:
+    with connect(shared.port) as sock:
+        sock.sendall(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
+        assert read_reply(sock.makefile("rb")).body == {"live": True}
 
 
 def test_malformed_request_line_gets_a_json_error(shared: Server) -> None:
@@ -958,6 +1144,121 @@ def test_a_body_that_never_arrives_is_408(tmp_path: Path) -> None:
             assert time.monotonic() - started < 1.0
 
 
+# --- Deadlines and the connection limit ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with short header and body deadlines (the per-read I/O timeout stays at its 30 s default)."""
+    env = {"AEGIS_HEADER_TIMEOUT": "0.5", "AEGIS_BODY_TIMEOUT": "0.5", "AEGIS_IDLE_TIMEOUT": "5"}
+    with Server(tmp_path_factory.mktemp("strict"), env=env) as server:
+        yield server.start()
+
+
+def trickle(socks: List[socket.socket], byte: bytes, seconds: float = 4.0) -> Dict[socket.socket, float]:
+    """Send `byte` on each socket every 0.1 s until the server answers; when each answer came (seconds)."""
+    started = time.monotonic()
+    answered: Dict[socket.socket, float] = {}
+    while len(answered) < len(socks) and time.monotonic() - started < seconds:  # bounded: at most `seconds`
+        for sock in socks:
+            if sock not in answered:
+                try:
+                    sock.sendall(byte)
+                except OSError:
+                    answered[sock] = time.monotonic() - started
+        readable, _, _ = select.select([s for s in socks if s not in answered], [], [], 0.1)
+        for sock in readable:
+            answered.setdefault(sock, time.monotonic() - started)
+    return answered
+
+
+def test_headers_trickled_in_get_408_at_the_header_deadline(strict: Server) -> None:
+    # Slowloris: each connection sends a header byte every 0.1 s, far inside the 30 s per-read timeout.
+    socks = [connect(strict.port) for _ in range(20)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        answered = trickle(socks, b"a")
+        assert len(answered) == len(socks)
+        assert all(0.4 <= seconds < 1.5 for seconds in answered.values()), answered
+        for sock in socks:
+            stream = sock.makefile("rb")
+            assert_error(read_reply(stream), 408, "headers did not arrive within 0.5 s (AEGIS_HEADER_TIMEOUT)")
+            assert stream.read() == b""  # closed
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(strict: Server) -> None:
+    with connect(strict.port) as sock:
+        started = time.monotonic()
+        assert sock.makefile("rb").read() == b""
+        assert 0.4 <= time.monotonic() - started < 1.5
+
+
+def test_keep_alive_requests_get_the_idle_timeout_between_them(strict: Server) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", strict.port, timeout=3)
+    try:
+        assert call(strict.port, "GET", "/v2/health/live", connection=conn).status == 200
+        first_socket = conn.sock
+        time.sleep(0.8)  # longer than the header deadline, shorter than the idle timeout
+        assert call(strict.port, "POST", INFER, valid_request(), connection=conn).status == 200
+        assert conn.sock is first_socket
+    finally:
+        conn.close()
+
+
+def test_a_body_trickled_in_gets_408_at_the_body_deadline(strict: Server) -> None:
+    with connect(strict.port) as sock:
+        sock.sendall(f"POST {INFER} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{{".encode())
+        (seconds,) = trickle([sock], b" ").values()
+        assert 0.4 <= seconds < 1.5
+        reply = read_reply(sock.makefile("rb"))
+        assert_error(reply, 408, "body did not arrive within 0.5 s (AEGIS_BODY_TIMEOUT)")
+        assert reply.headers["connection"] == "close"
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def test_connections_over_the_limit_get_503_and_threads_stay_bounded(tmp_path: Path) -> None:
+    with Server(tmp_path, env={"AEGIS_MAX_CONNECTIONS": "4"}) as server:
+        server.start()
+        baseline = thread_count(server.proc.pid)
+        held = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=3) for _ in range(4)]
+        extra: List[socket.socket] = []
+        try:
+            for conn in held:  # four keep-alive connections: the limit
+                assert call(server.port, "GET", "/v2/health/live", connection=conn).status == 200
+            extra = [connect(server.port) for _ in range(50)]
+            for sock in extra:  # answered at once, before they send anything
+                stream = sock.makefile("rb")
+                reply = read_reply(stream)
+                assert_error(reply, 503, "limit of 4 connections (AEGIS_MAX_CONNECTIONS)")
+                assert (reply.headers["retry-after"], reply.headers["connection"]) == ("1", "close")
+                assert stream.read() == b""
+            assert thread_count(server.proc.pid) <= baseline + 4
+            # A client that sends its request anyway still reads the 503 (no reset).
+            assert_error(call(server.port, "POST", INFER, valid_request()), 503, "AEGIS_MAX_CONNECTIONS")
+            assert server.wait_message("refused ")["level"] == "warning"
+            held.pop().close()  # a slot frees up: new connections are served again
+            deadline = time.monotonic() + 3
+            while True:  # bounded: the server notices the close within its poll
+                status = call(server.port, "GET", "/v2/health/live").status
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert status == 200
+        finally:
+            for conn in held:
+                conn.close()
+            for sock in extra:
+                sock.close()
+
+
 # --- Accelerators ----------------------------------------------------------------------------------------------
 
 
@@ -1111,11 +1412,16 @@ def test_a_port_in_use_exits_1(tmp_path: Path) -> None:
 
 def test_config_from_env() -> None:
     assert Config.from_env({}) == Config(
-        app_dir="/app", host="0.0.0.0", port=8080, max_body_bytes=16 * 1024 * 1024, shutdown_timeout=8.0,
-        idle_timeout=75.0, io_timeout=30.0, nvidia_device_dir="/dev", libcuda="libcuda.so.1",
+        app_dir="/app", host="0.0.0.0", port=8080, max_body_bytes=16 * 1024 * 1024, max_connections=256,
+        header_timeout=10.0, body_timeout=60.0, shutdown_timeout=8.0, idle_timeout=75.0, io_timeout=30.0,
+        nvidia_device_dir="/dev", libcuda="libcuda.so.1",
     )
-    config = Config.from_env({"AEGIS_PORT": "9000", "AEGIS_MAX_BODY_BYTES": "10", "AEGIS_SHUTDOWN_TIMEOUT": "0.5"})
+    config = Config.from_env({"AEGIS_PORT": "9000", "AEGIS_MAX_BODY_BYTES": "10", "AEGIS_SHUTDOWN_TIMEOUT": "0.5",
+                              "AEGIS_MAX_CONNECTIONS": "3", "AEGIS_HEADER_TIMEOUT": "0.25",
+                              "AEGIS_BODY_TIMEOUT": "1.5"})
     assert (config.port, config.max_body_bytes, config.shutdown_timeout) == (9000, 10, 0.5)
-    for bad in ({"AEGIS_PORT": "70000"}, {"AEGIS_SHUTDOWN_TIMEOUT": "-1"}, {"AEGIS_MAX_BODY_BYTES": "1.5"}):
+    assert (config.max_connections, config.header_timeout, config.body_timeout) == (3, 0.25, 1.5)
+    for bad in ({"AEGIS_PORT": "70000"}, {"AEGIS_SHUTDOWN_TIMEOUT": "-1"}, {"AEGIS_MAX_BODY_BYTES": "1.5"},
+                {"AEGIS_MAX_CONNECTIONS": "0"}, {"AEGIS_HEADER_TIMEOUT": "0"}, {"AEGIS_BODY_TIMEOUT": "x"}):
         with pytest.raises(ValueError):
             Config.from_env(bad)

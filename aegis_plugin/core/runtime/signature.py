@@ -9,7 +9,8 @@ The handler's `SIGNATURE` is a dict in the shape of the Open Inference Protocol'
 
 `-1` marks a variable dimension. A request that breaks the signature raises `SignatureError` (the client's
 fault: HTTP 400); a handler whose outputs break it raises `OutputError` (the model's fault: HTTP 500). Every
-message names the tensor and the problem.
+message names the tensor and the problem. A handler rejects input the signature cannot describe (a value out of
+its domain, inconsistent batch sizes) by raising `InvalidInput` (HTTP 400 with its message).
 
 Standard library only, importable on Python 3.9: this module goes into every image.
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from . import binary
 
 # Integer datatypes and their inclusive ranges.
 INT_RANGES: Dict[str, Tuple[int, int]] = {
@@ -37,6 +40,14 @@ DATATYPES = frozenset(INT_RANGES) | frozenset(FLOAT_MAX) | {"BOOL", "BYTES"}
 
 class SignatureError(ValueError):
     """A request that does not match the signature (HTTP 400): the message names the tensor and the problem."""
+
+
+class InvalidInput(ValueError):
+    """Raised by a handler's `predict` to reject its input: the client gets HTTP 400 with this message.
+
+    Handlers import it as `from aegis_runtime import InvalidInput`. Any other exception, ValueError included, is
+    taken for a bug in the model (HTTP 500, details only in the log): numpy and friends raise ValueError for those.
+    """
 
 
 class OutputError(RuntimeError):
@@ -111,8 +122,11 @@ class Signature:
     def to_metadata(self) -> dict:
         return {"inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
 
-    def parse_request(self, request: Any) -> InferRequest:
-        """Check a decoded `$inference_request` against the signature; raise SignatureError on any problem."""
+    def parse_request(self, request: Any, binary_data: Optional[Mapping[str, bytes]] = None) -> InferRequest:
+        """Check a decoded `$inference_request` against the signature; raise SignatureError on any problem.
+
+        `binary_data` holds the bytes of the inputs sent as binary tensor data (see binary.py), by name.
+        """
         if not isinstance(request, dict):
             raise SignatureError(f"the request body must be a JSON object, not {_json_type(request)}")
         request_id = request.get("id")
@@ -139,7 +153,7 @@ class Signature:
         for spec in self.inputs:
             if spec.name not in given:
                 raise SignatureError(f"tensor {spec.name!r}: missing from the request")
-            inputs[spec.name] = _parse_input(spec, given[spec.name])
+            inputs[spec.name] = _parse_input(spec, given[spec.name], (binary_data or {}).get(spec.name))
         return InferRequest(request_id, parameters, inputs, self._requested_outputs(request))
 
     def _requested_outputs(self, request: dict) -> Optional[Tuple[str, ...]]:
@@ -184,7 +198,7 @@ class Signature:
         return [tensors[name] for name in (requested if requested is not None else declared)]
 
 
-def _parse_input(spec: TensorSpec, tensor: dict) -> list:
+def _parse_input(spec: TensorSpec, tensor: dict, chunk: Optional[bytes] = None) -> list:
     where = f"tensor {spec.name!r}"
     if tensor.get("datatype") != spec.datatype:
         raise SignatureError(f"{where}: datatype {tensor.get('datatype')!r} does not match the model's {spec.datatype}")
@@ -195,12 +209,23 @@ def _parse_input(spec: TensorSpec, tensor: dict) -> list:
     if problem:
         raise SignatureError(f"{where}: {problem}")
     _parameters(tensor, where)
-    if "data" not in tensor:
-        raise SignatureError(f"{where}: no `data`")
-    data = tensor["data"]
-    if not isinstance(data, list):
-        raise SignatureError(f"{where}: `data` must be an array, not {_json_type(data)}")
-    flat = _flatten_input(where, data, shape)
+    if chunk is not None:
+        try:
+            flat = binary.decode(spec.datatype, chunk)
+        except ValueError as e:
+            raise SignatureError(f"{where}: {e}") from None
+        if len(flat) != math.prod(shape):
+            raise SignatureError(
+                f"{where}: its {len(chunk)} bytes of binary data hold {len(flat)} elements, "
+                f"shape {shape} has {math.prod(shape)}"
+            )
+    else:
+        if "data" not in tensor:
+            raise SignatureError(f"{where}: no `data`")
+        data = tensor["data"]
+        if not isinstance(data, list):
+            raise SignatureError(f"{where}: `data` must be an array, not {_json_type(data)}")
+        flat = _flatten_input(where, data, shape)
     for index, item in enumerate(flat):
         problem = element_problem(spec.datatype, item)
         if problem:

@@ -96,10 +96,17 @@ def certificate_issuer(certificate: x509.Certificate) -> Optional[str]:
 
 
 def verify_signer(trust: TrustedRoot, certificate_pem: bytes, entry: LogEntry, identity: str, issuer: str) -> x509.Certificate:
-    """Checks a keyless signer: the certificate chains to a trusted CA, names `identity` and `issuer`, and
-    the transparency log recorded this certificate's signature while it was valid. Returns the certificate."""
+    """Checks a keyless signer: the transparency log recorded this certificate's signature, the certificate
+    chains to a trusted CA through certificates that were all valid, and allowed to issue, at that time
+    (the log's integrated time: the short-lived leaf has expired long before anyone verifies), and it names
+    `identity` and `issuer`. Returns the certificate."""
     certificate = x509.load_pem_x509_certificate(certificate_pem)
-    _chain_to_trusted(trust, certificate)
+    # The time is the entry's own; it counts only once the log's signature over it (the SET) verifies below.
+    try:
+        logged_at = datetime.datetime.fromtimestamp(entry.integrated_time, datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise IdentityError(f"the transparency-log entry has an impossible time ({entry.integrated_time})") from None
+    _chain_to_trusted(trust, certificate, logged_at)
     try:
         entry.verify_set(trust.log_keys)
         logged = x509.load_pem_x509_certificate(entry.certificate_pem())
@@ -107,8 +114,7 @@ def verify_signer(trust: TrustedRoot, certificate_pem: bytes, entry: LogEntry, i
         raise IdentityError(str(e)) from None
     if logged != certificate:
         raise IdentityError("the transparency log entry names another certificate")
-    logged_at = datetime.datetime.fromtimestamp(entry.integrated_time, datetime.timezone.utc)
-    if not certificate.not_valid_before_utc <= logged_at <= certificate.not_valid_after_utc:
+    if not _valid_at(certificate, logged_at):
         raise IdentityError("the signature was logged outside the certificate's validity")
     found, found_issuer = certificate_identity(certificate), certificate_issuer(certificate)
     if found != identity:
@@ -118,9 +124,15 @@ def verify_signer(trust: TrustedRoot, certificate_pem: bytes, entry: LogEntry, i
     return certificate
 
 
-def _chain_to_trusted(trust: TrustedRoot, certificate: x509.Certificate) -> None:
-    current = certificate
+def _chain_to_trusted(trust: TrustedRoot, certificate: x509.Certificate, at: datetime.datetime) -> None:
+    """Walks from `certificate` up to a trusted self-signed root. Each issuer on the way must be a CA
+    (basicConstraints CA=true; keyUsage, when present, with keyCertSign), allow the CAs below it (pathLen)
+    and be valid at `at`: an expired or non-CA certificate in a trusted root must not vouch for anyone."""
+    current, below = certificate, 0  # below: the CA certificates between `current` and the leaf
     for _ in range(len(trust.certificate_authorities) + 1):
+        if current is not certificate:
+            _check_authority(current, below, at)
+            below += 1
         if current in trust.certificate_authorities and current.issuer == current.subject:
             return
         parent = next((ca for ca in trust.certificate_authorities if _issued_by(current, ca)), None)
@@ -128,6 +140,35 @@ def _chain_to_trusted(trust: TrustedRoot, certificate: x509.Certificate) -> None
             break
         current = parent
     raise IdentityError("the signing certificate was not issued by a trusted certificate authority")
+
+
+def _check_authority(ca: x509.Certificate, below: int, at: datetime.datetime) -> None:
+    name = ca.subject.rfc4514_string() or "(no subject)"
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise IdentityError(f"the certificate authority {name!r} of the signing chain is not a CA "
+                            "(basicConstraints CA=true missing)")
+    try:
+        if not ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign:
+            raise IdentityError(f"the certificate authority {name!r} of the signing chain may not sign "
+                                "certificates (keyUsage without keyCertSign)")
+    except x509.ExtensionNotFound:
+        pass
+    if constraints.path_length is not None and below > constraints.path_length:
+        raise IdentityError(f"the certificate authority {name!r} allows {constraints.path_length} CA(s) below it "
+                            f"(pathLen), the signing chain has {below}")
+    if not _valid_at(ca, at):
+        when = "%Y-%m-%dT%H:%M:%SZ"
+        raise IdentityError(
+            f"the certificate authority {name!r} was not valid when the signature was logged ({at:{when}}; valid "
+            f"{ca.not_valid_before_utc:{when}} to {ca.not_valid_after_utc:{when}})")
+
+
+def _valid_at(certificate: x509.Certificate, at: datetime.datetime) -> bool:
+    return certificate.not_valid_before_utc <= at <= certificate.not_valid_after_utc
 
 
 def _issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:

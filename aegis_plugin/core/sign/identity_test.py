@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,41 @@ def test_trusted_roots(tmp_path: Path) -> None:
         TrustedRoot.from_json(json.dumps({"tlogs": []}).encode(), "x.json")
     with pytest.raises(IdentityError, match="y.json: not a Sigstore trusted root"):
         TrustedRoot.from_json(b"[]", "y.json")
+
+
+HOUR, DAY = datetime.timedelta(hours=1), datetime.timedelta(days=1)
+
+
+@pytest.mark.parametrize("root, intermediate, message", [
+    ({}, {"ca": False}, "'CN=aegis-test-fulcio-intermediate' of the signing chain is not a CA"),
+    ({"ca": False}, {}, "'CN=aegis-test-fulcio-root' of the signing chain is not a CA"),
+    ({}, {"key_cert_sign": False},
+     "'CN=aegis-test-fulcio-intermediate' of the signing chain may not sign certificates"),
+    ({"path_length": 0}, {}, "'CN=aegis-test-fulcio-root' allows 0 CA(s) below it (pathLen), the signing chain has 1"),
+    ({}, {"valid": (-2 * DAY, -DAY)},
+     "'CN=aegis-test-fulcio-intermediate' was not valid when the signature was logged"),
+    ({}, {"valid": (HOUR, DAY)}, "'CN=aegis-test-fulcio-intermediate' was not valid when the signature was logged"),
+    ({"valid": (-2 * DAY, -DAY)}, {}, "'CN=aegis-test-fulcio-root' was not valid when the signature was logged"),
+])
+def test_a_chain_through_an_unfit_certificate_authority_is_refused(tmp_path: Path, root, intermediate,
+                                                                   message: str) -> None:
+    sigstore = LocalSigstore(tmp_path, root=root, intermediate=intermediate)
+    trust = TrustedRoot.from_json(sigstore.trusted_root().read_bytes(), "trusted_root.json")
+    certificate, entry, _ = _signed(sigstore)
+    with pytest.raises(IdentityError, match=re.escape(message)):
+        verify_signer(trust, certificate, entry, IDENTITY, ISSUER)
+
+
+def test_the_chain_is_checked_at_the_signing_time(tmp_path: Path) -> None:
+    """An intermediate that has expired since, or a pathLen of 0 right above the leaf (as Sigstore's own
+    intermediate has), is fine: what counts is that each CA was valid when the log recorded the signature."""
+    sigstore = LocalSigstore(tmp_path, root={"valid": (-4 * DAY, DAY)},
+                              intermediate={"valid": (-3 * DAY, -DAY), "path_length": 0})
+    trust = TrustedRoot.from_json(sigstore.trusted_root().read_bytes(), "trusted_root.json")
+    sigstore.clock = -2 * DAY
+    certificate, entry, _ = _signed(sigstore)
+    assert verify_signer(trust, certificate, entry, IDENTITY, ISSUER)
+    # Logged two days later (now), the same chain is refused.
+    moved = dataclasses.replace(entry, integrated_time=entry.integrated_time + 2 * 86400)
+    with pytest.raises(IdentityError, match="was not valid when the signature was logged"):
+        verify_signer(trust, certificate, moved, IDENTITY, ISSUER)

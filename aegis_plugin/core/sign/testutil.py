@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Mapping, Optional, Tuple
 
 import pytest
 from cryptography import x509
@@ -49,18 +50,23 @@ class LocalSigstore:
     timestamps. `session()` signs the way `sigstore.sign.Signer` does and returns real sigstore `Bundle`s;
     `trusted_root()` and the PEM files let `aegis verify` and the real cosign check the result."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, root: Optional[Mapping[str, Any]] = None,
+                 intermediate: Optional[Mapping[str, Any]] = None) -> None:
+        """`root` and `intermediate` change how the CA certificates are made (`_ca_certificate`'s options),
+        for the tests of chains a verifier must refuse."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.root_key, self.intermediate_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
         self.log_key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aegis-test-fulcio-root")])
-        self.root = _certificate(root_name, root_name, self.root_key.public_key(), self.root_key, now, ca=True)
+        self.root = _ca_certificate(root_name, root_name, self.root_key.public_key(), self.root_key, now,
+                                    **(root or {}))
         intermediate_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aegis-test-fulcio-intermediate")])
-        self.intermediate = _certificate(intermediate_name, root_name, self.intermediate_key.public_key(),
-                                         self.root_key, now, ca=True)
+        self.intermediate = _ca_certificate(intermediate_name, root_name, self.intermediate_key.public_key(),
+                                            self.root_key, now, **(intermediate or {}))
         self.log_index = 0
+        self.clock = datetime.timedelta(0)  # signs (certifies and logs) this far from now, to sign "in the past"
 
     def pem(self, name: str) -> Path:
         """`roots.pem`, `intermediates.pem` or `rekor.pub`, written into the directory."""
@@ -96,9 +102,9 @@ class LocalSigstore:
 
     def session(self, identity: str, issuer: str) -> "LocalSigstoreSession":
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
-        certificate = _certificate(x509.Name([]), self.intermediate.subject, key.public_key(), self.intermediate_key,
-                                   now, identity=identity, oidc_issuer=issuer)
+        now = datetime.datetime.now(datetime.timezone.utc) + self.clock
+        certificate = _leaf_certificate(self.intermediate.subject, key.public_key(), self.intermediate_key, now,
+                                        identity, issuer)
         return LocalSigstoreSession(self, key, certificate)
 
     def log(self, body: dict) -> dict:
@@ -106,7 +112,7 @@ class LocalSigstore:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         log_id = hashlib.sha256(self.log_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).digest()
-        integrated = int(time.time())
+        integrated = int(time.time() + self.clock.total_seconds())
         index, self.log_index = self.log_index, self.log_index + 1
         signed = json.dumps({"body": _b64(canonical), "integratedTime": integrated, "logID": log_id.hex(),
                              "logIndex": index}, sort_keys=True, separators=(",", ":")).encode()
@@ -169,24 +175,37 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _certificate(subject: x509.Name, issuer: x509.Name, public_key, signing_key, now: datetime.datetime,
-                 ca: bool = False, identity: str = "", oidc_issuer: str = "") -> x509.Certificate:
-    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=1))
-               .not_valid_after(now + (datetime.timedelta(days=1) if ca else datetime.timedelta(minutes=10)))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if ca:
-        builder = builder.add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                                        critical=True)
-    else:
-        name = x509.RFC822Name(identity) if "@" in identity and "://" not in identity else x509.UniformResourceIdentifier(identity)
-        utf8 = oidc_issuer.encode()
-        builder = (builder
-                   .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-                   .add_extension(x509.SubjectAlternativeName([name]), critical=True)
-                   .add_extension(x509.UnrecognizedExtension(identity_module.ISSUER_V1, utf8), critical=False)
-                   .add_extension(x509.UnrecognizedExtension(identity_module.ISSUER_V2, b"\x0c" + bytes([len(utf8)]) + utf8),
-                                  critical=False))
-    return builder.sign(signing_key, hashes.SHA256())
+def _ca_certificate(subject: x509.Name, issuer: x509.Name, public_key, signing_key, now: datetime.datetime,
+                    ca: bool = True, path_length: Optional[int] = None, key_cert_sign: bool = True,
+                    valid: Optional[Tuple[datetime.timedelta, datetime.timedelta]] = None) -> x509.Certificate:
+    """A CA certificate valid for a day (or `valid`: not before/after, relative to now); `ca`, `path_length` and
+    `key_cert_sign` set its basicConstraints and keyUsage."""
+    before, after = valid or (-datetime.timedelta(minutes=1), datetime.timedelta(days=1))
+    return (_builder(subject, issuer, public_key, now + before, now + after)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length if ca else None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, key_cert_sign, True, False, False),
+                           critical=True)
+            .sign(signing_key, hashes.SHA256()))
+
+
+def _leaf_certificate(issuer: x509.Name, public_key, signing_key, now: datetime.datetime, identity: str,
+                      oidc_issuer: str) -> x509.Certificate:
+    """What Fulcio issues: ten minutes, code signing, the identity and its OIDC issuer."""
+    name = x509.RFC822Name(identity) if "@" in identity and "://" not in identity else x509.UniformResourceIdentifier(identity)
+    utf8 = oidc_issuer.encode()
+    return (_builder(x509.Name([]), issuer, public_key, now - datetime.timedelta(minutes=1),
+                     now + datetime.timedelta(minutes=10))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([name]), critical=True)
+            .add_extension(x509.UnrecognizedExtension(identity_module.ISSUER_V1, utf8), critical=False)
+            .add_extension(x509.UnrecognizedExtension(identity_module.ISSUER_V2, b"\x0c" + bytes([len(utf8)]) + utf8),
+                           critical=False)
+            .sign(signing_key, hashes.SHA256()))
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, public_key, not_before: datetime.datetime,
+             not_after: datetime.datetime) -> x509.CertificateBuilder:
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+            .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after))
