@@ -312,8 +312,8 @@ class ModelPackageOutputPathField(OutputPathField):
     help = help_text(
         """
         Where under `dist/` the image is written. Defaults to the target's path followed by its name,
-        e.g. `models/fraud/fraud`, holding `oci/` (an OCI image layout), `image.tar` (for `docker load`)
-        and `image.json` (digests and sizes).
+        e.g. `models/fraud/fraud`, holding `oci/` (an OCI image layout), `image.json` (digests and sizes),
+        the SBOMs, and `image.tar` (for `docker load`) when `[aegis].docker_archive` is set.
         """
     )
 
@@ -356,9 +356,10 @@ class ModelPackageTarget(Target):
     )
     help = help_text(
         """
-        A trained model packaged as a reproducible OCI image: `pants package` writes an OCI layout and an
-        `image.tar` whose layers are the base OS and Python, the runtime dependencies, the model files and the
-        serving app, in that order, so a code edit never re-ships the weights.
+        A trained model packaged as a reproducible OCI image: `pants package` writes an OCI layout whose
+        layers are the base OS and Python, the runtime dependencies, one uncompressed layer per weights file,
+        the model's small files and the serving app, in that order, so a code edit never re-ships (or
+        re-reads) the weights.
         """
     )
 
