@@ -20,8 +20,12 @@ class PublishSubsystem(Subsystem):
         """
         How `pants publish` pushes `model_package` images: by digest to the OCI registry of their
         `repository`, signed and attested the way cosign does it (with a key, or keyless through Sigstore:
-        see `signing`), then tagged with their `version`, which is never moved once set. Registry credentials come from AEGIS_REGISTRY_USERNAME/AEGIS_REGISTRY_PASSWORD (for
-        the registry named by AEGIS_REGISTRY_HOST only) or the Docker config (`docker login`, DOCKER_CONFIG).
+        see `signing`), then tagged with their `version`, which is never moved once set.
+
+        Registry credentials come from AEGIS_REGISTRY_USERNAME/AEGIS_REGISTRY_PASSWORD, sent only to the
+        registry that AEGIS_REGISTRY_HOST names (host[:port], e.g. `ghcr.io`), or from the Docker config
+        (`docker login`, DOCKER_CONFIG). They go over TLS only (plain HTTP to loopback alone), and to a token
+        service on another host only if AEGIS_REGISTRY_TOKEN_HOSTS lists it.
         """
     )
 

@@ -285,9 +285,11 @@ class ContractRun:
 
     def check_examples(self, binary: bool = False) -> list[CheckResult]:
         """Each example through tritonclient, as JSON or (`binary`) as binary tensor data both ways."""
-        mode = " (binary tensor data)" if binary else ""
-        return [_guard(f"example {i + 1}/{len(self.examples)}{mode}", lambda i=i: self._check_example(i, binary))
+        return [_guard(self._example_name(i, binary), lambda i=i: self._check_example(i, binary))
                 for i in range(len(self.examples))]
+
+    def _example_name(self, index: int, binary: bool) -> str:
+        return f"example {index + 1}/{len(self.examples)}" + (" (binary tensor data)" if binary else "")
 
     def _infer_inputs(self, example: dict, binary: bool = False) -> list:
         declared = self.declared("inputs")
@@ -308,7 +310,7 @@ class ContractRun:
         return inputs
 
     def _check_example(self, index: int, binary: bool = False) -> CheckResult:
-        name = f"example {index + 1}/{len(self.examples)}" + (" (binary tensor data)" if binary else "")
+        name = self._example_name(index, binary)
         example = self.examples[index]
         try:
             inputs = self._infer_inputs(example, binary)

@@ -14,7 +14,6 @@ TLS by default; plain HTTP only for a loopback registry or when explicitly allow
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import re
 import shutil
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
 from aegis_plugin.core.registry.auth import HOST_ENV, TOKEN_HOSTS_ENV, Credentials
+from aegis_plugin.core.registry.reference import is_loopback
 
 Body = Union[bytes, BinaryIO, None]
 
@@ -69,16 +69,6 @@ def _origin(url: str) -> Tuple[str, str, Optional[int]]:
     return parts.scheme.lower(), (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(parts.scheme.lower())
 
 
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 or `localhost`: traffic that never leaves the machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def may_carry_credentials(url: str) -> bool:
     """Over TLS, or to loopback: plain HTTP anywhere else can be read and changed on the way."""
     scheme, host, _ = _origin(url)
@@ -108,7 +98,8 @@ class Transport:
     plain_http: bool = False
     timeout: float = 120
     token_hosts: FrozenSet[str] = frozenset()  # token services on other hosts trusted with the credentials
-    _auth: Dict[str, str] = field(default_factory=dict)  # scope -> Authorization header value
+    # scope -> Authorization header value: a secret (Basic is the password in base64), so never in repr()
+    _auth: Dict[str, str] = field(default_factory=dict, repr=False)
     _withheld: str = ""  # why the credentials were not sent to the token service, for the error
 
     @property

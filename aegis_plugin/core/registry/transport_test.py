@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from aegis_plugin.core.registry.auth import Credentials
+from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.testutil import recording_server, self_signed_tls
 from aegis_plugin.core.registry.transport import (
     RegistryError,
@@ -166,3 +167,14 @@ def test_a_url_on_another_host_gets_no_authorization() -> None:
         with pytest.raises(RegistryError, match="HTTP 401"):  # e.g. an upload Location that points elsewhere
             transport.request("PUT", f"http://{other}/upload", SCOPE, body=b"x", expect=(201,))
         assert seen == [("http", "/upload", None)]
+
+
+def test_the_login_never_shows_in_a_repr() -> None:
+    def registry(path: str, authorization):
+        return (200, {}, b"ok") if authorization == BASIC else (401, {"WWW-Authenticate": 'Basic realm="r"'}, b"")
+
+    with recording_server(registry) as (address, _):
+        transport = Transport(address, Credentials("ci", "pw"), plain_http=True)
+        assert transport.request("GET", "/v2/ml/x/tags/list", SCOPE).body == b"ok"
+    shown = repr(Registry(transport))  # what a traceback or a debugger prints
+    assert "ci" in shown and BASIC.split()[1] not in shown and "'pw'" not in shown, shown

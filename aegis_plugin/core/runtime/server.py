@@ -618,7 +618,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         try:
             chunks = binary.input_chunks(request, binary_data, has_header=header is not None)
             infer = model.signature.parse_request(request, chunks)
-            binary_outputs = binary.binary_outputs(request, infer.outputs or [o.name for o in model.signature.outputs])
+            names = infer.outputs if infer.outputs is not None else [o.name for o in model.signature.outputs]
+            binary_outputs = binary.binary_outputs(request, names)
         except (SignatureError, binary.BinaryDataError) as e:
             raise HttpError(HTTPStatus.BAD_REQUEST, str(e)) from None
         # `binary_data_output` is the protocol's, not the model's.

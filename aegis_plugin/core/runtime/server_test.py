@@ -760,6 +760,11 @@ def test_binary_outputs_per_output_and_for_all(shared: Server) -> None:
                               {})
     assert [o["parameters"]["binary_data_size"] for o in reply.body["outputs"]] == [8, 16, 2, 12, 4, 6]
     assert struct.unpack("<2q", tail[8:24]) == (1, 253)
+    # No output asked for: a plain JSON answer, whatever `binary_data_output` says.
+    reply, tail = call_binary(shared.port, json.dumps(valid_request(parameters={"binary_data_output": True},
+                                                                    outputs=[])).encode(), {})
+    assert (reply.status, reply.headers["content-type"], reply.body["outputs"], tail) == (
+        200, "application/json", [], b""), reply
 
 
 @pytest.mark.parametrize(
