@@ -341,7 +341,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
     # weights at disk speed. The model's small files share one gzip layer, stamped with their own revision,
     # so a code-only commit leaves every model layer as it is.
     weights_files = [(path, d) for path, d in inputs.weights if path.endswith(".safetensors")]
-    weights_layers_requests = [
+    weights_requests = [
         FilesLayerRequest(context, f"model weights {os.path.basename(path)}",
                           (LayerFile(path, "field `weights`", digest),), 0, compression="none")
         for path, digest in weights_files
@@ -355,8 +355,17 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
     model_file_roles = {path: "weights" for path, _ in weights_files}
     model_file_roles["/app/model/model_card.md"] = "model_card"
     if inputs.tokenizer is not None:
+        if "/app/model/tokenizer.json" in dict(inputs.weights):
+            raise AegisBuildError(
+                f"{context}: field `tokenizer`: the checkpoint named by `weights` has its own tokenizer.json: "
+                f"drop one of them"
+            )
         model_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
         model_file_roles["/app/model/tokenizer.json"] = "tokenizer"
+    if "/app/model/model_card.md" in dict(inputs.weights):
+        raise AegisBuildError(
+            f"{context}: field `weights`: the checkpoint has a model_card.md, which `model_card` provides: drop it"
+        )
     for path, _ in inputs.weights:
         model_file_roles.setdefault(path, "tokenizer" if "tokenizer" in os.path.basename(path) else "config")
     # The model's small files' layer also checks the checkpoint as a whole (every shard's header, the index
@@ -374,7 +383,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
                                base_lockfile.files[0]),
         ),
         Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve)),
-        *(Get(Layer, FilesLayerRequest, r) for r in weights_layers_requests),
+        *(Get(Layer, FilesLayerRequest, r) for r in weights_requests),
     ])
 
     # The manifest records the framework's locked version, which the deps layer reports, and the model card's

@@ -125,9 +125,12 @@ def test_sharded_checkpoint_layers_shared_blobs_and_edits(tmp_path: Path) -> Non
     assert (bundle / "rootfs/app/model" / SHARDS[0]).stat().st_size > 64 << 20
     with running_registry(tmp_path / "registry") as registry:
         pushed = f"docker://{registry}/aegis/fraud-sharded:1.0.0"
-        skopeo = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--src-tls-verify=false"]
+        # (skopeo would otherwise gzip the plain-tar layers on the way: a new image, not the one we built)
+        skopeo = ["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+                  "--src-tls-verify=false"]
         subprocess.run([*skopeo, f"oci:{layout}:1.0.0", pushed], check=True, capture_output=True)
-        subprocess.run([*skopeo, pushed, f"oci:{tmp_path / 'back'}:1.0.0"], check=True, capture_output=True)
+        subprocess.run([*skopeo, "--dest-oci-accept-uncompressed-layers", pushed, f"oci:{tmp_path / 'back'}:1.0.0"],
+                       check=True, capture_output=True)
     back = json.loads((tmp_path / "back/index.json").read_text())
     assert back["manifests"][0]["digest"] == sharded["manifest_digest"]
 
