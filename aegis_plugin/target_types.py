@@ -1,7 +1,9 @@
 """The `model_package`, `debian_base` and `osv_database` targets: fields only, each with help text."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Tuple
+import math
+from pathlib import PurePosixPath
+from typing import Dict, Iterable, Optional, Tuple
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -20,6 +22,7 @@ from pants.engine.target import (
     StringSequenceField,
     Target,
 )
+from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from aegis_plugin.core import versions
@@ -55,15 +58,21 @@ class ModelIdField(_CheckedStringField):
     required = True
     help = help_text(
         """
-        The model's stable identifier, e.g. `fraud-detector`: lowercase letters, digits, `.`, `_` and `-`.
-        It names the model in `/app/manifest.yaml`, the inference API and the SBOM.
+        The model's stable identifier, e.g. `fraud-detector`: lowercase letters and digits, separated by
+        one `.`, `_` or `__`, or by dashes (one OCI repository path component), at most 128 characters.
+        It names the model in `/app/manifest.yaml`, the inference API and the SBOM, and the image's default
+        repository, `aegis/<model_id>`.
         """
     )
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
         if not versions.is_model_id(value):
-            return f"{value!r} is not a valid model id (use [a-z0-9][a-z0-9._-]*)"
+            return (
+                f"{value!r} is not a valid model id: lowercase letters and digits separated by `.`, `_`, `__` or "
+                f"dashes, at most {versions.MAX_MODEL_ID_LENGTH} characters (it names the repository "
+                "`aegis/<model_id>`)"
+            )
         return None
 
 
@@ -72,16 +81,17 @@ class ModelVersionField(_CheckedStringField):
     required = True
     help = help_text(
         """
-        The model's version, a semantic version (`1.4.0`, `2.0.0-rc.1`). It becomes the image's immutable tag
-        and its `org.opencontainers.image.version` annotation; `latest` is never accepted.
+        The model's version, a semantic version (`1.4.0`, `2.0.0-rc.1`). It becomes, unchanged, the image's
+        immutable tag and its `org.opencontainers.image.version` annotation; `latest` is never accepted.
+        Build metadata (`1.0.0+build.5`) is refused: an OCI tag cannot hold `+`, and semver ignores build
+        metadata when comparing versions, so `1.0.0+a` and `1.0.0+b` would be two immutable tags of one
+        version. The image records its git revision already (`org.opencontainers.image.revision`).
         """
     )
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        if not versions.is_semver(value):
-            return f"{value!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. `1.0.0`)"
-        return None
+        return versions.check_version(value)
 
 
 class WeightsField(StringField, AsyncFieldMixin):
@@ -243,7 +253,10 @@ class RepositoryField(_CheckedStringField):
     help = help_text(
         """
         The image repository, without tag or digest, e.g. `registry.example.com/ml/fraud`. Defaults to
-        `aegis/<model_id>`. Images are tagged `<repository>:<version>`; `latest` is never used.
+        `aegis/<model_id>`. Images are tagged `<repository>:<version>`; `latest` is never used. An optional
+        registry host (`host[:port]`), then path components of lowercase letters and digits separated by `.`,
+        `_`, `__` or dashes; at most 255 characters in all (a name without host is counted with the
+        `docker.io/` or `docker.io/library/` that `docker load` puts in front of it).
         """
     )
 
@@ -255,11 +268,25 @@ class RepositoryField(_CheckedStringField):
 class ImageAnnotationsField(DictStringToStringField):
     alias = "annotations"
     help = help_text(
-        """
-        Extra OCI annotations for the image manifest, e.g. `{"org.opencontainers.image.vendor": "Acme"}`.
-        Aegis sets `org.opencontainers.image.{version,revision,source,created}` itself.
+        f"""
+        Extra OCI annotations for the image manifest and config, e.g.
+        `{{"org.opencontainers.image.vendor": "Acme"}}`: at most {versions.MAX_ANNOTATIONS}, keys of letters,
+        digits, `.`, `_`, `-` and `/` up to {versions.MAX_ANNOTATION_KEY_LENGTH} characters, values up to
+        {versions.MAX_ANNOTATION_VALUE_BYTES} bytes, {versions.MAX_ANNOTATIONS_BYTES} bytes in all. Keys Aegis
+        sets itself are refused: `org.opencontainers.image.{{ref.name,title,version,revision,source,created}}`
+        and `io.containerd.*` (tools read the image's name and tag from these).
         """
     )
+
+    @classmethod
+    def compute_value(
+        cls, raw_value: Optional[Dict[str, str]], address: Address
+    ) -> Optional[FrozenDict[str, str]]:
+        value = super().compute_value(raw_value, address)
+        problem = versions.check_annotations(value) if value else None
+        if problem:
+            raise _invalid(cls.alias, address, problem)
+        return value
 
 
 class VexField(MultipleSourcesField, SecondaryOwnerMixin):
@@ -289,8 +316,8 @@ class SizeBudgetField(FloatField):
         if isinstance(raw_value, int) and not isinstance(raw_value, bool):
             raw_value = float(raw_value)  # `size_budget=60` reads as naturally as `60.0`
         value = super().compute_value(raw_value, address)
-        if value is not None and value <= 0:
-            raise _invalid(cls.alias, address, f"{value!r} is not a positive size in MB")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise _invalid(cls.alias, address, f"{value!r} is not a positive, finite size in MB (e.g. `60`)")
         return value
 
 
@@ -313,9 +340,19 @@ class ModelPackageOutputPathField(OutputPathField):
         """
         Where under `dist/` the image is written. Defaults to the target's path followed by its name,
         e.g. `models/fraud/fraud`, holding `oci/` (an OCI image layout), `image.json` (digests and sizes),
-        the SBOMs, and `image.tar` (for `docker load`) when `[aegis].docker_archive` is set.
+        the SBOMs, and `image.tar` (for `docker load`) when `[aegis].docker_archive` is set. A relative
+        path without `..`.
         """
     )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[str], address: Address) -> Optional[str]:
+        value = super().compute_value(raw_value, address)
+        if value:
+            path = PurePosixPath(value)
+            if path.is_absolute() or ".." in path.parts or not path.parts:
+                raise _invalid(cls.alias, address, f"{value!r} must be a relative path under `dist/`, without `..`")
+        return value
 
     def value_or_default(self, *, file_ending: Optional[str] = None) -> str:
         return self.value or f"{self.address.spec_path}/{self.address.target_name}"

@@ -1,6 +1,8 @@
 import pytest
 
 from aegis_plugin.core import versions
+from aegis_plugin.core.oci import image, tarball
+from aegis_plugin.core.registry import reference
 
 
 @pytest.mark.parametrize("v", ["0.0.0", "1.2.3", "10.20.30", "1.0.0-alpha.1", "1.0.0+build.7", "2.1.0-rc.1+sha.5"])
@@ -46,3 +48,71 @@ def test_tag() -> None:
     assert versions.check_tag("1.2.3") is None
     assert "floats" in versions.check_tag("Latest")
     assert "not a valid" in versions.check_tag("-bad")
+
+
+def test_version() -> None:
+    assert versions.check_version("2.0.0-rc.1") is None
+    assert versions.check_version("1.0.0+build.7") == (
+        "'1.0.0+build.7' has build metadata (`+build.7`), which an image tag cannot carry: write '1.0.0' "
+        "(the image records its git revision already)"
+    )
+    assert versions.check_version("1.0.0\n") == "'1.0.0\\n' is not a semantic version (MAJOR.MINOR.PATCH, e.g. `1.0.0`)"
+
+
+def test_model_id_is_one_repository_component() -> None:
+    assert versions.is_model_id("fraud__v2.x--y")
+    for bad in ("fraud..x-", "-fraud", "fraud_", "a-_b", "a___b", "fraud\n", "a" * 129):
+        assert not versions.is_model_id(bad), bad
+
+
+def test_repository_components_and_length() -> None:
+    assert versions.check_repository("localhost/fraud") is None
+    assert versions.check_repository("Registry/fraud") is None  # capitals: a host, as docker reads it
+    assert "'x..y' must be lowercase" in versions.check_repository("ml/x..y")
+    assert "'fraud-' must be lowercase" in versions.check_repository("fraud-")
+    assert "is not a `host[:port]`" in versions.check_repository("reg_istry.example.com/fraud")
+    assert versions.check_repository("r.example/" + "a" * 245) is None
+    assert "256 characters long, at most 255" in versions.check_repository("r.example/" + "a" * 246)
+    # A name without host is counted as `docker load` reads it: `docker.io/library/<name>`.
+    assert versions.check_repository("a" * 237) is None
+    assert "256 characters long (with the `docker.io/library/`" in versions.check_repository("a" * 238)
+
+
+# What the checks accept, the image step (image.tar's names, the layout's ref name) and `publish` must accept:
+# before the checks followed their grammar, these reached the image step and ended in a traceback.
+ACCEPTED_NAMES = ["aegis/fraud-detector", "aegis/fraud__v2.x--y", "localhost:5000/ml/fraud", "a" * 237,
+                  "r.example/" + "a" * 245]
+ACCEPTED_VERSIONS = ["1.0.0", "2.0.0-rc.1", "1.0.0-" + "x" * 122]
+
+
+@pytest.mark.parametrize("name", ACCEPTED_NAMES)
+@pytest.mark.parametrize("version", ACCEPTED_VERSIONS)
+def test_accepted_names_are_written_by_the_image_step(name: str, version: str) -> None:
+    assert versions.check_repository(name) is None and versions.check_version(version) is None
+    tarball.normalize_repo_tag(f"{name}:{version}")
+    image.with_ref_name(image.Descriptor(image.MEDIA_TYPE_MANIFEST, "sha256:" + "0" * 64, 1), version)
+    # `publish` puts `[aegis-publish].registry` in front of a name without registry host.
+    with_host = name if reference.names_registry(name.split("/", 1)[0]) else f"registry.example.com/{name}"
+    reference.parse(f"{with_host}:{version}")
+
+
+@pytest.mark.parametrize(
+    "name,version", [("aegis/fraud", "1.0.0-rc.1+build"), ("aegis/fraud..x-", "1.0.0"), ("a" * 238, "1.0.0")]
+)
+def test_refused_names_are_those_the_image_step_refuses(name: str, version: str) -> None:
+    assert versions.check_repository(name) or versions.check_version(version)
+    with pytest.raises(ValueError, match="invalid repo tag"):
+        tarball.normalize_repo_tag(f"{name}:{version}")
+
+
+def test_annotations() -> None:
+    assert versions.check_annotations({"org.opencontainers.image.vendor": "Acme"}) is None
+    assert versions.check_annotations({"org.opencontainers.image.title": "x"}) == (
+        "'org.opencontainers.image.title' is set by Aegis from `model_id`; remove it"
+    )
+    assert versions.check_annotations({"io.containerd.anything": "x"}).endswith("(the image's name and tag); remove it")
+    assert versions.check_annotations({"k" * 129: ""}).startswith(f"'{'k' * 60}'… is not an annotation key")
+    assert versions.check_annotations({"com.example.k": "é" * 2049}) == (
+        "the value of 'com.example.k' is 4098 bytes, at most 4096"
+    )
+    assert versions.check_annotations({f"k{i}": "" for i in range(64)}) is None
