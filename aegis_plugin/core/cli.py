@@ -19,7 +19,7 @@ from aegis_plugin.core.debian.lock import parse_lock
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
-from aegis_plugin.core.python import requirements_lock, site_packages
+from aegis_plugin.core.python import handler_check, requirements_lock, site_packages
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
 # the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
@@ -66,6 +66,8 @@ def files_layer(args: argparse.Namespace) -> None:
             checkpoint.validate_checkpoint(spec["checkpoint"])
         except checkpoint.CheckpointError as e:
             raise UserError(f"field `weights`: {e}")
+    if spec.get("handler_check"):
+        _check_handler(spec["entries"], spec["handler_check"])
     entries = []
     for item in spec["entries"]:
         if item.get("check") == "safetensors":
@@ -102,6 +104,25 @@ def _write_json(path: str, data: object) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, sort_keys=True, indent=1, ensure_ascii=False)
         f.write("\n")
+
+
+def _check_handler(entries: list[dict], check: dict) -> None:
+    """An image whose handler cannot start must not ship (see core/python/handler_check.py)."""
+
+    def source(item: dict, path: str) -> handler_check.SourceFile:
+        if "text" in item:
+            return handler_check.SourceFile(path, item["text"])
+        with open(item["source"], encoding="utf-8", errors="replace") as f:
+            return handler_check.SourceFile(path, f.read())
+
+    (handler,) = [e for e in entries if e["path"] == check["in_image"]]
+    prefix = check["first_party_dir"].rstrip("/") + "/"
+    first_party = [source(e, e["path"][len(prefix):]) for e in entries
+                   if e["path"].startswith(prefix) and e["path"].endswith(".py")]
+    try:
+        handler_check.check_handler(source(handler, check["handler"]), first_party, check["importable"])
+    except handler_check.HandlerError as e:
+        raise UserError(f"field `handler`: {e}")
 
 
 def debian_layer(args: argparse.Namespace) -> None:
@@ -146,9 +167,15 @@ def deps_layer(args: argparse.Namespace) -> None:
 
 
 def fetch(args: argparse.Namespace) -> None:
-    """One file downloaded and checked against its pin, as out/<name>."""
+    """One file downloaded and checked against its pin, as out/<name>. The URL is part of this process's
+    cache key, so one with credentials or a query string is refused (util_rules/download.py fetches those)."""
     if "/" in args.name or args.name in ("", ".", ".."):
         raise UserError(f"not a file name: {args.name!r}")
+    if pinned_download.has_secrets(args.url):
+        raise UserError(
+            f"{pinned_download.redact_url(args.url)} carries credentials or a query string, which a cached "
+            f"process must not be given: it is fetched by Pants instead (aegis_plugin/util_rules/download.py)"
+        )
     try:
         pinned_download.download(args.url, args.sha256, args.size, os.path.join(args.out, args.name))
     except pinned_download.DownloadError as e:

@@ -46,6 +46,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
+from aegis_plugin.core.python.handler_check import top_level_modules
 from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
 from aegis_plugin.subsystems.aegis import AegisSubsystem
@@ -393,8 +394,12 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
         Get(DigestContents, DigestSubset(model_layer.digest, PathGlobs(["out/model_card.json"]))),
     )
     deps_files = {c.path: c.content for c in deps_contents}
+    deps_inventory = json.loads(deps_files["out/inventory.json"])["python"]
+    importable = top_level_modules(
+        path[len(APP_SITE_PACKAGES) + 1:] for dist in deps_inventory for path in dist["files"]
+    )
     card_fields = json.loads(card_contents[0].content)["fields"]
-    distributions = {d["name"]: d["version"] for d in json.loads(deps_files["out/inventory.json"])["python"]}
+    distributions = {d["name"]: d["version"] for d in deps_inventory}
     framework = canonical_name(fs.framework.value)
     if framework not in distributions:
         raise AegisBuildError(
@@ -428,6 +433,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
             manifest.decode(),
             deps_files["out/requirements.lock"].decode(),
             inputs.revision.commit_time,
+            tuple(sorted(importable)),
         ),
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.pex import Pex, PexLayout
@@ -25,6 +26,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
+from pants.util.frozendict import FrozenDict
 from pants.engine.rules import Get, MultiGet, collect_rules, rule, rule_helper
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
@@ -42,6 +44,7 @@ from aegis_plugin.util_rules.core_process import (
 
 APP_SITE_PACKAGES = "/app/site-packages"  # third-party distributions, on PYTHONPATH
 APP_SRC = "/app/src"  # the handler's first-party imports, on PYTHONPATH
+HANDLER_IN_IMAGE = "/app/server/handler.py"  # what the runtime imports
 MODEL_DIR = "/app/model"
 SINGLE_WEIGHTS = "weights.safetensors"  # the seed's name for a one-file checkpoint
 
@@ -190,6 +193,9 @@ class FilesLayerRequest:
     # Files checked together as a model checkpoint (`core/model/checkpoint.py`) but not put in this layer:
     # (name in the model directory, digest of the one file).
     checkpoint: tuple[tuple[str, Digest], ...] = ()
+    # For the app layer: the handler must start (core/python/handler_check.py): its path in the repository,
+    # for messages, and the top-level modules the deps layer makes importable.
+    handler_check: FrozenDict[str, Any] | None = None
 
 
 @rule(desc="Building a files layer")
@@ -236,7 +242,8 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
             description=f"Building the {request.description} layer",
             error_context=request.context,
             spec=freeze({"mtime": request.mtime, "description": request.description, "entries": spec_entries,
-                         "compression": request.compression, "checkpoint": checkpoint}),
+                         "compression": request.compression, "checkpoint": checkpoint,
+                         "handler_check": request.handler_check}),
         ),
     )
     return await _layer(result)
@@ -255,6 +262,7 @@ class AppLayerRequest:
     manifest: str
     requirements_lock: str
     mtime: int
+    importable: tuple[str, ...]  # the top-level modules of the deps layer
 
 
 @rule(desc="Building the app layer")
@@ -275,13 +283,17 @@ async def build_app_layer(request: AppLayerRequest) -> Layer:
         for f in core_files("runtime")
     ]
     files = (
-        LayerFile("/app/server/handler.py", "field `handler`", request.handler),
+        LayerFile(HANDLER_IN_IMAGE, "field `handler`", request.handler),
         LayerFile("/app/manifest.yaml", "the manifest", text=request.manifest),
         LayerFile("/app/requirements.lock", "the runtime lock", text=request.requirements_lock),
         *runtime,
         LayerFile(f"{APP_SRC}/", "the handler's first-party dependencies", first_party),
     )
-    return await Get(Layer, FilesLayerRequest(request.context, "app", files, request.mtime))
+    handler_check = FrozenDict(
+        handler=handler_path, in_image=HANDLER_IN_IMAGE, first_party_dir=APP_SRC, importable=request.importable
+    )
+    return await Get(Layer, FilesLayerRequest(request.context, "app", files, request.mtime,
+                                              handler_check=handler_check))
 
 
 def rules():

@@ -137,3 +137,27 @@ def test_model_card_disagreeing_with_the_target(clone: Clone) -> None:
         clone, "models/bad:bad: field `model_card`: the card says version '0.9.0', but the target's `version` is "
         "'1.0.0': update one of them"
     )
+
+
+def _write_handler(clone: Clone, edit) -> None:
+    """The bad model with its own handler: the demo's, edited."""
+    write_model(clone, handler='"models/bad/handler.py"')
+    text = (clone.root / "models/fraud/server/handler.py").read_text()
+    (clone.root / "models/bad/handler.py").write_text(edit(text))
+    with open(clone.root / "models/bad/BUILD", "a") as build:
+        build.write('python_source(name="handler", source="handler.py")\n')
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda t: t + "\ndef broken(:\n    pass\n", "syntax error"),
+        (lambda t: "import torch\n" + t, "imports `torch`"),  # not in the runtime lock
+        (lambda t: "import sklearn\n" + t, "imports `sklearn`"),  # training-only
+        (lambda t: t.replace("class Handler", "class Model"), "no `Handler` class"),
+    ],
+    ids=["syntax-error", "not-in-the-lock", "training-only", "no-handler-class"],
+)
+def test_handler_that_cannot_start(clone: Clone, edit, expected: str) -> None:
+    _write_handler(clone, edit)
+    assert_fails(clone, "models/bad:bad: field `handler`: models/bad/handler.py", expected)
