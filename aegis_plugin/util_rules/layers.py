@@ -26,8 +26,8 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.util.frozendict import FrozenDict
 from pants.engine.rules import Get, MultiGet, collect_rules, rule, rule_helper
+from pants.util.frozendict import FrozenDict
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
 from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
@@ -56,7 +56,6 @@ class Layer:
 
     digest: Digest
     blob_digest: str  # "sha256:<hex>"
-    size: int
 
     @property
     def blob_path(self) -> str:
@@ -67,7 +66,7 @@ class Layer:
 async def _layer(result: CoreResult) -> Layer:
     contents = await Get(DigestContents, DigestSubset(result.output_digest, PathGlobs(["out/layer.json"])))
     info = json.loads(contents[0].content)
-    return Layer(result.output_digest, info["digest"], info["size"])
+    return Layer(result.output_digest, info["digest"])
 
 
 # ---------------------------------------------------------------------------------------------------------
