@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import http.server
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aegis_plugin.core.download import DownloadError, download
+from aegis_plugin.core.download import DownloadError, download, has_secrets, redact_text, redact_url
+from aegis_plugin.core.local_servers import serving
 
 CONTENT = b"pinned weights" * 1000
 requests: list = []  # paths the test server was asked for
@@ -65,3 +67,125 @@ def test_not_found_is_not_retried(server: str, tmp_path: Path) -> None:
 def test_an_unreachable_origin_is_retried_then_reported(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match=r"cannot download http://127.0.0.1:9/w.bin: URLError: .*refused"):
         download("http://127.0.0.1:9/w.bin", "0" * 64, 1, str(tmp_path / "x"), attempts=2)
+
+
+# Secrets in URLs: credentials and signed query strings never reach a message.
+USER, PASSWORD, SIGNATURE, CREDENTIAL = "deploy-bot", "s3cr3t-pa55", "f00dfeedcafe1234", "AKIAEXAMPLE/20240101"
+SECRETS = (USER, PASSWORD, SIGNATURE, CREDENTIAL, "AKIAEXAMPLE%2F20240101")
+SIGNED_QUERY = f"X-Amz-Signature={SIGNATURE}&X-Amz-Credential=AKIAEXAMPLE%2F20240101"
+
+
+@pytest.mark.parametrize(
+    "url, redacted",
+    [
+        ("https://host/w.safetensors", "https://host/w.safetensors"),
+        ("https://user:pass@host:8443/m/w.safetensors", "https://***@host:8443/m/w.safetensors"),
+        ("https://token@host/w", "https://***@host/w"),
+        ("https://b.s3.amazonaws.com/w?X-Amz-Signature=ab12&X-Amz-Credential=AKIA%2Fx&X-Amz-Expires=3600",
+         "https://b.s3.amazonaws.com/w?X-Amz-Signature=***&X-Amz-Credential=***&X-Amz-Expires=***"),
+        ("https://acct.blob.core.windows.net/c/w?sv=2022&sig=abc%3D", "https://acct.blob.core.windows.net/c/w?sv=***&sig=***"),
+        ("https://host/w?token=abc#frag", "https://host/w?token=***"),
+        ("https://host/w?abcdef", "https://host/w?***"),
+        ("http://user:pa/ss@host/w", "http://*** (a malformed URL)"),
+    ],
+)
+def test_redact_url(url: str, redacted: str) -> None:
+    assert redact_url(url) == redacted
+    assert has_secrets(url) == (url != redacted)
+
+
+def test_redact_text_hides_urls_and_bare_secret_parts() -> None:
+    url = f"https://{USER}:{PASSWORD}@host/w?{SIGNED_QUERY}"
+    text = redact_text(f"nonnumeric port: '{PASSWORD}@host'; fetching {url}: denied ({SIGNATURE}).", url)
+    assert text == "nonnumeric port: '***@host'; fetching https://***@host/w?X-Amz-Signature=***&X-Amz-Credential=***: denied (***)."
+
+
+@pytest.fixture
+def guarded(tmp_path: Path):
+    """Serves CONTENT at /w.bin to a request with USER:PASSWORD and SIGNED_QUERY only; else 403; 404 elsewhere."""
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            expected_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            if not self.path.startswith("/w.bin"):
+                self.send_error(404, f"nothing at {self.path}")  # a server that echoes the request
+            elif self.path != f"/w.bin?{SIGNED_QUERY}" or self.headers.get("Authorization") != expected_auth:
+                self.send_error(403, f"the signature of {self.path} does not match")
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(CONTENT)))
+                self.end_headers()
+                self.wfile.write(CONTENT)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield port, seen
+
+
+def assert_redacted(message: str) -> None:
+    for secret in SECRETS:
+        assert secret not in message, message
+
+
+def test_credentials_and_a_signed_query_are_used(guarded, tmp_path: Path) -> None:
+    port, seen = guarded
+    url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/w.bin?{SIGNED_QUERY}"
+    download(url, hashlib.sha256(CONTENT).hexdigest(), len(CONTENT), str(tmp_path / "w.bin"))
+    assert (tmp_path / "w.bin").read_bytes() == CONTENT
+    assert seen[0][1].startswith("Basic ")
+
+
+@pytest.mark.parametrize(
+    "path, query, status",
+    [("/w.bin", f"X-Amz-Signature=wrong{SIGNATURE}&X-Amz-Credential=AKIAEXAMPLE%2F20240101", 403),
+     ("/missing.bin", SIGNED_QUERY, 404)],
+)
+def test_a_failed_download_names_no_secret(guarded, tmp_path: Path, path: str, query: str, status: int) -> None:
+    port, _ = guarded
+    url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}{path}?{query}"
+    with pytest.raises(DownloadError) as e:
+        download(url, "0" * 64, 1, str(tmp_path / "x"))
+    assert e.value.status == status
+    assert str(e.value).startswith(f"cannot download http://***@127.0.0.1:{port}{path}?X-Amz-Signature=***&X-Amz-Credential=***: HTTP {status}")
+    assert_redacted(str(e.value))
+
+
+def test_a_content_mismatch_names_no_secret(guarded, tmp_path: Path) -> None:
+    port, _ = guarded
+    url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/w.bin?{SIGNED_QUERY}"
+    with pytest.raises(DownloadError, match=r"^http://\*\*\*@127\.0\.0\.1:\d+/w\.bin\?X-Amz-Signature=\*\*\*&") as e:
+        download(url, "0" * 64, len(CONTENT), str(tmp_path / "x"))
+    assert_redacted(str(e.value))
+
+
+def test_an_unreachable_origin_names_no_secret(tmp_path: Path) -> None:
+    url = f"http://{USER}:{PASSWORD}@127.0.0.1:9/w.bin?{SIGNED_QUERY}"
+    with pytest.raises(DownloadError, match=r"cannot download http://\*\*\*@127\.0\.0\.1:9/w\.bin\?.*refused") as e:
+        download(url, "0" * 64, 1, str(tmp_path / "x"), attempts=1)
+    assert_redacted(str(e.value))
+
+
+def test_credentials_are_not_sent_on_to_a_redirect(tmp_path: Path) -> None:
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            if self.path == "/w.bin":
+                self.send_response(302)
+                self.send_header("Location", "/elsewhere.bin")
+                self.end_headers()
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        with pytest.raises(DownloadError, match="HTTP 404"):
+            download(f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/w.bin", "0" * 64, 1, str(tmp_path / "x"))
+    assert seen[0] is not None and seen[1:] == [None]

@@ -15,10 +15,12 @@ from pants.backend.python.target_types import (
     PythonSourceField,
 )
 from pants.backend.python.util_rules.python_sources import PythonSourceFiles, PythonSourceFilesRequest
+from pants.base.specs import DirGlobSpec, RawSpecs
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.target_types import FileSourceField, http_source
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
 from pants.engine.fs import (
+    GlobMatchErrorBehavior,
     AddPrefix,
     Digest,
     DigestContents,
@@ -30,7 +32,6 @@ from pants.engine.fs import (
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
-    AllTargets,
     FieldSet,
     HydratedSources,
     HydrateSourcesRequest,
@@ -234,7 +235,8 @@ async def resolve_model_inputs(
             f"third-party code from the runtime resolve {aegis.runtime_resolve!r} only"
         )
 
-    # Sources. Model files given as `http_source` are downloaded by a cacheable process (see download.py).
+    # Sources. Model files given as `http_source` are downloaded by a cacheable process, or by Pants when the
+    # URL carries secrets (see util_rules/download.py).
     model_files = [
         *((WeightsField.alias, tgt) for tgt in weights_tgts),
         *([(TokenizerField.alias, tokenizer_tgt)] if tokenizer_tgt else []),
@@ -516,13 +518,23 @@ class GuardFacts:
 
 
 @rule
-async def guard_facts(
-    fs: ModelPackageFieldSet, guards: GuardsSubsystem, python_setup: PythonSetup, all_targets: AllTargets
-) -> GuardFacts:
+async def guard_facts(fs: ModelPackageFieldSet, guards: GuardsSubsystem, python_setup: PythonSetup) -> GuardFacts:
     inputs = await Get(ModelInputs, ModelPackageFieldSet, fs)
+    # The requirement targets live next to their resolve's lockfile: read only those BUILD files, so an error
+    # in an unrelated BUILD file elsewhere in the repository cannot fail this package.
+    resolves = [r for r in (*guards.training_resolves, inputs.resolve) if r in python_setup.resolves]
+    requirement_dirs = sorted({os.path.dirname(python_setup.resolves[r]) for r in resolves})
+    addresses = await Get(
+        Addresses,
+        RawSpecs(
+            dir_globs=tuple(DirGlobSpec(d) for d in requirement_dirs),
+            description_of_origin="the directories of the resolves' lockfiles ([python].resolves)",
+            unmatched_glob_behavior=GlobMatchErrorBehavior.ignore,
+        ),
+    )
     training: set[str] = set()
     runtime: set[str] = set()
-    for tgt in all_targets:
+    for tgt in await Get(Targets, Addresses, addresses):
         if not tgt.has_field(PythonRequirementsField):
             continue
         resolve = tgt[PythonRequirementResolveField].normalized_value(python_setup)

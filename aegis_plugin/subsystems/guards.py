@@ -83,7 +83,8 @@ class GuardsSubsystem(Subsystem):
         help=help_text(
             """
             Resolves that hold training-only requirements: a distribution one of them requires directly and
-            the image's runtime resolve does not is an error when it ships in the image.
+            the image's runtime resolve does not is an error when it ships in the image. Their requirement
+            targets are read from the BUILD file in the directory of each resolve's lockfile.
             """
         ),
     )

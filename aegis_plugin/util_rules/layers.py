@@ -30,6 +30,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule, rule_helper
 from pants.util.frozendict import FrozenDict
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
+from aegis_plugin.core.download import redact_text
 from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.util_rules.core_process import (
@@ -106,7 +107,8 @@ async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem)
         debs = await MultiGet(Get(Digest, DownloadFile, d) for d in downloads)
     except Exception as e:
         raise AegisBuildError(
-            f"{request.context}: a locked Debian package could not be fetched ({str(e).splitlines()[-1]}); "
+            f"{request.context}: a locked Debian package could not be fetched "
+            f"({redact_text(str(e).splitlines()[-1])}); "
             f"mirrors drop superseded versions: refresh the lock with `build-support/lock_debian.py` or point "
             f"`[aegis].debian_mirrors` at a snapshot archive"
         ) from None

@@ -69,3 +69,26 @@ def test_http_source_with_the_wrong_sha256_fails(served, clone: Clone) -> None:
     error = [line for line in result.stderr.splitlines() if "models/remote:remote: field `weights`" in line]
     assert error and "but the pin is 22 bytes with sha256 " + "0" * 64 in error[0], result.stderr
     assert not (clone.root / "dist/models/remote").exists()
+
+
+def test_http_source_credentials_and_signatures_stay_out_of_the_output(served, clone: Clone) -> None:
+    """A URL with userinfo and a signed query is fetched by Pants (no process holds it), and neither a success
+    nor a failure prints its secrets."""
+    root, base_url = served
+    secrets = ("deploy-bot", "s3cr3t-pa55", "f00dfeedcafe1234")
+    signed = "X-Amz-Signature=f00dfeedcafe1234&X-Amz-Credential=AKIA%2Fdeploy-bot"
+    origin = base_url.replace("http://", "http://deploy-bot:s3cr3t-pa55@")
+    weights = (clone.root / "models/fraud/weights.safetensors").read_bytes()
+    (root / "w.safetensors").write_bytes(weights)
+    write_remote_model(clone, f"{origin}/w.safetensors?{signed}", hashlib.sha256(weights).hexdigest(), len(weights))
+    result = clone.pants("package", "models/remote::")
+    log = clone.root / ".pants.d/pants.log"
+    output = result.stdout + result.stderr + (log.read_text(errors="replace") if log.exists() else "")
+    assert not [s for s in secrets if s in output], output
+
+    write_remote_model(clone, f"{origin}/missing.safetensors?{signed}", "0" * 64, 22)
+    result = clone.pants("package", "models/remote::", check=False)
+    assert result.returncode != 0
+    shown = base_url.replace("http://", "http://***@") + "/missing.safetensors?X-Amz-Signature=***&X-Amz-Credential=***"
+    assert f"models/remote:remote: field `weights` (models/remote:weights): cannot download {shown}: " in result.stderr
+    assert not [s for s in secrets if s in result.stdout + result.stderr], result.stderr
