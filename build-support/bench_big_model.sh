@@ -150,10 +150,13 @@ PY
 
 # --- buildah ---------------------------------------------------------------------------------------------------
 echo "buildah: a Debian bookworm + Python base (not timed)…"
+mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"  # this machine's
 mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm \
-  "${work}/base.tar" >"${work}/mmdebstrap.log" 2>&1 || { tail "${work}/mmdebstrap.log"; exit 1; }
+  "${work}/base.tar" ${mirror:+"${mirror}"} >"${work}/mmdebstrap.log" 2>&1 || { tail "${work}/mmdebstrap.log"; exit 1; }
 ctr=$(buildah "${BUILDAH_STORE[@]}" from scratch)
 buildah "${BUILDAH_STORE[@]}" add "${ctr}" "${work}/base.tar" / >/dev/null
+# This machine's CA bundle, as a site's base image carries its own: pip in the build reaches PyPI through it.
+buildah "${BUILDAH_STORE[@]}" add "${ctr}" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
 buildah "${BUILDAH_STORE[@]}" commit --quiet "${ctr}" localhost/bench-python:bookworm >/dev/null
 buildah "${BUILDAH_STORE[@]}" rm "${ctr}" >/dev/null
 
