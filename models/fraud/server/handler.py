@@ -16,6 +16,11 @@ import numpy as np
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
+try:  # a request the model cannot take is a 400 naming the problem (the runtime's InvalidInput)
+    from aegis_runtime import InvalidInput  # pants: no-infer-dep (shipped by Aegis into every image)
+except ImportError:  # outside the image: the handler's own tests
+    InvalidInput = ValueError
+
 from models.shared.textfeatures import token_bags
 
 # Open Inference Protocol v2 tensor specs; the first dimension of every tensor is the batch.
@@ -83,7 +88,7 @@ class Handler:
         """Batch scoring: every input is a 1-D list or array of the same length (BYTES as str/bytes)."""
         missing = [spec["name"] for spec in SIGNATURE["inputs"] if spec["name"] not in inputs]
         if missing:
-            raise ValueError(f"missing inputs: {', '.join(missing)}")
+            raise InvalidInput(f"missing inputs: {', '.join(missing)}")
         amount = _vector(inputs, "amount", np.float64)
         hour = _vector(inputs, "hour", np.float64)
         mismatch = _vector(inputs, "country_mismatch", np.float64)
@@ -91,13 +96,13 @@ class Handler:
         merchant = [m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in _vector(inputs, "merchant", object)]
         sizes = {len(amount), len(hour), len(mismatch), len(txn_count), len(merchant)}
         if len(sizes) != 1:
-            raise ValueError(f"inputs have different batch sizes: {sorted(sizes)}")
+            raise InvalidInput(f"inputs have different batch sizes: {sorted(sizes)}")
         if not (np.all(np.isfinite(amount)) and np.all(amount >= 0)):
-            raise ValueError("amount must be finite and >= 0")
+            raise InvalidInput("amount must be finite and >= 0")
         if not np.all((hour >= 0) & (hour <= 23) & (hour == np.floor(hour))):
-            raise ValueError("hour must be an integer in 0..23")
+            raise InvalidInput("hour must be an integer in 0..23")
         if not np.all(txn_count >= 0):
-            raise ValueError("txn_count_24h must be >= 0")
+            raise InvalidInput("txn_count_24h must be >= 0")
 
         probability = self.probability(
             numeric_features(amount, hour, mismatch, txn_count), token_bags(self.tokenizer, merchant)
@@ -118,5 +123,5 @@ def _vector(inputs: dict, name: str, dtype) -> np.ndarray:
     """One input as a 1-D array; a scalar is rejected because the first dimension is the batch."""
     value = np.asarray(inputs[name], dtype=dtype)
     if value.ndim != 1:
-        raise ValueError(f"input {name!r} must be 1-D (shape [-1]), got shape {list(value.shape)}")
+        raise InvalidInput(f"input {name!r} must be 1-D (shape [-1]), got shape {list(value.shape)}")
     return value

@@ -13,6 +13,11 @@ import numpy as np
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
+try:  # a request the model cannot take is a 400 naming the problem (the runtime's InvalidInput)
+    from aegis_runtime import InvalidInput  # pants: no-infer-dep (shipped by Aegis into every image)
+except ImportError:  # outside the image: the handler's own tests
+    InvalidInput = ValueError
+
 from models.shared.textfeatures import token_bags
 
 # Open Inference Protocol v2 tensor specs; the first dimension of every tensor is the batch.
@@ -48,10 +53,10 @@ class Handler:
     def predict(self, inputs: dict) -> dict:
         """Batch scoring: `text` is a 1-D list or array of str or UTF-8 bytes."""
         if "text" not in inputs:
-            raise ValueError("missing inputs: text")
+            raise InvalidInput("missing inputs: text")
         texts = np.asarray(inputs["text"], dtype=object)
         if texts.ndim != 1:
-            raise ValueError(f"input 'text' must be 1-D (shape [-1]), got shape {list(texts.shape)}")
+            raise InvalidInput(f"input 'text' must be 1-D (shape [-1]), got shape {list(texts.shape)}")
         texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in texts]
         probability = self.probability(token_bags(self.tokenizer, texts))
         return {"positive_probability": probability.astype(np.float32), "is_positive": probability >= self.threshold}
