@@ -15,6 +15,7 @@ from pants.backend.python.target_types import (
     PythonSourceField,
 )
 from pants.backend.python.util_rules.python_sources import PythonSourceFiles, PythonSourceFilesRequest
+from pants.base.build_environment import get_buildroot
 from pants.base.specs import DirGlobSpec, RawSpecs
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.target_types import FileSourceField, http_source
@@ -171,6 +172,24 @@ class ModelInputs:
     model_revision: SourceRevision  # of the model's small files only: the model files layer's timestamps
 
 
+def unparsable_build_file(error: SyntaxError) -> str:
+    """Which BUILD file of the repository does not parse (Pants says only `BUILD, line N`)."""
+    root = get_buildroot()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "dist")
+        for name in sorted(f for f in filenames if f == "BUILD" or f.startswith("BUILD.")):
+            path = os.path.join(dirpath, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    compile(f.read(), path, "exec")
+            except SyntaxError as found:
+                return (f"resolving its imports reads every BUILD file, and {os.path.relpath(path, root)}:"
+                        f"{found.lineno} does not parse ({found.msg}): fix it")
+            except (OSError, UnicodeDecodeError):
+                continue
+    return f"a BUILD file does not parse: {error}"
+
+
 def _weights_in_image(context: str, sources: list[tuple[Digest, tuple[str, ...]]]) -> list[tuple[str, Digest]]:
     """One file is `/app/model/weights.safetensors` (the seed's anatomy), whatever its name in the repository;
     the files of a sharded checkpoint keep their names under `/app/model/`."""
@@ -283,7 +302,12 @@ async def resolve_model_inputs(
             )
 
     # The handler's closure: its first-party code goes to /app/src.
-    transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([handler_tgt.address]))
+    try:
+        transitive = await Get(TransitiveTargets, TransitiveTargetsRequest([handler_tgt.address]))
+    except SyntaxError as e:
+        # Pants' Python dependency inference reads every BUILD file of the repository, and its parse error
+        # names none: say which one.
+        raise AegisBuildError(f"{context}: field `handler`: {unparsable_build_file(e)}") from None
     sources = await Get(PythonSourceFiles, PythonSourceFilesRequest(transitive.closure))
 
     # The revision: the newest commit touching any input of this package (checked before any slow step).

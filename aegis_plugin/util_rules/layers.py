@@ -26,7 +26,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.engine.rules import Get, MultiGet, collect_rules, rule, rule_helper
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
@@ -63,7 +63,6 @@ class Layer:
         return f"out/blobs/sha256/{self.blob_digest[len('sha256:'):]}"
 
 
-@rule_helper
 async def _layer(result: CoreResult) -> Layer:
     contents = await Get(DigestContents, DigestSubset(result.output_digest, PathGlobs(["out/layer.json"])))
     info = json.loads(contents[0].content)

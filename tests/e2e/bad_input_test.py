@@ -161,3 +161,15 @@ def _write_handler(clone: Clone, edit) -> None:
 def test_handler_that_cannot_start(clone: Clone, edit, expected: str) -> None:
     _write_handler(clone, edit)
     assert_fails(clone, "models/bad:bad: field `handler`: models/bad/handler.py", expected)
+
+
+def test_an_unparsable_build_file_elsewhere_is_named(clone: Clone) -> None:
+    # Pants' import inference reads every BUILD file; its own message names none of them.
+    write_model(clone)
+    unrelated = clone.root / "models/unrelated"
+    unrelated.mkdir()
+    try:
+        (unrelated / "BUILD").write_text('python_sources(\n    name="x",\n    sources=["*.py"]\n')
+        assert_fails(clone, "models/bad:bad: field `handler`:", "models/unrelated/BUILD:3 does not parse")
+    finally:
+        shutil.rmtree(unrelated)
