@@ -273,11 +273,13 @@ async def resolve_model_inputs(
         except Exception as e:  # e.g. the file is missing
             raise AegisBuildError(f"{context}: field `{alias}` ({tgt.address}): {str(e).strip().splitlines()[-1]}") from None
         model_sources.append((alias, hydrated_file.snapshot.digest, hydrated_file.snapshot.files))
-    hydrated = await MultiGet(
-        Get(HydratedSources, HydrateSourcesRequest(fs.model_card)),
-        Get(HydratedSources, HydrateSourcesRequest(handler_tgt[PythonSourceField])),
-        Get(HydratedSources, HydrateSourcesRequest(base_tgt[DebianLockfileField])),
-    )
+    hydrated = []
+    for alias, field in ((ModelCardField.alias, fs.model_card), (HandlerField.alias, handler_tgt[PythonSourceField]),
+                         (BaseImageField.alias, base_tgt[DebianLockfileField])):
+        try:  # e.g. a symlink leaving the repository: Pants' message names neither target nor field
+            hydrated.append(await Get(HydratedSources, HydrateSourcesRequest(field)))
+        except Exception as e:
+            raise AegisBuildError(f"{context}: field `{alias}`: {str(e).strip().splitlines()[-1]}") from None
     weights_sources = [(d, paths) for alias, d, paths in model_sources if alias == WeightsField.alias]
     weights_paths = [path for _, paths in weights_sources for path in paths]
     tokenizer_digest, tokenizer_paths = next(

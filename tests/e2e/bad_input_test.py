@@ -141,11 +141,11 @@ def test_model_card_disagreeing_with_the_target(clone: Clone) -> None:
 
 def _write_handler(clone: Clone, edit) -> None:
     """The bad model with its own handler: the demo's, edited."""
-    write_model(clone, handler='"models/bad/handler.py"')
+    write_model(clone, handler='"models/bad/server/handler.py"')
     text = (clone.root / "models/fraud/server/handler.py").read_text()
-    (clone.root / "models/bad/handler.py").write_text(edit(text))
-    with open(clone.root / "models/bad/BUILD", "a") as build:
-        build.write('python_source(name="handler", source="handler.py")\n')
+    (clone.root / "models/bad/server").mkdir()
+    (clone.root / "models/bad/server/handler.py").write_text(edit(text))
+    (clone.root / "models/bad/server/BUILD").write_text('python_source(name="handler", source="handler.py")\n')
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ def _write_handler(clone: Clone, edit) -> None:
 )
 def test_handler_that_cannot_start(clone: Clone, edit, expected: str) -> None:
     _write_handler(clone, edit)
-    assert_fails(clone, "models/bad:bad: field `handler`: models/bad/handler.py", expected)
+    assert_fails(clone, "models/bad:bad: field `handler`: models/bad/server/handler.py", expected)
 
 
 def test_an_unparsable_build_file_elsewhere_is_named(clone: Clone) -> None:
