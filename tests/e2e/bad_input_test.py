@@ -145,7 +145,7 @@ def _write_handler(clone: Clone, edit) -> None:
     text = (clone.root / "models/fraud/server/handler.py").read_text()
     (clone.root / "models/bad/server").mkdir()
     (clone.root / "models/bad/server/handler.py").write_text(edit(text))
-    (clone.root / "models/bad/server/BUILD").write_text('python_source(name="handler", source="handler.py")\n')
+    (clone.root / "models/bad/server/BUILD").write_text("python_sources()\n")
 
 
 @pytest.mark.parametrize(
