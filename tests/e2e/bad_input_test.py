@@ -152,8 +152,8 @@ def _write_handler(clone: Clone, edit) -> None:
     "edit, expected",
     [
         (lambda t: t + "\ndef broken(:\n    pass\n", "syntax error"),
-        (lambda t: "import torch\n" + t, "imports `torch`"),  # not in the runtime lock
-        (lambda t: "import sklearn\n" + t, "imports `sklearn`"),  # training-only
+        (lambda t: t.replace("import json\n", "import json\nimport torch\n", 1), "imports `torch`"),  # not in the runtime lock
+        (lambda t: t.replace("import json\n", "import json\nimport sklearn\n", 1), "imports `sklearn`"),  # training-only
         (lambda t: t.replace("class Handler", "class Model"), "no `Handler` class"),
     ],
     ids=["syntax-error", "not-in-the-lock", "training-only", "no-handler-class"],
