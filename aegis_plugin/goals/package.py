@@ -33,6 +33,7 @@ from pants.engine.fs import (
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
+    AllTargets,
     FieldSet,
     HydratedSources,
     HydrateSourcesRequest,
@@ -587,11 +588,28 @@ async def guard_facts(fs: ModelPackageFieldSet, guards: GuardsSubsystem, python_
     )
 
 
+async def _check_output_path_is_its_own(fs: ModelPackageFieldSet) -> None:
+    """Two packages writing the same dist/ directory would overwrite each other's image."""
+    output_path = fs.output_path.value_or_default(file_ending=None)
+    all_targets = await Get(AllTargets)  # parsed already: Pants' import inference reads every BUILD file
+    others = sorted(
+        str(tgt.address) for tgt in all_targets
+        if tgt.has_field(ModelPackageOutputPathField) and tgt.address != fs.address
+        and tgt[ModelPackageOutputPathField].value_or_default(file_ending=None) == output_path
+    )
+    if others:
+        raise AegisBuildError(
+            f"{fs.address}: field `output_path`: {others[0]} writes dist/{output_path} too: give one of them "
+            f"another `output_path`"
+        )
+
+
 @rule(desc="Packaging a model")
 async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
     image, facts = await MultiGet(
         Get(ModelImage, ModelPackageFieldSet, fs), Get(GuardFacts, ModelPackageFieldSet, fs)
     )
+    await _check_output_path_is_its_own(fs)
     guarded = await Get(GuardsResult, GuardsRequest(str(fs.address), image.digest, facts.facts))
     if guarded.errors:
         more = f" (and {len(guarded.errors) - 1} more: see `pants lint {fs.address}`)" if len(guarded.errors) > 1 else ""

@@ -173,3 +173,13 @@ def test_an_unparsable_build_file_elsewhere_is_named(clone: Clone) -> None:
         assert_fails(clone, "models/bad:bad: field `handler`:", "models/unrelated/BUILD:", "does not parse")
     finally:
         shutil.rmtree(unrelated)
+
+
+def test_two_packages_with_one_output_path(clone: Clone) -> None:
+    write_model(clone, output_path='"models/shared-dist"')
+    build = clone.root / "models/bad/BUILD"
+    text = build.read_text()
+    second = "model_package(" + text.split("model_package(", 1)[1].replace('name="bad"', 'name="bad-too"')
+    build.write_text(text + second)
+    assert_fails(clone, "models/bad:bad: field `output_path`: models/bad:bad-too writes dist/models/shared-dist too",
+                 spec="models/bad:bad")
