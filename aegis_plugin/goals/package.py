@@ -31,6 +31,7 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
+from pants.engine.internals.native_engine import IntrinsicError
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     AllTargets,
@@ -311,6 +312,11 @@ async def resolve_model_inputs(
         # Pants' Python dependency inference reads every BUILD file of the repository, and its parse error
         # names none: say which one.
         raise AegisBuildError(f"{context}: field `handler`: {unparsable_build_file(e)}") from None
+    except IntrinsicError as e:  # e.g. a symlink leaving the repository, met while globbing for sources
+        raise AegisBuildError(
+            f"{context}: field `handler`: resolving its imports reads the repository's sources: "
+            f"{str(e).strip().splitlines()[-1]}"
+        ) from None
     sources = await Get(PythonSourceFiles, PythonSourceFilesRequest(transitive.closure))
 
     # The revision: the newest commit touching any input of this package (checked before any slow step).

@@ -115,8 +115,8 @@ def test_relative_symlink_outside_repo(clone: Clone) -> None:
     write_model(clone)
     (clone.root / "models/bad/data").mkdir()
     os.symlink("../../../../../etc/hostname", clone.root / "models/bad/data/extra")
-    assert_fails(clone, "models/bad/data/extra", "may not traverse outside of the buildroot",
-                 spec="models/bad:bad", names="models/bad/data/extra")
+    assert_fails(clone, "models/bad:bad: field `handler`:", "models/bad/data/extra",
+                 "may not traverse outside of the buildroot", spec="models/bad:bad")
 
 
 def test_model_card_missing_a_section(clone: Clone) -> None:
