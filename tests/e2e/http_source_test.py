@@ -51,9 +51,9 @@ def test_http_source_weights_are_packaged(served, clone: Clone) -> None:
     write_remote_model(clone, f"{base_url}/w.safetensors", hashlib.sha256(weights).hexdigest(), len(weights))
     clone.pants("package", "models/remote::")
     summary = clone.image_summary("models/remote/remote")
-    model_layer = summary["layers"][2]
-    assert model_layer["description"] == "model files"
-    blob = clone.root / "dist/models/remote/remote/oci/blobs/sha256" / model_layer["digest"].split(":")[1]
+    weights_layer = summary["layers"][2]
+    assert weights_layer["description"] == "model weights weights.safetensors"
+    blob = clone.root / "dist/models/remote/remote/oci/blobs/sha256" / weights_layer["digest"].split(":")[1]
     with tarfile.open(blob) as tar:
         shipped = tar.extractfile("app/model/weights.safetensors").read()
     assert shipped == weights
