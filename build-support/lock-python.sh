@@ -15,6 +15,7 @@ set -euo pipefail
 LOCKS="
   3rdparty/python/runtime.lock             3.11
   3rdparty/python/training.lock            3.11
+  3rdparty/python/pytorch.lock             3.11
   3rdparty/python/contract-test.lock       3.11
   3rdparty/python/sbom.lock                3.11
   3rdparty/python/publish.lock             3.11

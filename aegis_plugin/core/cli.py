@@ -19,11 +19,13 @@ from aegis_plugin.core.debian.lock import parse_lock
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
+from aegis_plugin.core.oci.toc import write_toc
 from aegis_plugin.core.python import handler_check, requirements_lock, site_packages
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
 # the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
 LAYER_INFO = "layer.json"  # the blob's descriptor: digest, diff_id, size, media_type, and a description
+LAYER_TOC = "toc.json"  # every entry of the blob, for steps that must not re-read it (core/oci/toc.py)
 # What each layer step reports for the SBOM (see aegis_plugin/core/sbom/inventory.py for the whole format):
 INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"python": [...]}
 FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
@@ -35,11 +37,12 @@ class UserError(Exception):
 
 
 def _write_layer(
-    entries: list[LayerEntry], out: str, mtime: int, description: str, compression: str = "gzip"
+    entries: list[LayerEntry], out: str, mtime: int, description: str, compression: str = "gzip",
+    file_digests: bool = True,
 ) -> LayerInfo:
     os.makedirs(out, exist_ok=True)
     partial = os.path.join(out, "layer.partial")
-    info = write_layer(entries, partial, mtime, compression)
+    info = write_layer(entries, partial, mtime, compression, file_digests)
     blob = layout.blob_path(out, info.digest)
     os.makedirs(os.path.dirname(blob), exist_ok=True)
     os.replace(partial, blob)
@@ -47,6 +50,7 @@ def _write_layer(
         "digest": info.digest, "diff_id": info.diff_id, "size": info.size, "media_type": info.media_type,
         "description": description,
     })
+    write_toc(os.path.join(out, LAYER_TOC), info.diff_id, info.toc)
     return info
 
 
@@ -136,7 +140,9 @@ def debian_layer(args: argparse.Namespace) -> None:
             )
         except DebianError as e:
             raise UserError(str(e))
-        _write_layer(base.entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}")
+        # The SBOM takes the packages' files from their dpkg records: no per-file digests needed.
+        _write_layer(base.entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}",
+                     file_digests=False)
     _write_json(os.path.join(args.out, INVENTORY), {"debian": [p.to_json() for p in base.packages]})
 
 
@@ -152,7 +158,9 @@ def deps_layer(args: argparse.Namespace) -> None:
         installed = site_packages.build_site_packages(args.pex, args.prefix)
     except (requirements_lock.LockError, site_packages.SitePackagesError) as e:
         raise UserError(str(e))
-    _write_layer(installed.entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}")
+    # The SBOM takes the distributions' files from their RECORDs: no per-file digests needed.
+    _write_layer(installed.entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}",
+                 file_digests=False)
     with open(os.path.join(args.out, "requirements.lock"), "wb") as f:
         f.write(lock_text)
     hashes = {(r.name, r.version): r.hashes for r in locked}

@@ -59,7 +59,9 @@ def test_files_layer_reports_hashes_and_the_parsed_model_card(tmp_path: Path) ->
     assert blob == out / "blobs" / "sha256" / info["digest"].split(":")[1]
     assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == info["digest"]
     assert info["media_type"] == "application/vnd.oci.image.layer.v1.tar+gzip"
-    assert sorted(p.name for p in out.iterdir()) == ["blobs", "files.json", "layer.json", "model_card.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["blobs", "files.json", "layer.json", "model_card.json", "toc.json"]
+    toc = json.loads((out / cli.LAYER_TOC).read_text())
+    assert toc["diff_id"] == info["diff_id"] and "/app/model/model_card.md" in [e[0] for e in toc["entries"]]
 
 
 def test_files_layer_without_a_card_writes_no_card(tmp_path: Path) -> None:

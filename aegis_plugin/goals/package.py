@@ -250,10 +250,10 @@ async def resolve_model_inputs(
     require(handler_tgt, PythonSourceField, HandlerField.alias, "`python_source`")
     require(base_tgt, DebianLockfileField, BaseImageField.alias, "`debian_base`")
     resolve = handler_tgt[PythonResolveField].normalized_value(python_setup)
-    if resolve != aegis.runtime_resolve:
+    if resolve not in aegis.runtime_resolves:
         raise AegisBuildError(
             f"{context}: field `handler`: {handler_tgt.address} is in resolve {resolve!r}, but images take "
-            f"third-party code from the runtime resolve {aegis.runtime_resolve!r} only"
+            f"third-party code from `[aegis].runtime_resolves` {list(aegis.runtime_resolves)} only"
         )
 
     # Sources. Model files given as `http_source` are downloaded by a cacheable process, or by Pants when the

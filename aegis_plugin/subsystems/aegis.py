@@ -1,7 +1,7 @@
 """Repository-wide Aegis options (`[aegis]` in pants.toml)."""
 from __future__ import annotations
 
-from pants.option.option_types import BoolOption, DictOption, StrOption
+from pants.option.option_types import BoolOption, DictOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
 
@@ -10,12 +10,13 @@ class AegisSubsystem(Subsystem):
     options_scope = "aegis"
     help = "Options for packaging models with Aegis (`model_package` targets)."
 
-    runtime_resolve = StrOption(
-        default="runtime",
+    runtime_resolves = StrListOption(
+        default=["runtime"],
         help=help_text(
             """
-            The Python resolve whose locked distributions may go into images. A handler in another resolve
-            (e.g. the training one) is refused, so training-only dependencies never ship.
+            The Python resolves whose locked distributions may go into images (each handler picks one with
+            its `resolve` field). A handler in any other resolve (e.g. the training one) is refused, so
+            training-only dependencies never ship.
             """
         ),
     )

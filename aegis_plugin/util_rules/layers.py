@@ -53,7 +53,7 @@ SINGLE_WEIGHTS = "weights.safetensors"  # the seed's name for a one-file checkpo
 @dataclass(frozen=True)
 class Layer:
     """A layer step's output directory `out/`: the blob under its OCI layout name (`blobs/sha256/<hex>`),
-    `layer.json` (its descriptor) and what the step reports for the SBOM."""
+    `layer.json` (its descriptor), `toc.json` (its entries) and what the step reports for the SBOM."""
 
     digest: Digest
     blob_digest: str  # "sha256:<hex>"
@@ -61,6 +61,10 @@ class Layer:
     @property
     def blob_path(self) -> str:
         return f"out/blobs/sha256/{self.blob_digest[len('sha256:'):]}"
+
+    @property
+    def toc_path(self) -> str:
+        return "out/toc.json"  # every entry of the blob (core/oci/toc.py)
 
 
 async def _layer(result: CoreResult) -> Layer:
@@ -149,6 +153,8 @@ async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup)
                 internal_only=False,
                 include_source_files=False,
                 layout=PexLayout.LOOSE,
+                # The lock's repository PEX is only read back here: zipping GBs of CUDA wheels is wasted time.
+                additional_lockfile_args=("--no-compress",),
                 description=f"Resolving the runtime dependencies of {request.handler}",
             ),
         ),

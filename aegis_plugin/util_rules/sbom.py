@@ -4,7 +4,8 @@ Each layer step writes its part of the inventory next to its layer (see `aegis_p
 Debian packages with their licenses and files, the Python distributions with their lock hashes, licenses and
 files, and every file of the model and the app with its hashes. This rule joins those parts with the image's
 facts into one inventory (`aegis_plugin/core/sbom/inventory.py`) and runs the SBOM tool once: it writes both
-documents and fails when a file of the layers belongs to no component.
+documents and fails when a file of the layers belongs to no component (read from each layer's table of
+contents, `core/oci/toc.py`).
 """
 from __future__ import annotations
 
@@ -82,10 +83,11 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
         },
         "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files]},
     }
-    # In image order. Plain-tar layers (the weights) are read header by header, seeking past the contents.
+    # In image order, as the tables of contents the layer steps wrote beside their blobs: the blobs
+    # themselves (GBs of weights and CUDA libraries) never enter this step.
     layers = (request.base, request.deps, *request.model_files, request.app)
-    blobs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs([layer.blob_path]))) for layer in layers)
-    inputs = await MultiGet(Get(Digest, AddPrefix(blob, f"layer{i}")) for i, blob in enumerate(blobs))
+    tocs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs([layer.toc_path]))) for layer in layers)
+    inputs = await MultiGet(Get(Digest, AddPrefix(toc, f"layer{i}")) for i, toc in enumerate(tocs))
     inventory_digest = await Get(
         Digest, CreateDigest([FileContent("inventory.json", json.dumps(inventory, sort_keys=True).encode())])
     )
@@ -95,7 +97,7 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
             CoreToolPexRequest(CoreTool.SBOM, sbom.resolve),
             (
                 "--inventory", "inventory.json",
-                "--layers", *(f"layer{i}/{layer.blob_path}" for i, layer in enumerate(layers)),
+                "--layers", *(f"layer{i}/{layer.toc_path}" for i, layer in enumerate(layers)),
                 "--site-packages", APP_SITE_PACKAGES,
                 *(f"--allow={pattern}" for pattern in sbom.allow),
             ),

@@ -5,7 +5,7 @@ import pytest
 
 from tests.e2e.clones import Clone, make_clone
 
-FRAUD, SENTIMENT = "models/fraud:fraud", "models/sentiment:sentiment"
+FRAUD, SENTIMENT, TURBINE = "models/fraud:fraud", "models/sentiment:sentiment", "models/turbine:turbine"
 NO_PANTSD = {"PANTS_PANTSD": "false"}
 
 
@@ -33,9 +33,11 @@ def selected(clone: Clone, edit: str) -> list[str]:
         ("models/fraud/server/handler.py", [FRAUD]),  # inside one model: that one
         ("models/sentiment/model_card.md", [SENTIMENT]),
         ("README.md", []),  # unrelated: none
-        ("aegis_plugin/goals/package.py", [FRAUD, SENTIMENT]),  # the plugin: everything
-        ("pants.toml", [FRAUD, SENTIMENT]),
-        ("3rdparty/python/runtime.lock", [FRAUD, SENTIMENT]),
+        ("models/turbine/server/handler.py", [TURBINE]),
+        ("aegis_plugin/goals/package.py", [FRAUD, SENTIMENT, TURBINE]),  # the plugin: everything
+        ("pants.toml", [FRAUD, SENTIMENT, TURBINE]),
+        ("3rdparty/python/runtime.lock", [FRAUD, SENTIMENT]),  # a resolve: the models on it
+        ("3rdparty/python/pytorch.lock", [TURBINE]),
     ],
 )
 def test_selection(clone: Clone, edit: str, expected: list[str]) -> None:

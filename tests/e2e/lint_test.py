@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.clones import REPO_ROOT, Clone, make_clone
 from tests.e2e.shared_data import require_shared
 
-VULNERABLE = ["--aegis-runtime-resolve=vulnerable"]
+VULNERABLE = ["--aegis-runtime-resolves=['vulnerable']"]
 
 
 def pypa_database(clone: Clone) -> str:

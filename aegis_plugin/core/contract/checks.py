@@ -29,6 +29,7 @@ FLOAT_TOLERANCE = 1e-3  # relative and absolute, for FP16/FP32/FP64 outputs
 MAX_BODY_BYTES = 16 * 1024 * 1024  # the size every Aegis server must refuse above
 EXPECTED_UID = EXPECTED_GID = 65532
 STOP_GRACE_SECONDS = 10.0
+NOT_READY_WINDOW_SECONDS = 2.0  # how long a CUDA image without a GPU must keep answering "not ready"
 HEALTHCHECK = "/app/server/healthcheck.py"
 
 _INT_TYPES = {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
@@ -172,23 +173,33 @@ def _guard(name: str, function: Callable[[], CheckResult]) -> CheckResult:
 
 def wait_ready(container: Container, timeout: float = 60.0, interval: float = 0.2) -> CheckResult:
     """Poll GET /v2/health/ready until 200; fail with the container's log tail on exit or timeout."""
+    return _wait_for(container, "ready", timeout, interval)
+
+
+def wait_live(container: Container, timeout: float = 60.0, interval: float = 0.2) -> CheckResult:
+    """Poll GET /v2/health/live until 200 (a CUDA image without a GPU is live but never ready)."""
+    return _wait_for(container, "live", timeout, interval)
+
+
+def _wait_for(container: Container, state: str, timeout: float, interval: float) -> CheckResult:
     started = time.monotonic()
     last = "no answer yet"
+    path = f"/v2/health/{state}"
     while True:
         elapsed = time.monotonic() - started
         if not container.running():
-            return CheckResult("ready", False, f"the container exited with code {container.process.returncode} "
-                                               f"after {elapsed:.1f} s, before it was ready\n{container.log_tail()}")
+            return CheckResult(state, False, f"the container exited with code {container.process.returncode} "
+                                             f"after {elapsed:.1f} s, before it was {state}\n{container.log_tail()}")
         try:
-            status, payload = _raw_request(container, "GET", "/v2/health/ready", timeout=2.0)
+            status, payload = _raw_request(container, "GET", path, timeout=2.0)
             if status == 200:
-                return CheckResult("ready", True, f"GET /v2/health/ready = 200 after {elapsed:.1f} s")
+                return CheckResult(state, True, f"GET {path} = 200 after {elapsed:.1f} s")
             last = f"HTTP {status} {payload}"
         except (OSError, http.client.HTTPException) as e:
             last = f"{type(e).__name__}: {e}"
         if elapsed > timeout:
-            return CheckResult("ready", False, f"not ready after {timeout:.0f} s (last: {last})\n"
-                                               f"{container.log_tail()}")
+            return CheckResult(state, False, f"not {state} after {timeout:.0f} s (last: {last})\n"
+                                             f"{container.log_tail()}")
         time.sleep(interval)
 
 
@@ -524,6 +535,89 @@ class ContractRun:
             detail += "\n" + self.container.log_tail(10)
         return CheckResult(name, passed, detail)
 
+    # a CUDA image without a GPU ---------------------------------------------------------------------------
+
+    def check_stays_not_ready(self, window: float = NOT_READY_WINDOW_SECONDS, interval: float = 0.2) -> CheckResult:
+        name = f"not ready: /v2/health/ready stays 503 for {window:g} s"
+        return _guard(name, lambda: self._check_stays_not_ready(name, window, interval))
+
+    def _check_stays_not_ready(self, name: str, window: float, interval: float) -> CheckResult:
+        started, polls = time.monotonic(), 0
+        while True:
+            status, payload = _raw_request(self.container, "GET", "/v2/health/ready")
+            polls += 1
+            elapsed = time.monotonic() - started
+            if status != 503:
+                return CheckResult(name, False, f"GET /v2/health/ready = {status} after {elapsed:.1f} s "
+                                                f"(wanted 503 throughout): {str(payload)[:200]}")
+            if elapsed >= window:
+                return CheckResult(name, True, f"GET /v2/health/ready = 503 on all {polls} polls over {elapsed:.1f} s")
+            time.sleep(interval)
+
+    def check_model_not_ready(self) -> CheckResult:
+        name = "model not ready"
+        path = f"/v2/models/{self.model_name}/ready"
+
+        def check() -> CheckResult:
+            status, payload = _raw_request(self.container, "GET", path)
+            wanted = "" if status == 503 else " (wanted 503)"
+            return CheckResult(name, status == 503, f"GET {path} = {status}{wanted}: {str(payload)[:200]}")
+
+        return _guard(name, check)
+
+    def check_inference_refused(self, accelerator: str) -> CheckResult:
+        name = f"inference refused (503 naming {accelerator})"
+        return _guard(name, lambda: self._check_inference_refused(name, accelerator))
+
+    def _check_inference_refused(self, name: str, accelerator: str) -> CheckResult:
+        path = f"/v2/models/{self.model_name}/infer"
+        status, payload = _raw_request(self.container, "POST", path, json.dumps(self._first_request()).encode())
+        message = _error_message(payload)
+        if status != 503:
+            return CheckResult(name, False, f"POST {path} with example 1 = {status} (wanted 503: nothing may be "
+                                            f"served without the GPU): {str(payload)[:200]}")
+        if accelerator not in message:
+            return CheckResult(name, False, f"HTTP 503, but the error does not name {accelerator}: "
+                                            f"{message or str(payload)[:200]}")
+        return CheckResult(name, True, f"HTTP 503: {message}")
+
+    def _first_request(self) -> dict:
+        """The first example as a JSON request; datatypes from the metadata, else from the JSON values."""
+        try:
+            declared = self.declared("inputs")
+        except Exception:  # noqa: BLE001 - the request is still worth sending
+            declared = {}
+        return {"inputs": [{"name": t, "datatype": declared.get(t, {}).get("datatype") or _json_datatype(v),
+                            "shape": _shape(v), "data": _flatten(v)} for t, v in self.examples[0]["inputs"].items()]}
+
+    def check_never_constructed(self, accelerator: str) -> CheckResult:
+        name = "handler never constructed"
+        return _guard(name, lambda: self._check_never_constructed(name, accelerator))
+
+    def _check_never_constructed(self, name: str, accelerator: str) -> CheckResult:
+        """The server's own log lines (no `logger` field) say "not ready: accelerator ...", and never "ready"
+        (logged once the handler's constructor returned) nor "the model handler failed to load" (it raised)."""
+        own = []
+        for line in self.container.stdout_path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("message"), str) and "logger" not in entry:
+                own.append(entry)
+        refusal = next((e["message"] for e in own if e.get("level") == "error" and "is not ready" in e["message"]
+                        and f"accelerator {accelerator}" in e["message"]), None)
+        constructed = next((e["message"] for e in own if e["message"] == "ready"
+                            or e["message"].startswith("the model handler failed to load")), None)
+        problems = []
+        if refusal is None:
+            problems.append(f"the log has no error line saying the model is not ready for accelerator {accelerator}")
+        if constructed is not None:
+            problems.append(f"the log shows the handler was constructed: {constructed!r}")
+        if problems:
+            return CheckResult(name, False, "; ".join(problems) + "\n" + self.container.log_tail(10))
+        return CheckResult(name, True, f"the log says {refusal!r}, and no line shows a constructed handler")
+
 
 def _compare(tensor: str, declared: Optional[str], output: dict, actual: Any, expected: list) -> list[str]:
     """Mismatches between one output tensor and its expected value (empty when they agree)."""
@@ -555,6 +649,12 @@ def _compare(tensor: str, declared: Optional[str], output: dict, actual: Any, ex
     return problems[:5]
 
 
+def _json_datatype(value: Any) -> str:
+    """The datatype a JSON value of the examples suggests, when there is no metadata to say."""
+    kind = _kind(next(iter(_flatten(value)), 0.0))
+    return {"bool": "BOOL", "str": "BYTES", "int": "INT64"}.get(kind, "FP32")
+
+
 def _binary_values(datatype: Optional[str], actual: Any) -> list:
     """An output that came as binary data, as the values JSON would have carried."""
     flat = np.asarray(actual).reshape(-1) if actual is not None else []
@@ -580,3 +680,12 @@ def run_checks(run: ContractRun, expect_uid: int = EXPECTED_UID, expect_gid: int
     results.append(run.check_sigterm(stop_grace, stop_timeout, idle_connections))
     return results
 
+
+def run_no_gpu_checks(run: ContractRun, accelerator: str, window: float = NOT_READY_WINDOW_SECONDS,
+                      stop_grace: float = STOP_GRACE_SECONDS, stop_timeout: float = 30.0,
+                      idle_connections: int = 1) -> list[CheckResult]:
+    """A CUDA image without a GPU (after `wait_live`): it must refuse to serve, never fall back to the CPU."""
+    results = [run.check_stays_not_ready(window), run.check_model_not_ready(),
+               run.check_inference_refused(accelerator), run.check_never_constructed(accelerator)]
+    results.append(run.check_sigterm(stop_grace, stop_timeout, idle_connections))
+    return results

@@ -2,7 +2,8 @@
 
 The server runs as the image runs it (`python -m aegis_runtime.server`, here on 127.0.0.1 with a free port) with a
 small handler that covers every kind of datatype; tensors go both as JSON and as binary tensor data, which is what
-tritonclient sends by default.
+tritonclient sends by default. The no-GPU contract runs against the same server with a manifest declaring cuda-12.1
+and the server's GPU probe pointed at an empty device directory (AEGIS_NVIDIA_DEVICE_DIR).
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
+from aegis_plugin.core.contract import checks
 from aegis_plugin.core.contract.checks import ContractRun
+from aegis_plugin.core.contract.sandbox import Container, free_loopback_port
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 MODEL, VERSION = "kinds", "2.0.0"
@@ -69,22 +72,28 @@ EXAMPLES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    root = tmp_path_factory.mktemp("server")
+def install(root: Path, accelerator: str = "") -> dict[str, str]:
+    """The image's /app (with `accelerator` in the manifest) and aegis_runtime below `root`; the server's env."""
     app = root / "app"
     (app / "server").mkdir(parents=True)
     (app / "model").mkdir()
-    (app / "manifest.yaml").write_text(f'model_id: "{MODEL}"\nversion: "{VERSION}"\nframework: "python"\n')
+    manifest = f'model_id: "{MODEL}"\nversion: "{VERSION}"\nframework: "python"\n'
+    (app / "manifest.yaml").write_text(manifest + (f'accelerator: "{accelerator}"\n' if accelerator else ""))
     (app / "server" / "handler.py").write_text(HANDLER)
     package = root / "lib" / "aegis_runtime"  # the image's layout
     package.mkdir(parents=True)
     for source in RUNTIME_DIR.glob("*.py"):
         if not source.name.endswith("_test.py"):
             shutil.copy(source, package / source.name)
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(root / "lib"),
+            "PYTHONDONTWRITEBYTECODE": "1", "AEGIS_APP_DIR": str(app), "AEGIS_HOST": "127.0.0.1", "AEGIS_PORT": "0"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    root = tmp_path_factory.mktemp("server")
+    env = install(root)
     log = root / "server.log"
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(root / "lib"),
-           "PYTHONDONTWRITEBYTECODE": "1", "AEGIS_APP_DIR": str(app), "AEGIS_HOST": "127.0.0.1", "AEGIS_PORT": "0"}
     with open(log, "wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "aegis_runtime.server"], env=env, cwd=root,
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -202,3 +211,113 @@ def test_a_raw_binary_response_carries_its_header_length(server: SimpleNamespace
     outputs = json.loads(data[:split])["outputs"]
     assert outputs == [{"name": "h2", "datatype": "FP16", "shape": [1], "parameters": {"binary_data_size": 2}}]
     assert np.frombuffer(data[split:], dtype="<f2").tolist() == [3.0]
+
+
+# --- a CUDA image on a host without a GPU ----------------------------------------------------------------------
+
+ACCELERATOR = "cuda-12.1"
+
+
+@pytest.fixture
+def containers(tmp_path: Path) -> Iterator[Callable[..., Container]]:
+    """Starts the real server as the contract test's Container (its own process rather than bwrap's child).
+
+    `gpu` stands in for the server's GPU probe: fake nvidiactl/nvidia0 nodes and a driver library that loads.
+    """
+    started: list[Container] = []
+
+    def start(accelerator: str, gpu: bool = False, **extra_env: str) -> Container:
+        root = tmp_path / f"container{len(started)}"
+        env = install(root, accelerator)
+        devices = root / "nvidia"
+        devices.mkdir()
+        if gpu:
+            for name in ("nvidiactl", "nvidia0"):
+                (devices / name).write_text("")
+        port = free_loopback_port()
+        env.update(AEGIS_NVIDIA_DEVICE_DIR=str(devices), AEGIS_LIBCUDA="libc.so.6" if gpu else "libcuda.so.1",
+                   AEGIS_PORT=str(port), **extra_env)
+        argv = [sys.executable, "-m", "aegis_runtime.server"]
+        stdout, stderr = root / "container.stdout", root / "container.stderr"
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        container = Container(process=process, argv=argv, env=env, uid=os.getuid(), gid=os.getgid(), port=port,
+                              rootfs=root, working_dir=str(root), stdout_path=stdout, stderr_path=stderr,
+                              _server_pid=process.pid)
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        if container.running():
+            container.process.kill()
+        container.process.wait(5)
+
+
+def no_gpu_contract(container: Container, window: float = 1.0) -> list[checks.CheckResult]:
+    """What `cli.run` runs for a CUDA image on a host without a GPU."""
+    live = checks.wait_live(container, timeout=10.0)
+    assert live.passed, live.detail
+    run = ContractRun(container, EXAMPLES, MODEL, VERSION)
+    try:
+        return [live] + checks.run_no_gpu_checks(run, ACCELERATOR, window, stop_grace=5.0, stop_timeout=10.0)
+    finally:
+        run.close()
+
+
+def test_a_cuda_image_without_a_gpu_passes_the_no_gpu_contract(containers: Callable[..., Container]) -> None:
+    container = containers(ACCELERATOR)
+    results = no_gpu_contract(container)
+    assert [(r.name, r.passed) for r in results] == [
+        ("live", True),
+        ("not ready: /v2/health/ready stays 503 for 1 s", True),
+        ("model not ready", True),
+        (f"inference refused (503 naming {ACCELERATOR})", True),
+        ("handler never constructed", True),
+        ("SIGTERM stops it with exit code 0 within 5 s", True),
+    ], [r.detail for r in results]
+    details = {r.name: r.detail for r in results}
+    assert details[f"inference refused (503 naming {ACCELERATOR})"].startswith(
+        f"HTTP 503: model '{MODEL}' is not ready: accelerator {ACCELERATOR} is declared but no NVIDIA GPU is visible")
+    assert "refusing to serve on the CPU" in details["handler never constructed"]
+    assert container.process.returncode == 0
+
+
+@pytest.mark.parametrize("accelerator, gpu", [("cpu", False), (ACCELERATOR, True)],
+                         ids=["cpu-manifest", "cuda-with-a-fake-gpu"])
+def test_a_server_that_serves_anyway_fails_the_no_gpu_contract(containers: Callable[..., Container],
+                                                               accelerator: str, gpu: bool) -> None:
+    results = no_gpu_contract(containers(accelerator, gpu=gpu))
+    passed = {r.name: r.passed for r in results}
+    details = {r.name: r.detail for r in results}
+    refused = f"inference refused (503 naming {ACCELERATOR})"
+    assert not passed[refused]
+    assert details[refused].startswith(f"POST /v2/models/{MODEL}/infer with example 1 = 200 (wanted 503"), details
+    assert not passed["not ready: /v2/health/ready stays 503 for 1 s"]
+    assert not passed["model not ready"]
+    assert not passed["handler never constructed"]
+    assert "the log shows the handler was constructed: 'ready'" in details["handler never constructed"]
+    assert passed["live"] and passed["SIGTERM stops it with exit code 0 within 5 s"]
+
+
+def test_a_refusal_that_does_not_name_the_accelerator_fails(containers: Callable[..., Container]) -> None:
+    container = containers("cuda-11.8")  # refused, but for another accelerator than the contract expects
+    assert checks.wait_live(container, timeout=10.0).passed
+    run = ContractRun(container, EXAMPLES, MODEL, VERSION)
+    try:
+        refused = run.check_inference_refused(ACCELERATOR)
+        constructed = run.check_never_constructed(ACCELERATOR)
+    finally:
+        run.close()
+    assert not refused.passed
+    assert refused.detail.startswith(f"HTTP 503, but the error does not name {ACCELERATOR}: ")
+    assert not constructed.passed
+    assert constructed.detail.startswith(
+        f"the log has no error line saying the model is not ready for accelerator {ACCELERATOR}")
+
+
+def test_wait_live_fails_when_the_server_exits(containers: Callable[..., Container]) -> None:
+    result = checks.wait_live(containers(ACCELERATOR, AEGIS_MAX_CONNECTIONS="0"), timeout=10.0)
+    assert not result.passed
+    assert result.detail.startswith("the container exited with code 2")
+    assert "AEGIS_MAX_CONNECTIONS" in result.detail

@@ -84,3 +84,24 @@ def test_metadata_matches_what_the_examples_imply() -> None:
     assert "input 'x' is declared INT32 but the examples give float values" in detail
     assert "input 'flag' is declared INT8 but the examples give bool values" in detail
     assert "output 'p' of the examples is not declared" in detail
+
+
+def test_the_request_a_cuda_image_must_refuse_is_the_first_example() -> None:
+    examples = [{"inputs": {"x": [[1.5, 2]], "n": [[1, 2]], "flag": [True], "text": ["a"], "none": []},
+                 "outputs": {"p": [0.5]}},
+                {"inputs": {"x": [[0.0, 0.0]]}, "outputs": {"p": [0.0]}}]
+    # Nothing listens on port 1, so there is no metadata: the datatypes come from the JSON values.
+    run = ContractRun(SimpleNamespace(base_url="127.0.0.1:1"), examples, "m")  # type: ignore[arg-type]
+    try:
+        assert run._first_request() == {"inputs": [
+            {"name": "x", "datatype": "FP32", "shape": [1, 2], "data": [1.5, 2]},
+            {"name": "n", "datatype": "INT64", "shape": [1, 2], "data": [1, 2]},
+            {"name": "flag", "datatype": "BOOL", "shape": [1], "data": [True]},
+            {"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a"]},
+            {"name": "none", "datatype": "FP32", "shape": [0], "data": []},
+        ]}
+        run._metadata = {"inputs": [{"name": "n", "datatype": "INT32", "shape": [-1, 2]},
+                                    {"name": "x", "datatype": "FP64", "shape": [-1, 2]}]}
+        assert [t["datatype"] for t in run._first_request()["inputs"]] == ["FP64", "INT32", "BOOL", "BYTES", "FP32"]
+    finally:
+        run.close()

@@ -6,6 +6,16 @@ It unpacks the OCI layout, starts the image's entrypoint in a bwrap sandbox on a
 for /v2/health/ready, runs the checks in `checks.py`, writes a JSON report and prints a table. Exit status:
 0 when every check passes, 1 when one fails, 2 when the test could not be set up (one `aegis: ...` line on
 stderr). The command first re-executes itself in a private network namespace (see `sandbox.py`).
+
+The image's /app/manifest.yaml declares its `accelerator`, and the report's `accelerator.mode` says which
+contract ran:
+
+    cpu      `cpu` (or none): the contract above.
+    gpu      `cuda-MAJOR.MINOR` on a host with an NVIDIA GPU: the same contract, with the host's device nodes
+             and driver libraries passed into the sandbox (`sandbox.find_gpu`); the report lists the nodes.
+    no-gpu   `cuda-MAJOR.MINOR` on a host without one: the image must refuse to serve rather than fall back to
+             the CPU. The server must be live but stay not ready, refuse inference with a 503 naming the
+             accelerator, log that it is not ready and never construct the handler, and stop cleanly on SIGTERM.
 """
 from __future__ import annotations
 
@@ -37,7 +47,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--report", required=True, help="where to write the JSON report")
     parser.add_argument("--ref", help="the manifest's org.opencontainers.image.ref.name (default: the only one)")
     parser.add_argument("--ready-timeout", type=float, default=60.0,
-                        help="seconds to wait for /v2/health/ready (default: %(default)s)")
+                        help="seconds to wait for /v2/health/ready, or /live for a CUDA image on a host without "
+                             "a GPU (default: %(default)s)")
+    parser.add_argument("--not-ready-window", type=float, default=checks.NOT_READY_WINDOW_SECONDS,
+                        help="seconds a CUDA image on a host without a GPU must keep answering 503 to "
+                             "/v2/health/ready (default: %(default)s)")
     parser.add_argument("--stop-grace", type=float, default=checks.STOP_GRACE_SECONDS,
                         help="seconds the server may take to exit after SIGTERM (default: %(default)s)")
     parser.add_argument("--stop-timeout", type=float, default=15.0,
@@ -129,23 +143,35 @@ def run(args: argparse.Namespace) -> int:
         unpack_seconds = time.monotonic() - started
         app_dir = image.config.env_dict().get("AEGIS_APP_DIR", "/app")
         manifest = checks.read_manifest(image.rootfs, app_dir)
+        accelerator = manifest.get("accelerator", "cpu")
+        cuda = accelerator.startswith("cuda-")
+        gpu = sandbox.find_gpu() if cuda else None
+        mode = ("gpu" if gpu else "no-gpu") if cuda else "cpu"
         log_dir = Path(args.log_dir) if args.log_dir else workdir / "logs"
-        container = sandbox.start(image.config, image.rootfs, log_dir)
+        container = sandbox.start(image.config, image.rootfs, log_dir, gpu=gpu)
         try:
-            ready = checks.wait_ready(container, timeout=args.ready_timeout)
-            if not ready.passed and container.bwrap_error():
+            if mode == "no-gpu":
+                first = checks.wait_live(container, timeout=args.ready_timeout)
+            else:
+                first = checks.wait_ready(container, timeout=args.ready_timeout)
+            if not first.passed and container.bwrap_error():
                 raise SandboxError(f"the sandbox did not start: {container.bwrap_error()}")
-            results = [ready]
-            if ready.passed:
+            results = [first]
+            if first.passed:
                 contract = checks.ContractRun(container, examples, manifest["model_id"], manifest.get("version", ""))
-                results += checks.run_checks(contract, args.expect_uid, args.expect_gid, args.stop_grace,
-                                             args.stop_timeout, args.idle_connections)
+                if mode == "no-gpu":
+                    results += checks.run_no_gpu_checks(contract, accelerator, args.not_ready_window,
+                                                        args.stop_grace, args.stop_timeout, args.idle_connections)
+                else:
+                    results += checks.run_checks(contract, args.expect_uid, args.expect_gid, args.stop_grace,
+                                                 args.stop_timeout, args.idle_connections)
         finally:
             stop = sandbox.stop(container, hard_timeout=args.stop_timeout)
         report = {
             "passed": all(r.passed for r in results),
             "summary": {"passed": sum(r.passed for r in results), "failed": sum(not r.passed for r in results)},
             "checks": [r.to_json() for r in results],
+            "accelerator": {"declared": accelerator, "gpu": list(gpu.devices) if gpu else None, "mode": mode},
             "image": {"layout": str(args.layout), "ref": args.ref, "manifest_digest": image.manifest_digest,
                       "config_digest": image.config_digest, "model_id": manifest["model_id"],
                       "version": manifest.get("version"), "unpack_seconds": round(unpack_seconds, 2)},
@@ -164,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         if own_workdir and not args.keep_rootfs:
             _remove_tree(workdir)
     _write_report(args.report, report)
-    print_table(results)
+    print_table(results, heading=accelerator_heading(accelerator, mode, gpu))
     return EXIT_PASSED if report["passed"] else EXIT_FAILED
 
 
@@ -175,8 +201,19 @@ def _write_report(path: str, report: dict) -> None:
     target.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
-def print_table(results: list[CheckResult], out: Any = None) -> None:
+def accelerator_heading(accelerator: str, mode: str, gpu: Optional[sandbox.GpuAccess]) -> Optional[str]:
+    """The line above the table for a CUDA image: which contract ran, and why."""
+    if mode == "gpu" and gpu is not None:
+        return f"accelerator {accelerator} declared, NVIDIA GPU passed in: {', '.join(gpu.devices)}"
+    if mode == "no-gpu":
+        return f"accelerator {accelerator} declared, no NVIDIA GPU here: checking that nothing is served on the CPU"
+    return None
+
+
+def print_table(results: list[CheckResult], out: Any = None, heading: Optional[str] = None) -> None:
     out = out or sys.stdout
+    if heading:
+        print(heading, file=out)
     width = max(len(r.name) for r in results)
     for r in results:
         first = r.detail.splitlines()[0] if r.detail else ""

@@ -24,6 +24,17 @@ environment: the command runs inside the running container (it sees the server i
 read-only rootfs and tmpfs /tmp) rather than in a look-alike second sandbox. This needs root; everything else
 also works for an unprivileged driver (when the kernel allows unprivileged user namespaces).
 
+GPU access. `find_gpu()` finds what the NVIDIA container runtime would give a container: the device nodes
+(/dev/nvidiactl, /dev/nvidia<N>, /dev/nvidia-uvm[-tools]) and the driver's user-space libraries (libcuda.so.1
+and the libnvidia-*.so it loads), which must match the host's kernel module and so come from the host, never
+from the image. `start(..., gpu=...)` adds
+
+    --dev-bind /dev/nvidiactl /dev/nvidiactl ... --tmpfs /tmp/aegis-nvidia
+    --ro-bind /usr/lib/x86_64-linux-gnu/libcuda.so.1 /tmp/aegis-nvidia/libcuda.so.1 ... --remount-ro /tmp/aegis-nvidia
+
+and prepends /tmp/aegis-nvidia to the container's LD_LIBRARY_PATH. The libraries go below /tmp because the
+rootfs is bound read-only before anything else, so bwrap can only create a directory inside a tmpfs it mounted.
+
 bwrap forwards no signals, so `stop()` sends SIGTERM to the entrypoint process itself (what `docker stop`
 does to a container's main process), waits for bwrap to exit with the entrypoint's status, and sends SIGKILL
 to bwrap (which takes the whole sandbox down) after a hard timeout.
@@ -31,6 +42,7 @@ to bwrap (which takes the whole sandbox down) after a hard timeout.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,6 +56,11 @@ from typing import Optional, Sequence
 
 from .unpack import ImageConfig
 
+NVIDIA_LIB_DIR = "/tmp/aegis-nvidia"  # the host's NVIDIA driver libraries, inside the container
+# The driver's libraries a CUDA program needs: libcuda.so.1, what it loads at run time (PTX JIT, NVVM, the GPU
+# compiler of recent drivers) and NVML, as the NVIDIA container runtime mounts them for `compute,utility`.
+NVIDIA_LIBRARY = re.compile(r"^(libcuda\.so\.1|libnvidia-(ptxjitcompiler|nvvm|gpucomp|ml)\.so\.[0-9.]+)$")
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64")  # where drivers install them when ldconfig is absent
 NETNS_MARKER = "AEGIS_CONTRACT_NETNS"  # set in the driver's environment once it runs in its private netns
 PORT_VARIABLE = "AEGIS_PORT"
 
@@ -270,6 +287,76 @@ def process_ids(pid: int) -> ProcessIds:
     )
 
 
+# --- the host's GPU -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuAccess:
+    """The host's NVIDIA device nodes and driver libraries (host paths), to pass into a container."""
+
+    devices: tuple[str, ...]
+    libraries: tuple[str, ...]
+
+
+def find_gpu(device_dir: str | os.PathLike[str] = "/dev",
+             library_dirs: Optional[Sequence[str]] = None) -> Optional[GpuAccess]:
+    """The host's NVIDIA GPU access, or None without nvidiactl, an nvidia<N> node, or libcuda.so.1.
+
+    Libraries come from `ldconfig -p`, then `LIBRARY_DIRS`; given `library_dirs`, from those directories only.
+    """
+    device_dir = str(device_dir)
+    try:
+        names = os.listdir(device_dir)
+    except OSError:
+        return None
+    gpus = sorted((n for n in names if re.fullmatch(r"nvidia\d+", n)), key=lambda n: int(n[6:]))
+    if "nvidiactl" not in names or not gpus:
+        return None
+    extras = [n for n in ("nvidia-uvm", "nvidia-uvm-tools") if n in names]
+    devices = tuple(os.path.join(device_dir, n) for n in ["nvidiactl", *gpus, *extras])
+    libraries = _ldconfig_libraries() if library_dirs is None else {}
+    for directory in LIBRARY_DIRS if library_dirs is None else library_dirs:
+        try:
+            found = sorted(n for n in os.listdir(directory) if NVIDIA_LIBRARY.match(n))
+        except OSError:
+            continue
+        for name in found:
+            libraries.setdefault(name, os.path.join(directory, name))
+    if "libcuda.so.1" not in libraries:
+        return None
+    return GpuAccess(devices=devices, libraries=tuple(libraries[n] for n in sorted(libraries)))
+
+
+def _ldconfig_libraries() -> dict[str, str]:
+    """The NVIDIA libraries in the dynamic linker's cache (64-bit ones only), by name; empty without ldconfig."""
+    ldconfig = next((p for p in (shutil.which("ldconfig"), "/sbin/ldconfig", "/usr/sbin/ldconfig")
+                     if p and os.path.exists(p)), None)
+    if ldconfig is None:
+        return {}
+    try:
+        listing = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    libraries: dict[str, str] = {}
+    for line in listing.splitlines():
+        # "\tlibcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"; 32-bit ones say "(libc6)".
+        match = re.match(r"^\s*(\S+) \(([^)]*)\) => (\S+)$", line)
+        if match and NVIDIA_LIBRARY.match(match[1]) and "64" in match[2]:
+            libraries.setdefault(match[1], match[3])
+    return libraries
+
+
+def gpu_arguments(gpu: GpuAccess) -> list[str]:
+    """bwrap arguments that give the container the GPU; they must follow `--dev /dev` and `--tmpfs /tmp`."""
+    arguments = []
+    for device in gpu.devices:
+        arguments += ["--dev-bind", device, f"/dev/{os.path.basename(device)}"]
+    arguments += ["--tmpfs", NVIDIA_LIB_DIR]
+    for library in gpu.libraries:
+        arguments += ["--ro-bind", library, f"{NVIDIA_LIB_DIR}/{os.path.basename(library)}"]
+    return arguments + ["--remount-ro", NVIDIA_LIB_DIR]
+
+
 # --- the container ------------------------------------------------------------------------------------
 
 
@@ -346,8 +433,12 @@ def start(
     log_dir: Path,
     port: Optional[int] = None,
     extra_env: Optional[dict[str, str]] = None,
+    gpu: Optional[GpuAccess] = None,
 ) -> Container:
-    """Start the image's entrypoint in `rootfs`; its stdout/stderr go to `log_dir/container.{stdout,stderr}`."""
+    """Start the image's entrypoint in `rootfs`; its stdout/stderr go to `log_dir/container.{stdout,stderr}`.
+
+    With `gpu`, the container gets the host's NVIDIA devices and driver libraries (see the module docstring).
+    """
     bwrap = find_tool("bwrap")
     rootfs = Path(rootfs).resolve()
     argv = config.argv
@@ -357,9 +448,12 @@ def start(
     port = port or free_loopback_port()
     env = dict(config.env_dict(), **{PORT_VARIABLE: str(port)}, **(extra_env or {}))
     working_dir = config.working_dir or "/"
-    command = [bwrap, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-               "--unshare-pid", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
-               "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--clearenv"]
+    command = [bwrap, "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if gpu is not None:
+        command += gpu_arguments(gpu)
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (NVIDIA_LIB_DIR, env.get("LD_LIBRARY_PATH")) if p)
+    command += ["--unshare-pid", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
+                "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--clearenv"]
     for key, value in env.items():
         command += ["--setenv", key, value]
     command += ["--chdir", working_dir, "--", *argv]

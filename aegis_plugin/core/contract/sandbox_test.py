@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from aegis_plugin.core.contract.sandbox import SandboxError, _to_inside, network_interfaces, resolve_user
+from aegis_plugin.core.contract.sandbox import (NVIDIA_LIB_DIR, GpuAccess, SandboxError, _to_inside, find_gpu,
+                                                network_interfaces, resolve_user, start)
+from aegis_plugin.core.contract.unpack import ImageConfig
 
 
 @pytest.fixture
@@ -43,3 +51,147 @@ def test_id_map_translation() -> None:
 
 def test_network_interfaces_lists_loopback() -> None:
     assert "lo" in network_interfaces()
+
+
+def touch(directory: Path, *names: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / name).write_text(f"{name}\n")
+
+
+def test_find_gpu_without_a_gpu(tmp_path: Path) -> None:
+    devices, libraries = tmp_path / "dev", tmp_path / "lib"
+    touch(libraries, "libcuda.so.1")
+    assert find_gpu(tmp_path / "missing", [str(libraries)]) is None
+    touch(devices, "null", "nvidia-uvm")
+    assert find_gpu(devices, [str(libraries)]) is None
+    touch(devices, "nvidiactl")
+    assert find_gpu(devices, [str(libraries)]) is None  # no nvidia<N>
+    touch(devices, "nvidia0")
+    assert find_gpu(devices, [str(tmp_path / "empty")]) is None  # no driver library
+
+
+def test_find_gpu_finds_the_nodes_and_driver_libraries(tmp_path: Path) -> None:
+    devices, lib64, lib = tmp_path / "dev", tmp_path / "lib64", tmp_path / "lib"
+    touch(devices, "nvidiactl", "nvidia10", "nvidia1", "nvidia0", "nvidia-uvm", "nvidia-uvm-tools",
+          "nvidia-modeset", "nvidia-caps", "null")
+    touch(lib64, "libcuda.so.1", "libcuda.so", "libcuda.so.550.54.15", "libnvidia-ml.so.1",
+          "libnvidia-ptxjitcompiler.so.1", "libnvidia-gpucomp.so.550.54.15", "libnvidia-glcore.so.550.54.15")
+    touch(lib, "libcuda.so.1", "libnvidia-nvvm.so.4")
+    gpu = find_gpu(devices, [str(lib64), str(lib)])
+    assert gpu == GpuAccess(
+        devices=tuple(str(devices / n) for n in ("nvidiactl", "nvidia0", "nvidia1", "nvidia10", "nvidia-uvm",
+                                                 "nvidia-uvm-tools")),
+        libraries=(str(lib64 / "libcuda.so.1"), str(lib64 / "libnvidia-gpucomp.so.550.54.15"),
+                   str(lib64 / "libnvidia-ml.so.1"), str(lib / "libnvidia-nvvm.so.4"),
+                   str(lib64 / "libnvidia-ptxjitcompiler.so.1")),
+    )
+
+
+def test_find_gpu_asks_ldconfig_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    devices, bin_dir = tmp_path / "dev", tmp_path / "bin"
+    touch(devices, "nvidiactl", "nvidia0")
+    bin_dir.mkdir()
+    ldconfig = bin_dir / "ldconfig"
+    ldconfig.write_text(
+        "#!/bin/sh\n"
+        "echo '4 libs found in the cache'\n"
+        "printf '\\tlibnvidia-ml.so.1 (libc6,x86-64) => /opt/nv/libnvidia-ml.so.1\\n'\n"
+        "printf '\\tlibcuda.so.1 (libc6) => /opt/nv32/libcuda.so.1\\n'\n"
+        "printf '\\tlibcuda.so.1 (libc6,x86-64) => /opt/nv/libcuda.so.1\\n'\n"
+        "printf '\\tlibcudart.so.12 (libc6,x86-64) => /opt/nv/libcudart.so.12\\n'\n"
+    )
+    ldconfig.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    gpu = find_gpu(devices)
+    assert gpu is not None
+    assert gpu.devices == (str(devices / "nvidiactl"), str(devices / "nvidia0"))
+    # The 64-bit entries, before anything the usual directories hold; never the CUDA runtime (the image's own).
+    assert gpu.libraries[:2] == ("/opt/nv/libcuda.so.1", "/opt/nv/libnvidia-ml.so.1")
+    assert not any("libcudart" in library or "/opt/nv32/" in library for library in gpu.libraries)
+
+
+@pytest.fixture
+def shell_rootfs() -> Iterator[Path]:
+    """A rootfs holding /bin/sh and the libraries it links (from `ldd`), reachable by the image's user."""
+    base = Path(tempfile.mkdtemp(prefix="aegis-sandbox-test-"))
+    os.chmod(base, 0o755)  # bwrap runs as the image's user when the test runs as root
+    rootfs = base / "rootfs"
+    shell = Path(os.path.realpath("/bin/sh"))
+    linked = subprocess.run(["ldd", str(shell)], capture_output=True, text=True, check=True).stdout
+    for path in [str(shell), *re.findall(r"(/\S+) \(0x", linked)]:
+        target = rootfs / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    (rootfs / "bin").mkdir(exist_ok=True)
+    if not (rootfs / "bin/sh").exists():
+        (rootfs / "bin/sh").symlink_to(shell)
+    for directory in ("tmp", "dev", "proc"):
+        (rootfs / directory).mkdir(exist_ok=True)
+    touch(base / "dev", "nvidiactl", "nvidia0", "nvidia-uvm")
+    touch(base / "lib", "libcuda.so.1", "libnvidia-ml.so.1")
+    for path in base.rglob("*"):
+        path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
+    try:
+        yield rootfs
+    finally:
+        shutil.rmtree(base)
+
+
+SCRIPT = """
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+for node in /dev/nvidiactl /dev/nvidia0 /dev/nvidia-uvm /dev/nvidia-uvm-tools; do
+    if read -r line < "$node"; then echo "$node: $line"; else echo "$node: missing"; fi
+done
+for lib in /tmp/aegis-nvidia/*; do read -r line < "$lib"; echo "$lib: $line"; done
+if (echo x > /tmp/aegis-nvidia/extra) 2>/dev/null; then echo "writable"; else echo "read-only"; fi
+"""
+
+
+def test_start_passes_the_gpu_in(shell_rootfs: Path) -> None:
+    assert shutil.which("bwrap"), "bwrap is needed: apt-get install -y bubblewrap"
+    base = shell_rootfs.parent
+    gpu = find_gpu(base / "dev", [str(base / "lib")])
+    assert gpu is not None
+    config = ImageConfig(entrypoint=("/bin/sh", "-c", SCRIPT), env=("LD_LIBRARY_PATH=/opt/lib", "A=1"),
+                         user="65532:65532")
+    container = start(config, shell_rootfs, base / "logs", gpu=gpu)
+    assert container.process.wait(30) == 0, container.log_tail()
+
+    argv = container.bwrap_argv
+    binds = [argv[i:i + 3] for i, a in enumerate(argv) if a in ("--dev-bind", "--ro-bind")]
+    assert binds == [
+        ["--ro-bind", str(shell_rootfs), "/"],
+        ["--dev-bind", str(base / "dev/nvidiactl"), "/dev/nvidiactl"],
+        ["--dev-bind", str(base / "dev/nvidia0"), "/dev/nvidia0"],
+        ["--dev-bind", str(base / "dev/nvidia-uvm"), "/dev/nvidia-uvm"],
+        ["--ro-bind", str(base / "lib/libcuda.so.1"), f"{NVIDIA_LIB_DIR}/libcuda.so.1"],
+        ["--ro-bind", str(base / "lib/libnvidia-ml.so.1"), f"{NVIDIA_LIB_DIR}/libnvidia-ml.so.1"],
+    ]
+    # The device nodes after bwrap's own /dev, the libraries in a tmpfs of their own made read-only.
+    assert argv.index("--dev-bind") > argv.index("--dev")
+    assert argv[argv.index(NVIDIA_LIB_DIR) - 1] == "--tmpfs"
+    assert argv[argv.index("--remount-ro"):argv.index("--remount-ro") + 2] == ["--remount-ro", NVIDIA_LIB_DIR]
+    assert container.env["LD_LIBRARY_PATH"] == f"{NVIDIA_LIB_DIR}:/opt/lib"
+    assert container.env["A"] == "1"
+
+    assert container.stdout_path.read_text().splitlines() == [
+        f"LD_LIBRARY_PATH={NVIDIA_LIB_DIR}:/opt/lib",
+        "/dev/nvidiactl: nvidiactl",
+        "/dev/nvidia0: nvidia0",
+        "/dev/nvidia-uvm: nvidia-uvm",
+        "/dev/nvidia-uvm-tools: missing",
+        f"{NVIDIA_LIB_DIR}/libcuda.so.1: libcuda.so.1",
+        f"{NVIDIA_LIB_DIR}/libnvidia-ml.so.1: libnvidia-ml.so.1",
+        "read-only",
+    ]
+
+
+def test_start_without_a_gpu_passes_nothing(shell_rootfs: Path) -> None:
+    config = ImageConfig(entrypoint=("/bin/sh", "-c", SCRIPT), user="65532:65532")
+    container = start(config, shell_rootfs, shell_rootfs.parent / "logs")
+    assert container.process.wait(30) == 0, container.log_tail()
+    assert "--dev-bind" not in container.bwrap_argv and NVIDIA_LIB_DIR not in container.bwrap_argv
+    assert "LD_LIBRARY_PATH" not in container.env
+    lines = container.stdout_path.read_text().splitlines()
+    assert lines[:2] == ["LD_LIBRARY_PATH=", "/dev/nvidiactl: missing"]

@@ -34,12 +34,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         try:
             image = unpack.unpack(args.layout, workdir / "rootfs")
+            manifest = checks.read_manifest(image.rootfs)
+            # A CUDA image gets the host's GPU, as the NVIDIA container runtime would give it; without one it
+            # starts and reports not-ready (it never runs on the CPU).
+            cuda = str(manifest.get("accelerator", "cpu")).startswith("cuda-")
             container = sandbox.start(image.config, image.rootfs, workdir / "logs", port=args.port,
-                                      extra_env={"AEGIS_HOST": args.host})
-        except (unpack.UnpackError, sandbox.SandboxError) as e:
+                                      extra_env={"AEGIS_HOST": args.host}, gpu=sandbox.find_gpu() if cuda else None)
+        except (unpack.UnpackError, sandbox.SandboxError, checks.ContractSetupError) as e:
             print(f"aegis: {e}", file=sys.stderr)
             return 2
-        manifest = checks.read_manifest(image.rootfs)
         url = f"http://{args.host}:{args.port}"
         print(f"Serving {manifest['model_id']} {manifest.get('version', '')} ({image.manifest_digest}) at "
               f"{url}/v2/models/{manifest['model_id']} (ready: {url}/v2/health/ready); Ctrl-C stops it.",

@@ -9,11 +9,18 @@ once: its own hashes (for the SBOM) are taken while it is copied.
 A layer is gzip-compressed or a plain tar: float weights do not compress
 (gzip saves a few percent at ~40 MB/s), and the image spec allows plain
 tar layers, whose digest is then their diff_id.
+
+Gzip layers are written as a series of gzip members, one per `GZIP_MEMBER_BYTES` of tar, compressed on
+several threads (zlib releases the GIL); a gzip file may hold any number of members and every reader
+(Go's compress/gzip, containerd, podman, Python) reads them as one stream. The split points are fixed byte
+offsets and each member's header is written here (no mtime, no OS byte), so the blob is the same whatever
+the number of threads or the zlib build. Level 1: on the CUDA libraries of a PyTorch image (GBs of shared
+objects) it runs 2.4x faster than level 6 for 3-4% more bytes (measured: libtorch_cuda.so 43.6 vs
+18.1 MB/s at ratio 0.593 vs 0.565; libcublasLt.so 35.0 vs 14.6 MB/s at 0.656 vs 0.636).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
@@ -22,12 +29,17 @@ import queue
 import stat
 import tarfile
 import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
 
+from .toc import TocEntry, is_bookkeeping
+
 KINDS = ("file", "dir", "symlink", "hardlink")
 DEFAULT_DIR_MODE = 0o755
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1
+GZIP_MEMBER_BYTES = 16 * 1024 * 1024  # of tar per gzip member: fixed, so the blob does not depend on threads
 COMPRESSIONS = ("gzip", "none")
 MEDIA_TYPES = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -121,6 +133,7 @@ class LayerInfo:
     size: int  # bytes of the blob
     media_type: str = MEDIA_TYPES["gzip"]
     files: Tuple[FileFacts, ...] = ()  # every regular file of the layer (not hardlinks), by path
+    toc: Tuple[TocEntry, ...] = ()  # every entry, in archive order, with the bookkeeping files' content
 
 
 class _HashingWriter:
@@ -174,6 +187,66 @@ class _BackgroundHash:
         return self._hex
 
 
+class _ParallelGzipWriter:
+    """A file-like sink that cuts what it is given into `member_bytes` pieces and writes each as its own gzip
+    member to `raw`, in order, compressing up to `threads` pieces at once; memory stays ~3 pieces a thread."""
+
+    # A gzip member header without a name, mtime or OS byte (RFC 1952: 255 = unknown), so nothing of the
+    # machine or the zlib build reaches the bytes.
+    _HEADER = bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF])
+
+    def __init__(self, raw: BinaryIO, level: Optional[int] = None, member_bytes: Optional[int] = None,
+                 threads: Optional[int] = None) -> None:
+        self._raw = raw
+        self._level = GZIP_LEVEL if level is None else level
+        self._member_bytes = member_bytes or GZIP_MEMBER_BYTES
+        self._threads = threads or max(1, min(8, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="aegis-gzip")
+        self._pending: "List[Future[bytes]]" = []
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        while len(self._buffer) >= self._member_bytes:
+            self._submit(bytes(self._buffer[: self._member_bytes]))
+            del self._buffer[: self._member_bytes]
+        return len(data)
+
+    def flush(self) -> None:
+        pass  # members are cut at fixed offsets only
+
+    def close(self) -> None:
+        try:
+            if self._buffer or not self._pending:  # an empty stream is still one (empty) member
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            while self._pending:
+                self._raw.write(self._pending.pop(0).result())
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "_ParallelGzipWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, piece: bytes) -> None:
+        self._pending.append(self._pool.submit(self._member, piece, self._level))
+        while len(self._pending) > 2 * self._threads:  # bounded: write out the oldest member
+            self._raw.write(self._pending.pop(0).result())
+
+    @classmethod
+    def _member(cls, piece: bytes, level: int) -> bytes:
+        deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body = deflate.compress(piece) + deflate.flush()
+        trailer = (zlib.crc32(piece) & 0xFFFFFFFF).to_bytes(4, "little") + (len(piece) & 0xFFFFFFFF).to_bytes(4, "little")
+        return cls._HEADER + body + trailer
+
+
 def _new_hash(name: str) -> "hashlib._Hash":
     # SHA-1 is recorded for SPDX, not trusted: say so, or FIPS builds of OpenSSL refuse it.
     return hashlib.new(name, usedforsecurity=False) if name == "sha1" else hashlib.new(name)
@@ -186,21 +259,21 @@ def _hasher(name: str, size: int) -> "hashlib._Hash | _BackgroundHash":
 class _HashingReader:
     """Hashes what tarfile reads from a source file, so the file's own digests need no second read."""
 
-    def __init__(self, raw: BinaryIO, size: int) -> None:
+    def __init__(self, raw: BinaryIO, size: int, digests: bool = True) -> None:
         self._raw = raw
-        self._sha256 = _hasher("sha256", size)
-        self._sha1 = _hasher("sha1", size)
+        self._hashes = (_hasher("sha256", size), _hasher("sha1", size)) if digests else ()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
-        self._sha256.update(data)
-        self._sha1.update(data)
+        for h in self._hashes:
+            h.update(data)
         self.size += len(data)
         return data
 
     def facts(self, path: str) -> FileFacts:
-        return FileFacts(path, self._sha256.hexdigest(), self._sha1.hexdigest(), self.size)
+        sha256, sha1 = self._hashes
+        return FileFacts(path, sha256.hexdigest(), sha1.hexdigest(), self.size)
 
 
 def _plan(entries: Iterable[LayerEntry]) -> List[LayerEntry]:
@@ -237,7 +310,7 @@ def _plan(entries: Iterable[LayerEntry]) -> List[LayerEntry]:
     return sorted(by_path.values(), key=lambda e: (e.kind == "hardlink", e.path))
 
 
-def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> List[FileFacts]:
+def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int, file_digests: bool = True) -> List[FileFacts]:
     files: List[FileFacts] = []
     modes = {e.path: e.mode for e in plan}
     # Explicit encoding: tarfile otherwise uses the machine's filesystem encoding.
@@ -264,6 +337,9 @@ def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> Lis
                 tar.addfile(info)
             elif entry.data is not None:
                 info.size = len(entry.data)
+                if not file_digests:
+                    tar.addfile(info, io.BytesIO(entry.data))
+                    continue
                 reader = _HashingReader(io.BytesIO(entry.data), info.size)
                 tar.addfile(info, reader)  # type: ignore[arg-type]
                 files.append(reader.facts(entry.path))
@@ -273,11 +349,12 @@ def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int) -> Lis
                     if not stat.S_ISREG(st.st_mode):
                         raise ValueError(f"{entry.path}: source {entry.source} is not a regular file")
                     info.size = st.st_size
-                    reader = _HashingReader(src, info.size)
+                    reader = _HashingReader(src, info.size, digests=file_digests)
                     tar.addfile(info, reader)  # type: ignore[arg-type]
                     if reader.size != st.st_size:
                         raise ValueError(f"{entry.path}: source {entry.source} changed while it was read")
-                    files.append(reader.facts(entry.path))
+                    if file_digests:
+                        files.append(reader.facts(entry.path))
     return files
 
 
@@ -301,9 +378,10 @@ def write_layer(
     out_path: Union[str, os.PathLike[str]],
     mtime: int,
     compression: str = "gzip",
+    file_digests: bool = True,
 ) -> LayerInfo:
-    """Writes a layer blob (`compression`: "gzip" or "none") and returns its descriptor facts and the
-    digests of its files."""
+    """Writes a layer blob (`compression`: "gzip" or "none") and returns its descriptor facts and, with
+    `file_digests`, the digests of its files (layers whose SBOM part comes from package records skip them)."""
     _check_mtime(mtime)
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
@@ -312,15 +390,12 @@ def write_layer(
         with open(out_path, "wb", buffering=_CHUNK) as raw:
             blob = _HashingWriter(raw, background=True)
             if compression == "none":
-                files = _write_planned(plan, blob, mtime)  # type: ignore[arg-type]
+                files = _write_planned(plan, blob, mtime, file_digests)  # type: ignore[arg-type]
                 uncompressed = blob
             else:
-                # filename="" and mtime=0 keep the gzip header free of machine state.
-                with gzip.GzipFile(
-                    filename="", mode="wb", fileobj=blob, compresslevel=GZIP_LEVEL, mtime=0
-                ) as gz:
-                    uncompressed = _HashingWriter(gz)  # type: ignore[arg-type]
-                    files = _write_planned(plan, uncompressed, mtime)  # type: ignore[arg-type]
+                with _ParallelGzipWriter(blob) as gz:  # type: ignore[arg-type]
+                    uncompressed = _HashingWriter(gz, background=True)  # type: ignore[arg-type]
+                    files = _write_planned(plan, uncompressed, mtime, file_digests)  # type: ignore[arg-type]
     except BaseException:
         os.remove(out_path)  # never leave a truncated layer behind
         raise
@@ -330,4 +405,16 @@ def write_layer(
         size=blob.size,
         media_type=MEDIA_TYPES[compression],
         files=tuple(sorted(files, key=lambda f: f.path)),
+        toc=tuple(_toc_entry(entry) for entry in plan),
     )
+
+
+def _toc_entry(entry: LayerEntry) -> TocEntry:
+    data = None
+    if entry.kind == "file" and is_bookkeeping(entry.path):
+        if entry.data is not None:
+            data = bytes(entry.data)
+        else:
+            with open(entry.source, "rb") as f:  # type: ignore[arg-type]
+                data = f.read()
+    return TocEntry(entry.path, entry.kind, entry.linkname, data)

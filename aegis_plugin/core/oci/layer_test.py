@@ -273,3 +273,50 @@ def test_source_must_be_a_regular_file_and_no_partial_output_remains(tmp_path: P
     with pytest.raises(ValueError, match="not a regular file"):
         write_layer(entries, out, MTIME)
     assert not out.exists()
+
+
+def test_gzip_layers_are_fixed_size_members_whatever_the_threads(tmp_path, monkeypatch) -> None:
+    """Members are cut every GZIP_MEMBER_BYTES of tar and compressed in parallel; the blob must not depend on
+    how many threads did it, and must read back as one tar with the same diff_id."""
+    from aegis_plugin.core.oci import layer as layer_module
+
+    monkeypatch.setattr(layer_module, "GZIP_MEMBER_BYTES", 4096)
+    rng = random.Random(7)
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(rng.getrandbits(8) for _ in range(50_000)) + b"\x00" * 30_000)
+    entries = [LayerEntry("/data/big.bin", "file", 0o644, source=str(big)),
+               LayerEntry("/data/small.txt", "file", 0o644, data=b"hello")]
+    blobs = []
+    for threads in (1, 4):
+        monkeypatch.setattr(os, "cpu_count", lambda: threads)
+        info = write_layer(entries, tmp_path / f"{threads}.tar.gz", MTIME)
+        blobs.append(((tmp_path / f"{threads}.tar.gz").read_bytes(), info))
+    (one, info_one), (four, info_four) = blobs
+    assert one == four and info_one == info_four
+    plain = io.BytesIO()
+    write_tar(entries, plain, MTIME)
+    tar_bytes = plain.getvalue()
+    assert gzip.decompress(one) == tar_bytes
+    assert info_one.diff_id == "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+    assert info_one.digest == "sha256:" + hashlib.sha256(one).hexdigest() and info_one.size == len(one)
+    # One member per 4096 bytes of tar, each with a header free of machine state (no mtime, OS byte 255).
+    assert one.count(bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF])) == -(-len(tar_bytes) // 4096)
+    assert [m.name for m in members(tmp_path / "1.tar.gz")] == ["data", "data/big.bin", "data/small.txt"]
+
+
+def test_an_empty_gzip_layer_is_one_empty_member(tmp_path) -> None:
+    info = write_layer([], tmp_path / "empty.tar.gz", MTIME)
+    blob = (tmp_path / "empty.tar.gz").read_bytes()
+    plain = io.BytesIO()
+    write_tar([], plain, MTIME)
+    assert gzip.decompress(blob) == plain.getvalue()
+    assert blob.count(bytes([0x1F, 0x8B])) == 1 and info.size == len(blob)
+
+
+def test_file_digests_can_be_skipped_without_changing_the_blob(tmp_path) -> None:
+    entries = sample_entries(tmp_path)
+    with_digests = write_layer(entries, tmp_path / "a.tar.gz", MTIME)
+    without = write_layer(entries, tmp_path / "b.tar.gz", MTIME, file_digests=False)
+    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+    assert with_digests.files and without.files == ()
+    assert (without.digest, without.diff_id, without.toc) == (with_digests.digest, with_digests.diff_id, with_digests.toc)

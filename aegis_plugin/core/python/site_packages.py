@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import email.parser
 import email.policy
+import filecmp
 import hashlib
 import os
 from dataclasses import dataclass
@@ -55,7 +56,9 @@ def build_site_packages(pex_dir: str, prefix: str) -> SitePackages:
     """Layer entries for every file of every distribution, under `prefix` (e.g. /app/site-packages).
 
     Modes are normalised (0644 files, 0755 directories): shared libraries load without the exec bit, and
-    sandbox file modes are not to be trusted. Two wheels installing the same file is an error. A
+    sandbox file modes are not to be trusted. Two wheels installing the same file is an error, unless both
+    copies are the same bytes (the empty `__init__.py` of a namespace package several wheels share, such as
+    `nvidia/__init__.py` of the CUDA runtime wheels): the first wheel's copy ships. A
     distribution whose installed tree has no RECORD (PEX keeps none) gets one, as an installer writes it,
     so tools and scanners can tell which files each distribution owns.
     """
@@ -78,6 +81,9 @@ def build_site_packages(pex_dir: str, prefix: str) -> SitePackages:
                 rel = os.path.normpath(os.path.join(rel_dir, name))
                 path = f"{prefix}/{rel}"
                 source = os.path.join(dirpath, name)
+                if path in entries and _same_bytes(entries[path], source):
+                    files.append((rel, source))
+                    continue
                 if path in entries:
                     raise SitePackagesError(f"{rel} is installed by both {owners[path]} and {dist.wheel}")
                 if os.path.islink(source):
@@ -93,6 +99,11 @@ def build_site_packages(pex_dir: str, prefix: str) -> SitePackages:
             files.append((rel, ""))
         files_of[dist.wheel] = sorted(f"{prefix}/{rel}" for rel, _ in files)
     return SitePackages([entries[p] for p in sorted(entries)], files_of)
+
+
+def _same_bytes(entry: LayerEntry, source: str) -> bool:
+    return (entry.kind == "file" and entry.source is not None and not os.path.islink(source)
+            and filecmp.cmp(entry.source, source, shallow=False))
 
 
 def declared_license(pex_dir: str, dist: Distribution) -> str | None:

@@ -68,6 +68,21 @@ def test_two_wheels_installing_one_file(tmp_path) -> None:
         site_packages_entries(str(pex), "/sp")
 
 
+def test_two_wheels_installing_the_same_bytes_share_the_file(tmp_path) -> None:
+    """Namespace packages: every nvidia-*-cu12 wheel installs the same empty nvidia/__init__.py."""
+    pex = make_loose_pex(tmp_path / "pex", {
+        "nvidia_a-1.0-py3-none-any.whl": {"nvidia/__init__.py": b"", "nvidia/a/lib.so": b"a"},
+        "nvidia_b-1.0-py3-none-any.whl": {"nvidia/__init__.py": b"", "nvidia/b/lib.so": b"b"},
+    })
+    site = build_site_packages(str(pex), "/sp")
+    paths = [e.path for e in site.entries]
+    assert paths.count("/sp/nvidia/__init__.py") == 1
+    assert {"/sp/nvidia/a/lib.so", "/sp/nvidia/b/lib.so"} <= set(paths)
+    # Both wheels own it (each one's RECORD lists it), so the SBOM counts it for both.
+    assert "/sp/nvidia/__init__.py" in site.files["nvidia_a-1.0-py3-none-any.whl"]
+    assert "/sp/nvidia/__init__.py" in site.files["nvidia_b-1.0-py3-none-any.whl"]
+
+
 def test_not_a_loose_pex(tmp_path) -> None:
     with pytest.raises(SitePackagesError, match="not a loose-layout PEX"):
         distributions(str(tmp_path))

@@ -5,7 +5,7 @@
 
 writes DIR/sbom.cdx.json (CycloneDX 1.6) and DIR/sbom.spdx.json (SPDX 2.3) after validating them (the
 CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for SPDX). With `--layers` (the image's layer
-blobs, lowest first) it also measures completeness: every regular file of the image must belong to a
+blobs or tables of contents, lowest first) it also measures completeness: every regular file of the image must belong to a
 component of the inventory (or match an `--allow` glob); the counts go to DIR/sbom-completeness.json.
 
 Exit status 0 when everything is written; 2 with one `aegis: ...` line on stderr for a malformed inventory,
@@ -78,7 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--inventory", required=True, help="the inventory JSON (see inventory.py)")
     parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE} and {SPDX_FILE}")
-    parser.add_argument("--layers", nargs="*", default=None, help="the image's layer blobs, lowest first")
+    parser.add_argument("--layers", nargs="*", default=None, help="the image's layers, lowest first: blobs, or the toc.json their layer steps wrote")
     parser.add_argument("--site-packages", default="/app/site-packages",
                         help="the image directory holding the Python distributions' .dist-info")
     parser.add_argument("--allow", action="append", default=[],

@@ -34,8 +34,11 @@ import json
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
+from typing import Callable, Iterator, Optional, Tuple
 
-DPKG_STATUS_DIR = "/var/lib/dpkg/status.d"
+from aegis_plugin.core.oci import toc
+
+DPKG_STATUS_DIR = toc.DPKG_STATUS_DIR
 STANDARD_TYPES = ("deb", "pypi", "model", "app", "allowed")
 _OPAQUE = ".wh..wh..opq"
 _WHITEOUT = ".wh."
@@ -174,33 +177,29 @@ def check(report: Report, max_unattributed: int = 0, show: int = 5) -> None:
 
 def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict[str, Entry]:
     """The final filesystem: absolute path -> entry. The content of dpkg `status.d` files and of
-    `<site_packages>/*.dist-info/RECORD` is kept for attribution."""
+    `<site_packages>/*.dist-info/RECORD` is kept for attribution.
+
+    A layer is given as its blob, or as the table of contents its layer step wrote (a path ending in
+    `toc.json`, see `core/oci/toc.py`): then nothing of the blob is read, however large."""
     fs: dict[str, Entry] = {}
     for layer in layer_paths:
         added: dict[str, Entry] = {}
         deleted: list[str] = []  # whiteouts: subtrees to remove from the layers below
         opaque: list[str] = []  # directories to empty of the layers below
-        try:
-            # Random access, not a stream: in a plain-tar layer (the weights) tarfile seeks past each
-            # file's content instead of reading it, so a code edit never re-reads gigabytes of weights.
-            tar = tarfile.open(layer, mode="r:*")
-        except (OSError, tarfile.TarError) as e:
-            raise CompletenessError(f"{layer}: not a tar or gzip-compressed tar layer ({e})") from e
-        with tar:
-            for member in tar:
-                path = _normalize(member.name)
-                if path == "/":
-                    continue
-                parent, base = posixpath.split(path)
-                if base == _OPAQUE:
-                    opaque.append(parent)
-                    continue
-                if base.startswith(_WHITEOUT):
-                    if not base.startswith(_WHITEOUT + _WHITEOUT):  # other .wh..wh. names are AUFS metadata
-                        deleted.append(posixpath.join(parent, base[len(_WHITEOUT):]))
-                    continue
-                added.pop(path, None)  # a later entry of the same layer wins, in its own position
-                added[path] = _entry(tar, member, path, added, fs, site_packages)
+        for name, kind, linkname, read in _members(layer):
+            path = _normalize(name)
+            if path == "/":
+                continue
+            parent, base = posixpath.split(path)
+            if base == _OPAQUE:
+                opaque.append(parent)
+                continue
+            if base.startswith(_WHITEOUT):
+                if not base.startswith(_WHITEOUT + _WHITEOUT):  # other .wh..wh. names are AUFS metadata
+                    deleted.append(posixpath.join(parent, base[len(_WHITEOUT):]))
+                continue
+            added.pop(path, None)  # a later entry of the same layer wins, in its own position
+            added[path] = _entry(kind, linkname, read, path, added, fs, site_packages)
         for path in deleted:
             _remove_tree(fs, path)
         for directory in opaque:
@@ -216,22 +215,48 @@ def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict
     return fs
 
 
-def _entry(tar: tarfile.TarFile, member: tarfile.TarInfo, path: str, added: dict, fs: dict,
+Member = Tuple[str, str, Optional[str], Callable[[], bytes]]  # name, kind, linkname, read the content
+
+
+def _members(layer: str) -> Iterator[Member]:
+    if layer.endswith("toc.json"):
+        try:
+            entries = toc.read_toc(layer)
+        except toc.TocError as e:
+            raise CompletenessError(str(e)) from e
+        for entry in entries:
+            yield entry.path, entry.kind, entry.linkname, (lambda data=entry.data: data or b"")
+        return
+    try:
+        # Random access, not a stream: in a plain-tar layer (the weights) tarfile seeks past each
+        # file's content instead of reading it.
+        tar = tarfile.open(layer, mode="r:*")
+    except (OSError, tarfile.TarError) as e:
+        raise CompletenessError(f"{layer}: not a tar or gzip-compressed tar layer ({e})") from e
+    with tar:
+        for member in tar:
+            kind = ("dir" if member.isdir() else "symlink" if member.issym() else "hardlink" if member.islnk()
+                    else "file" if member.isreg() else "other")
+            yield member.name, kind, member.linkname or None, (lambda m=member: _read(tar, m))
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    extracted = tar.extractfile(member)
+    return extracted.read() if extracted is not None else b""
+
+
+def _entry(kind: str, linkname: str | None, read: Callable[[], bytes], path: str, added: dict, fs: dict,
            site_packages: str | None) -> Entry:
-    if member.isdir():
+    if kind == "dir":
         return Entry("dir")
-    if member.issym():
-        return Entry("symlink", member.linkname)
-    if member.islnk():
-        target = _normalize(member.linkname)
+    if kind == "symlink":
+        return Entry("symlink", linkname)
+    if kind == "hardlink":
+        target = _normalize(linkname or "")
         source = added.get(target) or fs.get(target)
         return Entry("file", target, source.data if source is not None else None)
-    if member.isreg():
-        data = None
-        if _is_bookkeeping(path, site_packages):
-            extracted = tar.extractfile(member)
-            data = extracted.read() if extracted is not None else b""
-        return Entry("file", data=data)
+    if kind == "file":
+        return Entry("file", data=read() if _is_bookkeeping(path, site_packages) else None)
     return Entry("other")
 
 

@@ -244,3 +244,39 @@ def test_empty_image() -> None:
 def test_malformed_component(layers: list[str], component: dict) -> None:
     with pytest.raises(CompletenessError, match="a component needs a name and a list of files"):
         attribute(layers, SITE, [component], [])
+
+
+def test_a_layer_read_from_its_table_of_contents_is_the_layer(tmp_path: Path) -> None:
+    """The SBOM step reads the toc.json a layer step wrote instead of its blob: same filesystem, same report."""
+    from aegis_plugin.core.oci.layer import LayerEntry
+    from aegis_plugin.core.oci.layer import write_layer as write_oci_layer
+    from aegis_plugin.core.oci.toc import write_toc
+
+    blobs, tocs = [], []
+    for name, spec in (("base", BASE), ("top", TOP)):
+        entries = []
+        for kind, member, *rest in spec:
+            path = "/" + member.rstrip("/")
+            if kind == "file":
+                entries.append(LayerEntry(path, "file", 0o644, data=rest[0]))
+            elif kind == "dir":
+                entries.append(LayerEntry(path, "dir", 0o755))
+            elif kind == "sym":
+                entries.append(LayerEntry(path, "symlink", 0o777, linkname=rest[0]))
+            elif kind == "link":
+                entries.append(LayerEntry(path, "hardlink", 0o644, linkname="/" + rest[0]))
+        info = write_oci_layer(entries, tmp_path / f"{name}.tar.gz", 0)
+        write_toc(tmp_path / f"{name}.toc.json", info.diff_id, info.toc)
+        blobs.append(str(tmp_path / f"{name}.tar.gz"))
+        tocs.append(str(tmp_path / f"{name}.toc.json"))
+    from_blobs = attribute(blobs, SITE, COMPONENTS, ALLOW)
+    from_tocs = attribute(tocs, SITE, COMPONENTS, ALLOW)
+    assert from_tocs == from_blobs
+    assert from_tocs.by_type["deb"] == 5 and from_tocs.by_type["pypi"] == 6
+
+
+def test_not_a_table_of_contents(tmp_path: Path) -> None:
+    bad = tmp_path / "toc.json"
+    bad.write_text('{"entries": 3}')
+    with pytest.raises(CompletenessError, match="not a layer table of contents"):
+        attribute([str(bad)], SITE, [], [])
