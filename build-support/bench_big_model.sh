@@ -105,27 +105,7 @@ timed a-big-back pants package models/fraud:: >/dev/null
 echo "Aegis: retrained ${big_mb} MiB weights, everything else cached…"
 use_weights "${work}/big2.safetensors"
 # The highest RSS of any one process during the build, sampled every 0.1 s.
-python3 - "${work}/rss" <<'PY' &
-import os, sys, time
-peak = {}
-while True:
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            status = open(f"/proc/{pid}/status").read()
-            name = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        rss = next((int(l.split()[1]) for l in status.splitlines() if l.startswith("VmRSS:")), 0)
-        label = " ".join(a.decode(errors="replace") for a in name[:3])[:90]
-        if rss > peak.get(label, 0):
-            peak[label] = rss
-    with open(sys.argv[1], "w") as f:
-        for label, rss in sorted(peak.items(), key=lambda kv: -kv[1])[:6]:
-            f.write(f"    {rss / 1024:8.1f} MB  {label}\n")
-    time.sleep(0.1)
-PY
+python3 build-support/peak_rss.py "${work}/rss" &
 rss_pid=$!
 fig[aegis_retrained_pantsd]=$(timed a-retrained pants package models/fraud::)
 kill "${rss_pid}"; rss_pid=""

@@ -13,7 +13,7 @@ from pants.core.goals.package import BuiltPackage
 from pants.core.goals.test import TestFieldSet, TestRequest, TestResult, TestSubsystem
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
 from pants.engine.fs import Digest, DigestSubset, MergeDigests, PathGlobs, RemovePrefix, Snapshot
-from pants.engine.process import FallibleProcessResult, Process
+from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import HydratedSources, HydrateSourcesRequest, WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
@@ -46,11 +46,18 @@ async def run_contract_test(
     wrapped = await Get(
         WrappedTarget, WrappedTargetRequest(field_set.address, description_of_origin="the `test` goal")
     )
-    driver, package, examples, bwrap = await MultiGet(
+    driver, package, examples, bwrap, gpus = await MultiGet(
         Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.CONTRACT_TEST, subsystem.resolve))),
         Get(BuiltPackage, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target)),
         Get(HydratedSources, HydrateSourcesRequest(field_set.sources)),
         Get(BinaryPaths, BinaryPathRequest(binary_name="bwrap", search_path=("/usr/bin", "/bin"))),
+        # Which NVIDIA GPUs this machine has: the contract of a CUDA image depends on it (served on the GPU, or
+        # refused without one), so it is part of the test's cache key and a CPU machine's result is never
+        # reused on a GPU machine (or the other way round).
+        Get(ProcessResult, Process(
+            ("/bin/sh", "-c", "ls /dev | grep -E '^nvidia(ctl|[0-9]+)$' || true"),
+            description="Listing the NVIDIA GPUs", level=LogLevel.DEBUG, cache_scope=ProcessCacheScope.PER_SESSION,
+        )),
     )
     if not examples.snapshot.files:
         raise AegisBuildError(
@@ -79,7 +86,8 @@ async def run_contract_test(
             driver,
             argv=argv,
             input_digest=await Get(Digest, MergeDigests([layout, examples.snapshot.digest])),
-            extra_env={"PATH": f"{os.path.dirname(bwrap.first_path.path)}:/usr/bin:/bin"},
+            extra_env={"PATH": f"{os.path.dirname(bwrap.first_path.path)}:/usr/bin:/bin",
+                       "AEGIS_CONTRACT_GPUS": " ".join(gpus.stdout.decode().split()) or "none"},
             output_files=("contract-report.json",),
             description=f"Contract test of {field_set.address}",
             level=LogLevel.DEBUG,
