@@ -37,14 +37,7 @@ if ((${#missing[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-now() { date +%s.%N; }
-since() { python3 -c "print(f'{$(now) - $1:.2f}')"; }
-timed() {  # timed LOG CMD...: runs CMD, prints its seconds; on failure shows the log and stops
-  local log="$1" start; shift
-  start=$(now)
-  "$@" >"${work}/${log}.log" 2>&1 || { tail -30 "${work}/${log}.log"; echo "FAILED: $*" >&2; exit 1; }
-  since "${start}"
-}
+source build-support/bench_timing.sh  # now, since, timed
 declare -A fig
 
 # --- Weights and the floor -----------------------------------------------------------------------------------

@@ -19,14 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-since() { python3 -c "print(f'{$(now) - $1:.2f}')"; }
-timed() {  # timed LOG CMD...: runs CMD, prints its seconds; on failure shows the log and stops
-  local log="$1" start; shift
-  start=$(now)
-  "$@" >"${work}/${log}.log" 2>&1 || { tail -30 "${work}/${log}.log"; echo "FAILED: $*" >&2; exit 1; }
-  since "${start}"
-}
+source build-support/bench_timing.sh  # now, since, timed
 
 git clone --quiet "${repo}" "${work}/clone"
 cd "${work}/clone"

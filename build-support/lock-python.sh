@@ -24,6 +24,7 @@ LOCKS="
   3rdparty/python/plugin.lock              3.9
   build-support/bootstrap/pants.lock       3.9
   build-support/buildgrid.lock             3.11
+  build-support/zizmor.lock                3.11
 "
 
 # uv itself is pinned so that re-locking is reproducible; set UV=/path/to/uv to use another one.

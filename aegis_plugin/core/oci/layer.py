@@ -14,9 +14,11 @@ Gzip layers are written as a series of gzip members, one per `GZIP_MEMBER_BYTES`
 several threads (zlib releases the GIL); a gzip file may hold any number of members and every reader
 (Go's compress/gzip, containerd, podman, Python) reads them as one stream. The split points are fixed byte
 offsets and each member's header is written here (no mtime, no OS byte), so the blob is the same whatever
-the number of threads or the zlib build. Level 1: on the CUDA libraries of a PyTorch image (GBs of shared
-objects) it runs 2.4x faster than level 6 for 3-4% more bytes (measured: libtorch_cuda.so 43.6 vs
-18.1 MB/s at ratio 0.593 vs 0.565; libcublasLt.so 35.0 vs 14.6 MB/s at 0.656 vs 0.636).
+the number of threads or the zlib build. The level follows the layer's size, which its entries fix: level 6
+below `LARGE_LAYER_BYTES` (seconds at most; level 1 made the numpy demo's layers 13% larger), level 1 above
+it: on the CUDA libraries of a PyTorch image (GBs of shared objects) level 1 runs 2.4x faster than level 6
+for 3-4% more bytes (measured: libtorch_cuda.so 43.6 vs 18.1 MB/s at ratio 0.593 vs 0.565; libcublasLt.so
+35.0 vs 14.6 MB/s at 0.656 vs 0.636).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from .toc import TocEntry, is_bookkeeping
 
 KINDS = ("file", "dir", "symlink", "hardlink")
 DEFAULT_DIR_MODE = 0o755
-GZIP_LEVEL = 1
+GZIP_LEVEL = 6
+GZIP_LEVEL_LARGE = 1
+LARGE_LAYER_BYTES = 512 * 1024 * 1024  # of content: from here on, compression time dominates the build
 GZIP_MEMBER_BYTES = 16 * 1024 * 1024  # of tar per gzip member: fixed, so the blob does not depend on threads
 COMPRESSIONS = ("gzip", "none")
 MEDIA_TYPES = {
@@ -393,7 +397,7 @@ def write_layer(
                 files = _write_planned(plan, blob, mtime, file_digests)  # type: ignore[arg-type]
                 uncompressed = blob
             else:
-                with _ParallelGzipWriter(blob) as gz:  # type: ignore[arg-type]
+                with _ParallelGzipWriter(blob, level=_gzip_level(plan)) as gz:  # type: ignore[arg-type]
                     uncompressed = _HashingWriter(gz, background=True)  # type: ignore[arg-type]
                     files = _write_planned(plan, uncompressed, mtime, file_digests)  # type: ignore[arg-type]
     except BaseException:
@@ -407,6 +411,12 @@ def write_layer(
         files=tuple(sorted(files, key=lambda f: f.path)),
         toc=tuple(_toc_entry(entry) for entry in plan),
     )
+
+
+def _gzip_level(plan: List[LayerEntry]) -> int:
+    size = sum(len(e.data) if e.data is not None else os.stat(e.source).st_size  # type: ignore[arg-type]
+               for e in plan if e.kind == "file")
+    return GZIP_LEVEL_LARGE if size >= LARGE_LAYER_BYTES else GZIP_LEVEL
 
 
 def _toc_entry(entry: LayerEntry) -> TocEntry:

@@ -320,3 +320,19 @@ def test_file_digests_can_be_skipped_without_changing_the_blob(tmp_path) -> None
     assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
     assert with_digests.files and without.files == ()
     assert (without.digest, without.diff_id, without.toc) == (with_digests.digest, with_digests.diff_id, with_digests.toc)
+
+
+def test_large_layers_are_compressed_at_level_1(tmp_path, monkeypatch) -> None:
+    """Level 6 for small layers, level 1 from LARGE_LAYER_BYTES of content: the level is written in each
+    member's deflate stream, so the same entries always give the same blob."""
+    from aegis_plugin.core.oci import layer as layer_module
+
+    text = tmp_path / "text.txt"
+    text.write_bytes(b"".join(b"line %d of a compressible file\n" % i for i in range(20_000)))
+    entries = [LayerEntry("/data/text.txt", "file", 0o644, source=str(text))]
+    small = write_layer(entries, tmp_path / "small.tar.gz", MTIME)
+    monkeypatch.setattr(layer_module, "LARGE_LAYER_BYTES", text.stat().st_size)
+    large = write_layer(entries, tmp_path / "large.tar.gz", MTIME)
+    assert large.diff_id == small.diff_id and large.size > small.size
+    assert gzip.decompress((tmp_path / "large.tar.gz").read_bytes()) == gzip.decompress(
+        (tmp_path / "small.tar.gz").read_bytes())
