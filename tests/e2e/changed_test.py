@@ -36,8 +36,8 @@ def selected(clone: Clone, edit: str) -> list[str]:
         ("models/turbine/server/handler.py", [TURBINE]),
         ("aegis_plugin/goals/package.py", [FRAUD, SENTIMENT, TURBINE]),  # the plugin: everything
         ("pants.toml", [FRAUD, SENTIMENT, TURBINE]),
-        ("3rdparty/python/runtime.lock", [FRAUD, SENTIMENT]),  # a resolve: the models on it
-        ("3rdparty/python/pytorch.lock", [TURBINE]),
+        ("3rdparty/python/runtime.lock", [FRAUD, SENTIMENT, TURBINE]),  # a lock: Pants cannot tell its users
+        ("3rdparty/python/pytorch.lock", [FRAUD, SENTIMENT, TURBINE]),
     ],
 )
 def test_selection(clone: Clone, edit: str, expected: list[str]) -> None:

@@ -193,7 +193,7 @@ class _BackgroundHash:
 
 class _ParallelGzipWriter:
     """A file-like sink that cuts what it is given into `member_bytes` pieces and writes each as its own gzip
-    member to `raw`, in order, compressing up to `threads` pieces at once; memory stays ~3 pieces a thread."""
+    member to `raw`, in order, compressing up to `threads` pieces at once; at most 2 pieces a thread wait."""
 
     # A gzip member header without a name, mtime or OS byte (RFC 1952: 255 = unknown), so nothing of the
     # machine or the zlib build reaches the bytes.
