@@ -49,7 +49,8 @@ from datetime import datetime
 started = {}
 for line in open(sys.argv[1]):
     m = re.match(r"^(\d\d:\d\d:\d\d\.\d\d) \[\w+\] (Starting|Completed): (.*)$", line.rstrip())
-    if not m or m[3].startswith("Scheduling"):
+    # Aegis' and Pants' described steps only, not engine internals (setup_sandbox, pants.backend...).
+    if not m or m[3].startswith("Scheduling") or re.fullmatch(r"[a-z_.]+|`\w+` goal", m[3]):
         continue
     t = datetime.strptime(m[1], "%H:%M:%S.%f")
     if m[2] == "Starting":
