@@ -3,10 +3,11 @@ from aegis_plugin.goals import lint, package, publish, run, test
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.subsystems.guards import GuardsSubsystem
+from aegis_plugin.subsystems.mlflow import MlflowSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.subsystems.sbom import SbomSubsystem
-from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget, OsvDatabaseTarget
-from aegis_plugin.util_rules import core_process, download, guards, image, layers, sbom, source_revision
+from aegis_plugin.target_types import DebianBaseTarget, MlflowArtifactsTarget, ModelPackageTarget, OsvDatabaseTarget
+from aegis_plugin.util_rules import core_process, download, guards, image, layers, mlflow, sbom, source_revision
 
 
 def rules():
@@ -21,6 +22,7 @@ def rules():
         *guards.rules(),
         *image.rules(),
         *layers.rules(),
+        *mlflow.rules(),
         *sbom.rules(),
         *source_revision.rules(),
         *AegisSubsystem.rules(),
@@ -28,8 +30,9 @@ def rules():
         *SbomSubsystem.rules(),
         *PublishSubsystem.rules(),
         *GuardsSubsystem.rules(),
+        *MlflowSubsystem.rules(),
     ]
 
 
 def target_types():
-    return [ModelPackageTarget, DebianBaseTarget, OsvDatabaseTarget]
+    return [ModelPackageTarget, MlflowArtifactsTarget, DebianBaseTarget, OsvDatabaseTarget]

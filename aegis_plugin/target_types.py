@@ -1,9 +1,10 @@
-"""The `model_package`, `debian_base` and `osv_database` targets: fields only, each with help text."""
+"""The `model_package`, `mlflow_artifacts`, `debian_base` and `osv_database` targets: fields only, each with help
+text."""
 from __future__ import annotations
 
 import math
 from pathlib import PurePosixPath
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from pants.core.goals.package import OutputPathField
 from pants.engine.addresses import Address
@@ -12,6 +13,7 @@ from pants.engine.target import (
     AsyncFieldMixin,
     Dependencies,
     DictStringToStringField,
+    Field,
     FloatField,
     InvalidFieldException,
     MultipleSourcesField,
@@ -26,6 +28,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
 from aegis_plugin.core import versions
+from aegis_plugin.core.mlflow import uri as mlflow_uri
 from aegis_plugin.core.guards_defaults import SEVERITIES
 
 DEFAULT_BASE_IMAGE = "//3rdparty/debian:python3.11-bookworm"
@@ -104,7 +107,8 @@ class WeightsField(StringField, AsyncFieldMixin):
         (`model-0000k-of-0000n.safetensors` shards, `model.safetensors.index.json`, and optionally
         `config.json`, `generation_config.json` and tokenizer files), shipped under `/app/model/` with
         their own names. Files may be in the repository or downloaded with `http_source(url=..., sha256=...,
-        len=...)`. Every weights file is an uncompressed layer of its own, so retraining that changes one
+        len=...)`; or an `mlflow_artifacts` target: files of an MLflow run or registered model version,
+        each pinned by sha256, shipped under `/app/model/` by name. Every weights file is an uncompressed layer of its own, so retraining that changes one
         shard re-ships one shard; every shard's header is validated and the index must agree with the
         shards.
         """
@@ -468,3 +472,173 @@ class OsvDatabaseTarget(Target):
         images against (`[aegis-guards].database`).
         """
     )
+
+
+class MlflowSourceField(_CheckedStringField):
+    alias = "source"
+    required = True
+    help = help_text(
+        """
+        The MLflow model URI the files come from: a run's artifact path (`runs:/<run_id>/<path>`) or a
+        registered model version (`models:/<name>/<version>`). Aliases (`models:/<name>@champion`), stages
+        (`Production`) and `latest` are refused: they move. `build-support/mlflow-pin.sh URI` resolves any of
+        them (an alias once) and prints this whole target, pinned.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        try:
+            mlflow_uri.parse(value)
+        except mlflow_uri.ModelUriError as e:
+            return str(e)
+        return None
+
+
+class MlflowRunIdField(_CheckedStringField):
+    alias = "run_id"
+    required = True
+    help = help_text(
+        """
+        The run that logged the files (32 hex digits): for `models:/` the run of that version, as the pin
+        helper found it; for `runs:/` the run of the URI.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        return None if mlflow_uri.RUN_ID.fullmatch(value) else f"{value!r} is not 32 lowercase hex digits"
+
+
+class MlflowArtifactPathField(_CheckedStringField):
+    alias = "artifact_path"
+    required = True
+    help = "The directory of the run's artifacts that holds the files (e.g. `model`); `files` are relative to it."
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        try:
+            return None if mlflow_uri.artifact_path(value) == value else f"write it as {mlflow_uri.artifact_path(value)!r}"
+        except mlflow_uri.ModelUriError as e:
+            return str(e)
+
+
+class MlflowFilesField(Field):
+    alias = "files"
+    required = True
+    value: FrozenDict[str, Tuple[str, int]]
+    help = help_text(
+        """
+        Every file the build takes, relative to `artifact_path`, with its sha256 and size in bytes:
+        `{"weights.safetensors": ["<sha256>", 2147483648], "tokenizer.json": ["<sha256>", 1]}`. The download
+        is verified against them (a mismatch names both digests), and they are the download's only cache
+        key besides the run: neither the server's URL nor its credentials are.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[Any], address: Address) -> FrozenDict[str, Tuple[str, int]]:
+        value = super().compute_value(raw_value, address)
+        example = 'e.g. {"weights.safetensors": ["<64 hex digits>", 1024]}'
+        if not isinstance(value, dict) or not value:
+            raise _invalid(cls.alias, address, f"expected a dict of file name -> [sha256, size], {example}")
+        files = {}
+        for name, pin in value.items():
+            if not isinstance(name, str) or not isinstance(pin, (list, tuple)) or len(pin) != 2:
+                raise _invalid(cls.alias, address, f"{name!r}: expected [sha256, size], {example}")
+            sha256, size = pin
+            try:
+                relative = mlflow_uri.artifact_path(name, "file name")
+            except mlflow_uri.ModelUriError as e:
+                raise _invalid(cls.alias, address, str(e))
+            if relative != name:
+                raise _invalid(cls.alias, address, f"write {name!r} as {relative!r}")
+            if not isinstance(sha256, str) or not versions.is_sha256_digest(f"sha256:{sha256}"):
+                raise _invalid(cls.alias, address, f"{name!r}: {sha256!r} is not 64 lowercase hex digits")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise _invalid(cls.alias, address, f"{name!r}: the size {size!r} is not a whole number of bytes")
+            files[name] = (sha256, size)
+        return FrozenDict(sorted(files.items()))
+
+
+class MlflowExperimentField(StringField):
+    alias = "experiment"
+    help = "The run's experiment, recorded in the image's provenance (manifest, SBOM, SLSA)."
+
+
+class MlflowGitCommitField(_CheckedStringField):
+    alias = "git_commit"
+    help = help_text(
+        """
+        The training code's commit, as the run recorded it (`mlflow.source.git.commit`); recorded in the
+        image's provenance. Empty when the run recorded none.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        return None if not value or versions.is_git_sha(value) else f"{value!r} is not a 40-digit git commit"
+
+
+class MlflowParamsField(DictStringToStringField):
+    alias = "params"
+    help = "The run's parameters, as the pin helper read them; recorded in the image's provenance."
+
+
+class MlflowMetricsField(Field):
+    alias = "metrics"
+    value: FrozenDict[str, float]
+    default: FrozenDict[str, float] = FrozenDict()
+    help = help_text(
+        """
+        The run's metrics (their latest values), as the pin helper read them; recorded in the image's
+        provenance and as the model card's quantitative analysis in the CycloneDX SBOM.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: Optional[Any], address: Address) -> FrozenDict[str, float]:
+        value = super().compute_value(raw_value, address)
+        if value is None:
+            return FrozenDict()
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for k, v in value.items()
+        ):
+            raise _invalid(cls.alias, address, "expected a dict of metric name -> finite number")
+        return FrozenDict(sorted((k, float(v)) for k, v in value.items()))
+
+
+class MlflowArtifactsTarget(Target):
+    alias = "mlflow_artifacts"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        MlflowSourceField,
+        MlflowRunIdField,
+        MlflowArtifactPathField,
+        MlflowFilesField,
+        MlflowExperimentField,
+        MlflowGitCommitField,
+        MlflowParamsField,
+        MlflowMetricsField,
+    )
+    help = help_text(
+        """
+        Model files from an MLflow tracking server, pinned like a lockfile entry: a run or registered model
+        version, and the sha256 and size of every file. `model_package(weights=...)` takes it. `package`
+        downloads the files once (from `MLFLOW_TRACKING_URI` or `[aegis-mlflow].tracking_uri`, with MLflow's
+        credential variables) in a step keyed by the pins alone, so the remote cache serves them to other
+        machines with the server down. Write it with `build-support/mlflow-pin.sh URI`.
+        """
+    )
+
+    def validate(self) -> None:
+        source = mlflow_uri.parse(self[MlflowSourceField].value or "")
+        if source.run_id is None:
+            return
+        for field_type, expected in ((MlflowRunIdField, source.run_id), (MlflowArtifactPathField, source.path)):
+            if self[field_type].value != expected:
+                raise _invalid(
+                    field_type.alias, self.address,
+                    f"{self[field_type].value!r} differs from the `source` URI's {expected!r}",
+                )

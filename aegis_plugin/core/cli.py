@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -190,6 +191,20 @@ def fetch(args: argparse.Namespace) -> None:
         raise UserError(str(e))
 
 
+def pinned_files(args: argparse.Namespace) -> None:
+    """The pinned files under in/, as out/<name>: the step through which registry files enter (and leave) the
+    cache. Its key is the pins alone (the source URI and each file's sha256 and size, which are also the
+    input's digest), so another machine's cache answers it without the files or their server; see
+    util_rules/mlflow.py."""
+    for name, _sha256, size in args.file:
+        source, target = os.path.join("in", name), os.path.join(args.out, name)
+        if os.path.getsize(source) != int(size):
+            raise UserError(f"{name}: {os.path.getsize(source)} bytes, pinned {size}")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o644)
+
+
 def build_image(args: argparse.Namespace) -> None:
     """Config, manifest and index of one image: an OCI layout without the layer blobs, which the layer steps
     wrote under their layout names (the calling rule merges them in). With `docker_archive`, also image.tar,
@@ -266,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--size", required=True, type=int)
     cmd.add_argument("--name", required=True)
     cmd.set_defaults(run=fetch)
+    cmd = commands.add_parser("pinned-files")
+    cmd.add_argument("--source", required=True, help="where the files come from (e.g. an MLflow model URI)")
+    cmd.add_argument("--file", nargs=3, action="append", required=True, metavar=("NAME", "SHA256", "SIZE"))
+    cmd.set_defaults(run=pinned_files)
     cmd = commands.add_parser("image")
     cmd.add_argument("--spec", required=True)
     cmd.set_defaults(run=build_image)

@@ -23,11 +23,14 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_process(argv: Sequence[str], log: Path, ready: Callable[[], bool], name: str,
-                    timeout: float = 20, poll: float = 0.05) -> Iterator[None]:
+                    timeout: float = 20, poll: float = 0.05, process_group: bool = False) -> Iterator[None]:
     """Runs `argv` (output to `log`) until the block ends; first waits until `ready()` says it answers (an
-    OSError counts as not yet). Fails with the log if it exits or is not ready within `timeout` seconds."""
+    OSError counts as not yet). Fails with the log if it exits or is not ready within `timeout` seconds.
+    With `process_group`, the server runs in a session of its own and is stopped with every process it
+    started (its group: the PID is the group id)."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=process_group)
+        stop = (lambda sig: os.killpg(process.pid, sig)) if process_group else (lambda sig: os.kill(process.pid, sig))
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -41,12 +44,15 @@ def running_process(argv: Sequence[str], log: Path, ready: Callable[[], bool], n
                 time.sleep(poll)
             yield
         finally:
-            os.kill(process.pid, signal.SIGTERM)
+            stop(signal.SIGTERM)
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
+                stop(signal.SIGKILL)
                 process.wait()
+            if process_group:
+                with contextlib.suppress(ProcessLookupError):
+                    stop(signal.SIGKILL)  # children that outlived the leader
 
 
 def accepts_connections(port: int) -> bool:

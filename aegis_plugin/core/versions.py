@@ -63,6 +63,11 @@ def is_sha256_digest(value: str) -> bool:
     return bool(_DIGEST.fullmatch(value))
 
 
+def is_git_sha(value: str) -> bool:
+    """A full git commit id: 40 lowercase hex digits."""
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
 def is_floating_tag(tag: str) -> bool:
     """`latest` (in any case) names whatever was pushed last: never a pin."""
     return tag.lower() == "latest"

@@ -116,3 +116,8 @@ def test_annotations() -> None:
         "the value of 'com.example.k' is 4098 bytes, at most 4096"
     )
     assert versions.check_annotations({f"k{i}": "" for i in range(64)}) is None
+
+
+def test_git_sha() -> None:
+    assert versions.is_git_sha("a" * 40)
+    assert not versions.is_git_sha("A" * 40) and not versions.is_git_sha("a" * 39) and not versions.is_git_sha("g" * 40)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.guards import GuardsSubsystem
+from aegis_plugin.subsystems.mlflow import MlflowSubsystem
 from aegis_plugin.target_types import (
     AcceleratorField,
     BaseImageField,
@@ -67,6 +69,14 @@ from aegis_plugin.target_types import (
     ModelIdField,
     ModelPackageOutputPathField,
     ModelVersionField,
+    MlflowArtifactPathField,
+    MlflowExperimentField,
+    MlflowFilesField,
+    MlflowGitCommitField,
+    MlflowMetricsField,
+    MlflowParamsField,
+    MlflowRunIdField,
+    MlflowSourceField,
     PlatformsField,
     RepositoryField,
     SizeBudgetField,
@@ -78,6 +88,7 @@ from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
 from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
 from aegis_plugin.util_rules.guards import GuardsRequest, GuardsResult
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
+from aegis_plugin.util_rules.mlflow import MlflowFiles, MlflowFilesRequest
 from aegis_plugin.util_rules.layers import (
     MODEL_DIR,
     SINGLE_WEIGHTS,
@@ -172,6 +183,50 @@ class ModelInputs:
     python: str  # the interpreter inside the base image
     revision: SourceRevision  # of all inputs: the image's git_sha and timestamps
     model_revision: SourceRevision  # of the model's small files only: the model files layer's timestamps
+    registry: FrozenDict[str, Any] | None = None  # the MLflow provenance of the files, when they came from one
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_./-]", "_", name)
+
+
+def registry_manifest_fields(registry: FrozenDict[str, Any]) -> dict[str, str]:
+    """The provenance of registry files as `manifest.yaml` keys (see core/runtime/manifest.py)."""
+    fields = {
+        "mlflow_source": registry["source"],
+        "mlflow_run_id": registry["run_id"],
+        "mlflow_experiment": registry["experiment"],
+        "mlflow_registered_model": registry["registered_model"],
+        "mlflow_model_version": registry["model_version"],
+        "mlflow_tracking_uri": registry["tracking_uri"],
+        "training_git_sha": registry["git_commit"],
+    }
+    fields = {key: value for key, value in fields.items() if value}
+    # MLflow names may hold spaces, which a flat YAML key cannot.
+    fields.update({f"mlflow_param.{_plain(k)}": v for k, v in registry["params"].items()})
+    fields.update({f"mlflow_metric.{_plain(k)}": repr(v) for k, v in registry["metrics"].items()})
+    return fields
+
+
+def registry_provenance(tgt: Target, tracking_uri: str | None) -> FrozenDict[str, Any]:
+    """What an `mlflow_artifacts` target says about where its files came from (`manifest.yaml`, SBOM, SLSA)."""
+    source = tgt[MlflowSourceField].value
+    model = source[len("models:/"):].rsplit("/", 1) if source.startswith("models:/") else None
+    return freeze({
+        "source": source,
+        "run_id": tgt[MlflowRunIdField].value,
+        "experiment": tgt[MlflowExperimentField].value or "",
+        "registered_model": model[0] if model else "",
+        "model_version": model[1] if model else "",
+        "git_commit": tgt[MlflowGitCommitField].value or "",
+        "tracking_uri": tracking_uri or "",
+        "params": dict(tgt[MlflowParamsField].value or {}),
+        "metrics": dict(tgt[MlflowMetricsField].value),
+        "files": [
+            {"uri": f"runs:/{tgt[MlflowRunIdField].value}/{tgt[MlflowArtifactPathField].value}/{name}", "sha256": sha256}
+            for name, (sha256, _size) in tgt[MlflowFilesField].value.items()
+        ],
+    })
 
 
 def unparsable_build_file(error: SyntaxError) -> str:
@@ -209,7 +264,7 @@ def _weights_in_image(context: str, sources: list[tuple[Digest, tuple[str, ...]]
 
 @rule(desc="Resolving the inputs of a model package")
 async def resolve_model_inputs(
-    fs: ModelPackageFieldSet, aegis: AegisSubsystem, python_setup: PythonSetup
+    fs: ModelPackageFieldSet, aegis: AegisSubsystem, mlflow: MlflowSubsystem, python_setup: PythonSetup
 ) -> ModelInputs:
     context = str(fs.address)
     references = _address_fields(fs)
@@ -243,8 +298,13 @@ async def resolve_model_inputs(
         if not tgt.has_field(field_type):
             raise AegisBuildError(f"{context}: field `{alias}`: {tgt.address} is not a {kind} target")
 
+    registry_tgts = [t for t in weights_tgts if t.has_field(MlflowFilesField)]
+    if registry_tgts and len(weights_tgts) > 1:
+        raise AegisBuildError(f"{context}: field `weights`: an `mlflow_artifacts` target holds all the model's "
+                              f"files; name it alone")
     for weights_tgt in weights_tgts:
-        require(weights_tgt, FileSourceField, WeightsField.alias, "`file` or `files`")
+        if not weights_tgt.has_field(MlflowFilesField):
+            require(weights_tgt, FileSourceField, WeightsField.alias, "`file`, `files` or `mlflow_artifacts`")
     if tokenizer_tgt is not None:
         require(tokenizer_tgt, FileSourceField, TokenizerField.alias, "`file`")
     require(handler_tgt, PythonSourceField, HandlerField.alias, "`python_source`")
@@ -263,7 +323,25 @@ async def resolve_model_inputs(
         *([(TokenizerField.alias, tokenizer_tgt)] if tokenizer_tgt else []),
     ]
     model_sources: list[tuple[str, Digest, tuple[str, ...]]] = []  # (alias, digest of one file, its path)
+    registry_paths: set[str] = set()  # of those, the files from a model registry: in no commit
     for alias, tgt in model_files:
+        if tgt.has_field(MlflowFilesField):
+            pins = tgt[MlflowFilesField].value
+            fetched = await Get(
+                MlflowFiles,
+                MlflowFilesRequest(
+                    f"{context}: field `{alias}` ({tgt.address})",
+                    tgt[MlflowSourceField].value,
+                    tgt[MlflowRunIdField].value,
+                    tgt[MlflowArtifactPathField].value,
+                    tuple((name, sha256, size) for name, (sha256, size) in pins.items()),
+                ),
+            )
+            one_each = await MultiGet(Get(Digest, DigestSubset(fetched.digest, PathGlobs([name]))) for name in pins)
+            paths = [os.path.join(tgt.address.spec_path, name) for name in pins]
+            model_sources.extend((alias, digest, (path,)) for path, digest in zip(paths, one_each))
+            registry_paths.update(paths)
+            continue
         source = tgt[FileSourceField].value
         if isinstance(source, http_source):
             fetched = await Get(PinnedDownload, PinnedDownloadRequest(f"{context}: field `{alias}` ({tgt.address})", source))
@@ -320,8 +398,10 @@ async def resolve_model_inputs(
     sources = await Get(PythonSourceFiles, PythonSourceFilesRequest(transitive.closure))
 
     # The revision: the newest commit touching any input of this package (checked before any slow step).
+    # Files from a registry are in no commit: their pins are, in the BUILD file of their target.
     model_paths = {
-        *weights_paths,
+        *(set(weights_paths) - registry_paths),
+        *(os.path.join(t.address.spec_path, "BUILD") for t in registry_tgts),
         *card_src.snapshot.files,
         *tokenizer_paths,
     }
@@ -354,6 +434,7 @@ async def resolve_model_inputs(
         python=base_tgt[DebianPythonField].value,
         revision=revision,
         model_revision=model_revision,
+        registry=registry_provenance(registry_tgts[0], mlflow.tracking_uri) if registry_tgts else None,
     )
 
 
@@ -456,6 +537,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
             "accelerator": fs.accelerator.value,
             "signed_by": aegis.signer_identity,
             **{key: card_fields[key] for key in manifest_yaml.OPTIONAL_FIELDS if card_fields.get(key)},
+            **(registry_manifest_fields(inputs.registry) if inputs.registry else {}),
         }
     )
     app_layer = await Get(

@@ -37,6 +37,7 @@ class CoreCommand(Enum):
     DEPS_LAYER = "deps-layer"  # core/cli.py: deps_layer -> python/site_packages.py
     IMAGE = "image"  # core/cli.py: image -> oci/image.py, oci/layout.py, oci/tarball.py
     FETCH = "fetch"  # core/cli.py: fetch -> download.py
+    PINNED_FILES = "pinned-files"  # core/cli.py: pinned_files (registry files into the cache)
 
 
 class CoreTool(Enum):

@@ -6,34 +6,19 @@ identical, byte for byte.
 """
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 import pytest
 
-from aegis_plugin.core.local_servers import accepts_connections, free_port, running_process
+from tests.e2e.buildgrid import buildgrid as running_buildgrid
+from tests.e2e.buildgrid import counters
 from tests.e2e.clones import make_clone, tree_digests
+
 
 @pytest.fixture
 def buildgrid(tmp_path: Path):
-    bgd = os.environ.get("AEGIS_BGD", "")
-    if not bgd or not os.access(bgd, os.X_OK):
-        pytest.fail("AEGIS_BGD must name BuildGrid's bgd: run the tests with build-support/test.sh")
-    port = free_port()
-    config = tmp_path / "buildgrid.yml"
-    template = (Path(os.environ["AEGIS_REPO_ROOT"]) / "build-support/buildgrid.yml").read_text()
-    assert '"127.0.0.1:50051"' in template
-    config.write_text(template.replace('"127.0.0.1:50051"', f'"127.0.0.1:{port}"'))
-    with running_process([bgd, "server", "start", str(config)], tmp_path / "buildgrid.log",
-                         lambda: accepts_connections(port), "BuildGrid", timeout=60, poll=0.2):
-        yield f"grpc://127.0.0.1:{port}"
-
-
-def counters(stderr: str) -> dict[str, int]:
-    """The `[stats] log` counters Pants prints at the end of a run."""
-    block = stderr.split("Counters:", 1)[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+(\w+): (\d+)$", block, re.M)}
+    with running_buildgrid(tmp_path) as address:
+        yield address
 
 
 def test_a_second_clone_builds_nothing_locally(tmp_path: Path, buildgrid: str) -> None:

@@ -11,17 +11,29 @@ from typing import Dict
 
 FIELDS = ("model_id", "version", "git_sha", "framework", "framework_version", "accelerator", "signed_by")
 OPTIONAL_FIELDS = ("license", "owner")  # from the model card, when it declares them
+# Where the weights came from, when a model registry (MLflow) served them; then also one key per parameter and
+# metric of the training run, `mlflow_param.<name>` and `mlflow_metric.<name>`, in name order.
+REGISTRY_FIELDS = (
+    "mlflow_source", "mlflow_run_id", "mlflow_experiment", "mlflow_registered_model", "mlflow_model_version",
+    "mlflow_tracking_uri", "training_git_sha",
+)
+REGISTRY_PREFIXES = ("mlflow_param.", "mlflow_metric.")
 
 
 def render(values: Dict[str, str]) -> bytes:
     missing = [f for f in FIELDS if f not in values]
     if missing:
         raise ValueError(f"manifest is missing {missing}")
-    unknown = sorted(set(values) - set(FIELDS) - set(OPTIONAL_FIELDS))
+    known = (*FIELDS, *OPTIONAL_FIELDS, *REGISTRY_FIELDS)
+    per_run = sorted(key for key in values if key.startswith(REGISTRY_PREFIXES))
+    unknown = sorted(set(values) - set(known) - set(per_run))
     if unknown:
         raise ValueError(f"manifest has unknown fields {unknown}")
+    bad = [key for key in per_run if not key.split(".", 1)[1] or any(c in key for c in ": \n#")]
+    if bad:
+        raise ValueError(f"manifest keys {bad} are not plain names")
     lines = ["# Written by Aegis at build time; describes this image."]
-    lines += [f"{key}: {json.dumps(str(values[key]))}" for key in (*FIELDS, *OPTIONAL_FIELDS) if key in values]
+    lines += [f"{key}: {json.dumps(str(values[key]))}" for key in (*known, *per_run) if key in values]
     return ("\n".join(lines) + "\n").encode()
 
 

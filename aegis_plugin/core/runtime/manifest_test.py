@@ -43,6 +43,29 @@ def test_card_fields_follow_in_a_fixed_order_and_unknown_fields_are_refused() ->
         manifest.render({**VALUES, "tags": "x"})
 
 
+def test_registry_provenance_follows_with_one_key_per_parameter_and_metric() -> None:
+    registry = {
+        "mlflow_param.lr": "0.01",
+        "mlflow_metric.auc": "0.97",
+        "mlflow_run_id": "7211af93442a47abba7694e4e7920b6d",
+        "mlflow_source": "models:/fraud/3",
+        "mlflow_param.epochs": "30",
+    }
+    rendered = manifest.render({**registry, **VALUES}).decode()
+    assert rendered.split("\n")[8:] == [
+        'mlflow_source: "models:/fraud/3"',
+        'mlflow_run_id: "7211af93442a47abba7694e4e7920b6d"',
+        'mlflow_metric.auc: "0.97"',
+        'mlflow_param.epochs: "30"',
+        'mlflow_param.lr: "0.01"',
+        "",
+    ]
+    assert manifest.parse(rendered)["mlflow_param.lr"] == "0.01"
+    for bad in ("mlflow_param.", "mlflow_param.a b", "mlflow_metric.x:y"):
+        with pytest.raises(ValueError, match="not plain names"):
+            manifest.render({**VALUES, bad: "1"})
+
+
 def test_load_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "manifest.yaml"
     path.write_bytes(manifest.render(VALUES))
