@@ -599,9 +599,9 @@ class MlflowMetricsField(Field):
     @classmethod
     def compute_value(cls, raw_value: Optional[Any], address: Address) -> FrozenDict[str, float]:
         value = super().compute_value(raw_value, address)
-        if value is None:
+        if not value:
             return FrozenDict()
-        if not isinstance(value, dict) or not all(
+        if not isinstance(value, (dict, FrozenDict)) or not all(
             isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for k, v in value.items()
         ):

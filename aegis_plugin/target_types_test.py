@@ -13,6 +13,13 @@ from pants.testutil.rule_runner import RuleRunner
 
 from aegis_plugin.target_types import (
     ImageAnnotationsField,
+    MlflowArtifactPathField,
+    MlflowArtifactsTarget,
+    MlflowFilesField,
+    MlflowGitCommitField,
+    MlflowMetricsField,
+    MlflowRunIdField,
+    MlflowSourceField,
     ModelIdField,
     ModelPackageOutputPathField,
     ModelPackageTarget,
@@ -190,3 +197,51 @@ def test_errors_come_when_the_build_file_is_read() -> None:
     with pytest.raises(ExecutionError) as e:
         rule_runner.get_target(ADDRESS)
     assert "m:m: field `size_budget`: nan is not a positive, finite size in MB (e.g. `60`)" in str(e.value)
+
+
+RUN = "7211af93442a47abba7694e4e7920b6d"
+
+
+@pytest.mark.parametrize(
+    "field,raw,says",
+    [
+        (MlflowSourceField, "models:/fraud@champion", "is an alias, which moves"),
+        (MlflowSourceField, "models:/fraud/Production", "names a stage"),
+        (MlflowSourceField, "models:/fraud/latest", "names a stage"),
+        (MlflowRunIdField, "run-1", "'run-1' is not 32 lowercase hex digits"),
+        (MlflowArtifactPathField, "model/../x", "without `..`"),
+        (MlflowArtifactPathField, "/model/", "write it as 'model'"),
+        (MlflowFilesField, {}, "expected a dict of file name -> [sha256, size]"),
+        (MlflowFilesField, {"w.safetensors": "a" * 64}, "'w.safetensors': expected [sha256, size]"),
+        (MlflowFilesField, {"w.safetensors": ["A" * 64, 1]}, "is not 64 lowercase hex digits"),
+        (MlflowFilesField, {"w.safetensors": ["a" * 64, -1]}, "the size -1 is not a whole number of bytes"),
+        (MlflowFilesField, {"../w": ["a" * 64, 1]}, "without `..`"),
+        (MlflowGitCommitField, "main", "'main' is not a 40-digit git commit"),
+        (MlflowMetricsField, {"auc": "high"}, "expected a dict of metric name -> finite number"),
+        (MlflowMetricsField, {"auc": float("inf")}, "expected a dict of metric name -> finite number"),
+    ],
+)
+def test_mlflow_fields_refuse_floating_or_malformed_pins(field: Type[Field], raw: Any, says: str) -> None:
+    message = error(field, raw)
+    assert message.startswith(f"m:m: field `{field.alias}`: ") and says in message, message
+
+
+def test_mlflow_pins_normalise() -> None:
+    files = MlflowFilesField.compute_value({"w.safetensors": ["a" * 64, 3], "t.json": ["b" * 64, 0]}, ADDRESS)
+    assert list(files.items()) == [("t.json", ("b" * 64, 0)), ("w.safetensors", ("a" * 64, 3))]
+    assert dict(MlflowMetricsField.compute_value({"auc": 1, "f1": 0.5}, ADDRESS)) == {"auc": 1.0, "f1": 0.5}
+
+
+def test_a_runs_uri_must_agree_with_run_id_and_artifact_path() -> None:
+    rule_runner = RuleRunner(target_types=[MlflowArtifactsTarget])
+    rule_runner.write_files(
+        {
+            "m/BUILD": (
+                f'mlflow_artifacts(name="m", source="runs:/{RUN}/model", run_id="{"f" * 32}", '
+                'artifact_path="model", files={"w.safetensors": ["' + "a" * 64 + '", 3]})\n'
+            ),
+        }
+    )
+    with pytest.raises(ExecutionError) as e:
+        rule_runner.get_target(ADDRESS)
+    assert f"m:m: field `run_id`: '{'f' * 32}' differs from the `source` URI's '{RUN}'" in str(e.value)

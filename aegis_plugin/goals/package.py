@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,11 +69,7 @@ from aegis_plugin.target_types import (
     ModelPackageOutputPathField,
     ModelVersionField,
     MlflowArtifactPathField,
-    MlflowExperimentField,
     MlflowFilesField,
-    MlflowGitCommitField,
-    MlflowMetricsField,
-    MlflowParamsField,
     MlflowRunIdField,
     MlflowSourceField,
     PlatformsField,
@@ -88,7 +83,13 @@ from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
 from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
 from aegis_plugin.util_rules.guards import GuardsRequest, GuardsResult
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
-from aegis_plugin.util_rules.mlflow import MlflowFiles, MlflowFilesRequest
+from aegis_plugin.util_rules.mlflow import (
+    MlflowFiles,
+    MlflowFilesRequest,
+    registry_inventory,
+    registry_manifest_fields,
+    registry_provenance,
+)
 from aegis_plugin.util_rules.layers import (
     MODEL_DIR,
     SINGLE_WEIGHTS,
@@ -184,49 +185,6 @@ class ModelInputs:
     revision: SourceRevision  # of all inputs: the image's git_sha and timestamps
     model_revision: SourceRevision  # of the model's small files only: the model files layer's timestamps
     registry: FrozenDict[str, Any] | None = None  # the MLflow provenance of the files, when they came from one
-
-
-def _plain(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_./-]", "_", name)
-
-
-def registry_manifest_fields(registry: FrozenDict[str, Any]) -> dict[str, str]:
-    """The provenance of registry files as `manifest.yaml` keys (see core/runtime/manifest.py)."""
-    fields = {
-        "mlflow_source": registry["source"],
-        "mlflow_run_id": registry["run_id"],
-        "mlflow_experiment": registry["experiment"],
-        "mlflow_registered_model": registry["registered_model"],
-        "mlflow_model_version": registry["model_version"],
-        "mlflow_tracking_uri": registry["tracking_uri"],
-        "training_git_sha": registry["git_commit"],
-    }
-    fields = {key: value for key, value in fields.items() if value}
-    # MLflow names may hold spaces, which a flat YAML key cannot.
-    fields.update({f"mlflow_param.{_plain(k)}": v for k, v in registry["params"].items()})
-    fields.update({f"mlflow_metric.{_plain(k)}": repr(v) for k, v in registry["metrics"].items()})
-    return fields
-
-
-def registry_provenance(tgt: Target, tracking_uri: str | None) -> FrozenDict[str, Any]:
-    """What an `mlflow_artifacts` target says about where its files came from (`manifest.yaml`, SBOM, SLSA)."""
-    source = tgt[MlflowSourceField].value
-    model = source[len("models:/"):].rsplit("/", 1) if source.startswith("models:/") else None
-    return freeze({
-        "source": source,
-        "run_id": tgt[MlflowRunIdField].value,
-        "experiment": tgt[MlflowExperimentField].value or "",
-        "registered_model": model[0] if model else "",
-        "model_version": model[1] if model else "",
-        "git_commit": tgt[MlflowGitCommitField].value or "",
-        "tracking_uri": tracking_uri or "",
-        "params": dict(tgt[MlflowParamsField].value or {}),
-        "metrics": dict(tgt[MlflowMetricsField].value),
-        "files": [
-            {"uri": f"runs:/{tgt[MlflowRunIdField].value}/{tgt[MlflowArtifactPathField].value}/{name}", "sha256": sha256}
-            for name, (sha256, _size) in tgt[MlflowFilesField].value.items()
-        ],
-    })
 
 
 def unparsable_build_file(error: SyntaxError) -> str:
@@ -575,6 +533,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
                 framework=framework,
                 framework_version=distributions[framework],
                 accelerator=fs.accelerator.value,
+                **({"registry": freeze(registry_inventory(inputs.registry))} if inputs.registry else {}),
             ),
             model_file_roles=FrozenDict(model_file_roles),
             base=base_layer,

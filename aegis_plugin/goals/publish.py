@@ -32,7 +32,7 @@ from aegis_plugin.goals.package import ModelInputs, ModelPackageFieldSet
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.target_types import ModelIdField, ModelVersionField, RepositoryField
-from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest, thaw
 
 # What the publisher may read from the environment `pants publish` runs in (see core/publish/cli.py): the
 # signing key, registry credentials, and for keyless signing the CI's identity token (SIGSTORE_ID_TOKEN, or
@@ -101,6 +101,7 @@ async def publish_model(
             for f in await Get(DigestContents, Digest, inputs.base_lockfile.snapshot.digest)
         ),
         {"uri": "oci-layer:debian-base", "sha256": base_layer.split(":", 1)[1]},
+        *(dict(f) for f in (inputs.registry["files"] if inputs.registry else ())),
     ]
     # The facts of the SLSA provenance (core/publish/provenance.py makes the predicate of them).
     facts = {
@@ -111,9 +112,10 @@ async def publish_model(
         "git_sha": inputs.revision.git_sha,
         "materials": materials,
         "invocation": ["pants", "publish", str(fs.address)],
+        "training_run": inputs.registry,
     }
     provenance_digest = await Get(
-        Digest, CreateDigest([FileContent("provenance.json", json.dumps(facts, sort_keys=True).encode())])
+        Digest, CreateDigest([FileContent("provenance.json", json.dumps(facts, sort_keys=True, default=thaw).encode())])
     )
     pex, environment = await MultiGet(
         Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.PUBLISH, publish.resolve))),

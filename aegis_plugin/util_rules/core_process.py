@@ -6,6 +6,7 @@ command a rule runs is a `CoreCommand` here, and each maps onto one subcommand o
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from enum import Enum
@@ -132,6 +133,9 @@ class CoreProcess:
     error_context: str
     spec: FrozenDict[str, Any] | None = None
     output_directory: str = "out"
+    # How long a local run waits for the remote cache to answer first (Pants runs both, and takes whichever
+    # ends first): for a step that can only fail locally until the remote cache has answered.
+    remote_cache_speculation_delay_millis: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,8 @@ def freeze(value: Any) -> Any:
     return value
 
 
-def _thaw(value: Any) -> Any:
-    """JSON for the frozen collections a hashable request holds."""
+def thaw(value: Any) -> Any:
+    """JSON for the frozen collections a hashable request holds (`json.dumps(..., default=thaw)`)."""
     if isinstance(value, FrozenDict):
         return dict(value)
     raise TypeError(f"{value!r} is not JSON-serialisable")
@@ -159,7 +163,7 @@ def _thaw(value: Any) -> Any:
 async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResult:
     argv, input_digest = request.argv, request.input_digest
     if request.spec is not None:
-        spec = json.dumps(request.spec, sort_keys=True, default=_thaw).encode()
+        spec = json.dumps(request.spec, sort_keys=True, default=thaw).encode()
         spec_digest = await Get(Digest, CreateDigest([FileContent("spec.json", spec)]))
         input_digest = await Get(Digest, MergeDigests([spec_digest, input_digest]))
         argv = ("--spec", "spec.json", *argv)
@@ -178,6 +182,10 @@ async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResu
             level=LogLevel.DEBUG,
         ),
     )
+    if request.remote_cache_speculation_delay_millis:
+        process = dataclasses.replace(
+            process, remote_cache_speculation_delay_millis=request.remote_cache_speculation_delay_millis
+        )
     result = await Get(FallibleProcessResult, Process, process)
     if result.exit_code != 0:
         # The core reports user errors as one `aegis: ...` line; anything else is a bug worth showing whole.

@@ -28,7 +28,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
 from aegis_plugin.subsystems.sbom import SbomSubsystem
-from aegis_plugin.util_rules.core_process import CoreProcess, CoreResult, CoreTool, CoreToolPexRequest
+from aegis_plugin.util_rules.core_process import CoreProcess, CoreResult, CoreTool, CoreToolPexRequest, thaw
 from aegis_plugin.util_rules.layers import APP_SITE_PACKAGES, Layer
 
 CYCLONEDX_FILE = "sbom.cdx.json"
@@ -41,7 +41,7 @@ SBOM_IN_IMAGE = "/app/sbom.spdx.json"  # where the seed's artifact anatomy puts 
 class SbomRequest:
     context: str
     image: FrozenDict[str, Any]  # the inventory's "image" object
-    model: FrozenDict[str, Any]  # the inventory's "model" object without "files" and "card"
+    model: FrozenDict[str, Any]  # the inventory's "model" object without "files" and "card" (nested: frozen)
     model_file_roles: FrozenDict[str, str]  # path in the image -> role ("weights", "tokenizer", ...)
     base: Layer
     deps: Layer
@@ -89,7 +89,7 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
     tocs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs([layer.toc_path]))) for layer in layers)
     inputs = await MultiGet(Get(Digest, AddPrefix(toc, f"layer{i}")) for i, toc in enumerate(tocs))
     inventory_digest = await Get(
-        Digest, CreateDigest([FileContent("inventory.json", json.dumps(inventory, sort_keys=True).encode())])
+        Digest, CreateDigest([FileContent("inventory.json", json.dumps(inventory, sort_keys=True, default=thaw).encode())])
     )
     result = await Get(
         CoreResult,

@@ -22,3 +22,18 @@ def test_a_dirty_tree_is_said_so() -> None:
     p = predicate(git_sha="12" * 20 + "-dirty", **FACTS)
     assert p["buildDefinition"]["internalParameters"] == {"sourceTreeDirty": True}
     assert p["buildDefinition"]["resolvedDependencies"][0]["digest"] == {"gitCommit": "12" * 20}
+
+
+def test_the_training_run_of_registry_files_is_a_resolved_dependency() -> None:
+    run = {"run_id": "7211af93442a47abba7694e4e7920b6d", "source": "models:/fraud/3", "experiment": "fraud",
+           "registered_model": "fraud", "model_version": "3", "git_commit": "cd" * 20, "tracking_uri": "",
+           "params": {"lr": "0.05"}, "metrics": {"auc": 0.981},
+           "files": [{"uri": "runs:/7211af93442a47abba7694e4e7920b6d/model/w", "sha256": "ef" * 32}]}
+    p = predicate(git_sha="12" * 20, training_run=run, **FACTS)
+    assert p["buildDefinition"]["resolvedDependencies"][-1] == {
+        "uri": "runs:/7211af93442a47abba7694e4e7920b6d",
+        "digest": {"gitCommit": "cd" * 20},
+        "annotations": {"experiment": "fraud", "git_commit": "cd" * 20, "metrics": {"auc": 0.981},
+                        "model_version": "3", "params": {"lr": "0.05"}, "registered_model": "fraud",
+                        "source": "models:/fraud/3"},
+    }

@@ -66,6 +66,7 @@ from aegis_plugin.core.sbom.inventory import (
     Inventory,
     ModelFile,
     PythonDist,
+    Registry,
     from_dict,
 )
 
@@ -192,9 +193,35 @@ def _model_component(inv: Inventory, files: List[Component]) -> Component:
             _prop("model:framework", model.framework),
             _prop("model:framework_version", model.framework_version),
             _prop("model:accelerator", model.accelerator),
+            *_registry_properties(model.registry),
         ],
+        external_references=_registry_references(model.registry),
         components=files,
     )
+
+
+def _registry_properties(registry: Optional[Registry]) -> List[Property]:
+    """The registry's record of the training run: which run, experiment, registered version and commit, and
+    its parameters (its metrics are the card's quantitative analysis)."""
+    if registry is None:
+        return []
+    facts = [("source", registry.source), ("run_id", registry.run_id), ("experiment", registry.experiment),
+             ("registered_model", registry.registered_model), ("model_version", registry.model_version),
+             ("training_git_commit", registry.git_commit), ("tracking_uri", registry.tracking_uri)]
+    properties = [_prop(f"mlflow:{name}", value) for name, value in facts if value]
+    return properties + [_prop(f"mlflow:param:{name}", value) for name, value in registry.params]
+
+
+def _registry_references(registry: Optional[Registry]) -> List[ExternalReference]:
+    if registry is None:
+        return []
+    run = f"runs:/{registry.run_id}"
+    references = [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(registry.source),
+                                    comment="the MLflow model URI the files were pinned from")]
+    if registry.source != run and not registry.source.startswith(run + "/"):
+        references.append(ExternalReference(type=ExternalReferenceType.BUILD_META, url=XsUri(run),
+                                            comment="the MLflow run that trained the model"))
+    return references
 
 
 def model_card(inv: Inventory) -> Dict[str, Any]:
@@ -221,12 +248,13 @@ def model_card(inv: Inventory) -> Dict[str, Any]:
     if parameters:
         card["modelParameters"] = parameters
 
-    if facts.metrics:
-        card["quantitativeAnalysis"] = {
-            "performanceMetrics": [
-                {"type": m.name, "value": m.value, **({"slice": m.slice} if m.slice else {})} for m in facts.metrics
-            ]
-        }
+    metrics = [{"type": m.name, "value": m.value, **({"slice": m.slice} if m.slice else {})} for m in facts.metrics]
+    registry = inv.model.registry
+    if registry is not None:  # what the training run measured, as the registry recorded it
+        metrics += [{"type": name, "value": repr(value), "slice": f"MLflow run {registry.run_id}"}
+                    for name, value in registry.metrics]
+    if metrics:
+        card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
 
     considerations: Dict[str, Any] = {}
     for key, values in (

@@ -238,3 +238,45 @@ def test_license_text_and_empty_package_lists() -> None:
     assert license_["text"]["content"].endswith("Redistribution...")
     graph = {d["ref"]: d.get("dependsOn", []) for d in bom["dependencies"]}
     assert graph[IMAGE_REF] == [APP_REF, MODEL_REF, "pkg:pypi/numpy@2.4.6"]
+
+
+REGISTRY = {
+    "source": "models:/fraud-detector/3",
+    "run_id": "7211af93442a47abba7694e4e7920b6d",
+    "experiment": "fraud",
+    "registered_model": "fraud-detector",
+    "model_version": "3",
+    "git_commit": "b" * 40,
+    "tracking_uri": "https://mlflow.example.com",
+    "params": {"lr": "0.05", "epochs": "200"},
+    "metrics": {"auc": 0.981, "f1": 0.88},
+}
+
+
+def test_registry_provenance_of_the_model() -> None:
+    data = testutil.inventory()
+    data["model"]["registry"] = REGISTRY
+    output = build_cyclonedx(from_dict(data))
+    assert validate_cyclonedx(output) == []
+    model = _component(json.loads(output), MODEL_REF)
+    properties = {p["name"]: p["value"] for p in model["properties"]}
+    assert {k: v for k, v in properties.items() if ":mlflow:" in k} == {
+        f"{common.PROPERTY_PREFIX}:mlflow:{k}": v for k, v in {
+            "source": "models:/fraud-detector/3", "run_id": REGISTRY["run_id"], "experiment": "fraud",
+            "registered_model": "fraud-detector", "model_version": "3", "training_git_commit": "b" * 40,
+            "tracking_uri": "https://mlflow.example.com", "param:epochs": "200", "param:lr": "0.05",
+        }.items()
+    }
+    assert sorted((r["type"], r["url"]) for r in model["externalReferences"]) == [
+        ("build-meta", f"runs:/{REGISTRY['run_id']}"), ("distribution", "models:/fraud-detector/3"),
+    ]
+    metrics = model["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+    assert {"type": "auc", "value": "0.981", "slice": f"MLflow run {REGISTRY['run_id']}"} in metrics
+    assert build_cyclonedx(from_dict(testutil.shuffled(data))) == output
+
+
+def test_registry_metrics_must_be_numbers() -> None:
+    data = testutil.inventory()
+    data["model"]["registry"] = {**REGISTRY, "metrics": {"auc": "high"}}
+    with pytest.raises(InventoryError, match="model.registry.metrics: expected an object of finite numbers"):
+        from_dict(data)

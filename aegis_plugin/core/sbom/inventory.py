@@ -15,7 +15,10 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
       "model":  {"model_id", "version", "framework", "framework_version", "accelerator",
                  "files": [{"path": "/app/model/weights.safetensors", "sha256", "sha1", "size",
                             "role": "weights" | "tokenizer" | "model_card" | "config" | "other"}],
-                 "card": {"sections": {"Intended use": "...", ...}, "fields": {"license": "Apache-2.0", ...}}},
+                 "card": {"sections": {"Intended use": "...", ...}, "fields": {"license": "Apache-2.0", ...}},
+                 "registry" (optional: the files came from a model registry): {"source": "models:/fraud/3",
+                     "run_id", "experiment", "registered_model", "model_version", "git_commit" (of the training
+                     code), "tracking_uri" (each may be ""), "params": {name: str}, "metrics": {name: number}}},
       "app":    {"files": [{"path": "/app/server/handler.py", "sha256", "sha1"}, ...]}
     }
 
@@ -129,6 +132,21 @@ class ModelCard:
 
 
 @dataclass(frozen=True)
+class Registry:
+    """Where the model files came from, when a model registry (an MLflow run) served them."""
+
+    source: str
+    run_id: str
+    experiment: str
+    registered_model: str
+    model_version: str
+    git_commit: str
+    tracking_uri: str
+    params: Tuple[Tuple[str, str], ...]  # sorted by name
+    metrics: Tuple[Tuple[str, float], ...]  # sorted by name
+
+
+@dataclass(frozen=True)
 class Model:
     model_id: str
     version: str
@@ -137,6 +155,7 @@ class Model:
     accelerator: str
     files: Tuple[ModelFile, ...]  # sorted by path
     card: ModelCard
+    registry: Optional[Registry] = None
 
 
 @dataclass(frozen=True)
@@ -338,7 +357,7 @@ def _app_file(data: Any, where: str) -> AppFile:
 
 def _model(data: Any) -> Model:
     r = _Reader(data, "model", ("model_id", "version", "framework", "framework_version", "accelerator",
-                                "files", "card"))
+                                "files", "card"), optional=("registry",))
     files = tuple(_model_file(item, f"model.files[{i}]") for i, item in enumerate(r.array("files")))
     if not any(f.role == "weights" for f in files):
         r.fail("no file with role 'weights'", "files")
@@ -351,6 +370,28 @@ def _model(data: Any) -> Model:
         accelerator=r.text("accelerator"),
         files=tuple(sorted(_unique(files, lambda f: f.path, "model.files", "path"), key=lambda f: f.path)),
         card=ModelCard(sections=card.mapping("sections"), fields=card.mapping("fields")),
+        registry=_registry(r.data["registry"]) if r.data.get("registry") is not None else None,
+    )
+
+
+_REGISTRY_TEXT = ("experiment", "registered_model", "model_version", "git_commit", "tracking_uri")
+
+
+def _registry(data: Any) -> Registry:
+    r = _Reader(data, "model.registry", ("source", "run_id", *_REGISTRY_TEXT, "params", "metrics"))
+    metrics = r.data["metrics"]
+    if not isinstance(metrics, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+        for v in metrics.values()
+    ):
+        r.fail("expected an object of finite numbers", "metrics")
+    texts = {key: r.optional_str(key) or "" for key in _REGISTRY_TEXT}
+    return Registry(
+        source=r.text("source"),
+        run_id=r.text("run_id"),
+        params=tuple(sorted(r.mapping("params").items())),
+        metrics=tuple(sorted((k, float(v)) for k, v in metrics.items())),
+        **texts,
     )
 
 
