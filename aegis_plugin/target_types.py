@@ -108,9 +108,9 @@ class WeightsField(StringField, AsyncFieldMixin):
         `config.json`, `generation_config.json` and tokenizer files), shipped under `/app/model/` with
         their own names. Files may be in the repository or downloaded with `http_source(url=..., sha256=...,
         len=...)`; or an `mlflow_artifacts` target: files of an MLflow run or registered model version,
-        each pinned by sha256, shipped under `/app/model/` by name. Every weights file is an uncompressed layer of its own, so retraining that changes one
-        shard re-ships one shard; every shard's header is validated and the index must agree with the
-        shards.
+        each pinned by sha256, shipped under `/app/model/` by name. Every weights file is an uncompressed
+        layer of its own, so retraining that changes one shard re-ships one shard; every shard's header is
+        validated and the index must agree with the shards.
         """
     )
 
@@ -518,9 +518,10 @@ class MlflowArtifactPathField(_CheckedStringField):
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
         try:
-            return None if mlflow_uri.artifact_path(value) == value else f"write it as {mlflow_uri.artifact_path(value)!r}"
+            normalised = mlflow_uri.artifact_path(value)
         except mlflow_uri.ModelUriError as e:
             return str(e)
+        return None if normalised == value else f"write it as {normalised!r}"
 
 
 class MlflowFilesField(Field):

@@ -4,9 +4,9 @@ holds the tracking server's URL or credentials, and another machine's cache serv
 The pins (each file's sha256 and size) are the digest of the files before any byte is fetched: the rule
 builds that digest and runs one cheap step on it (`pinned-files`, core/cli.py), whose cache key is the source
 URI and that digest. A cache hit, local or remote, hands over the files (the remote cache's output blobs)
-without the server (that attempt lets the remote cache answer before a local run, which can only fail for want
-of its inputs, is tried). On a miss, the step's inputs are not in the store yet: Pants reports the missing digest,
-and only then does the rule download the files with Pants' own downloader (each checked against its pin;
+without the server; this first attempt gives the remote cache time to answer before Pants tries a local run,
+which can only fail for want of its inputs. On a miss, the step's inputs are not in the store yet: Pants
+reports the missing digest, and only then does the rule download the files with Pants' own downloader (each checked against its pin;
 the credentials travel as an Authorization header, which Pants keeps out of its download cache key) and runs
 the step again, now with its inputs present. MLflow's client is never involved: `/get-artifact` on the
 tracking server streams an artifact from whatever store holds it (core/mlflow/client.py).
@@ -20,8 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileDigest, FileEntry, NativeDownloadFile, RemovePrefix
+from pants.engine.fs import CreateDigest, Digest, FileDigest, FileEntry, NativeDownloadFile, RemovePrefix
 from pants.engine.rules import Get, collect_rules, rule
 from pants.engine.target import Target
 from pants.util.frozendict import FrozenDict
@@ -82,7 +83,7 @@ def download_error(request: MlflowFilesRequest, name: str, sha256: str, size: in
     """One line for a failed download of `name`: both digests on a mismatch, else what the server said."""
     where = f"{request.context}: {request.source}: {name}"
     found = [(h, int(n)) for h, n in _DIGEST_IN_ERROR.findall(error) if h != sha256 or int(n) != size]
-    if found or "digest" in error.lower() and "mismatch" in error.lower():
+    if found or ("digest" in error.lower() and "mismatch" in error.lower()):
         got = f"sha256 {found[0][0]} ({found[0][1]} bytes)" if found else "other bytes"
         return (f"{where}: the registry serves {got}, but `files` pins sha256 {sha256} ({size} bytes): the "
                 f"artifact changed since it was pinned; re-pin it only if that change is expected")
@@ -97,9 +98,8 @@ def download_error(request: MlflowFilesRequest, name: str, sha256: str, size: in
 
 @rule(desc="Fetching pinned MLflow artifacts")
 async def fetch_mlflow_files(request: MlflowFilesRequest, mlflow: MlflowSubsystem) -> MlflowFiles:
-    pinned = await Get(
-        Digest, CreateDigest([FileEntry(f"in/{name}", FileDigest(sha256, size)) for name, sha256, size in request.files])
-    )
+    entries = [FileEntry(f"in/{name}", FileDigest(sha256, size)) for name, sha256, size in request.files]
+    pinned = await Get(Digest, CreateDigest(entries))
     try:
         result = await Get(CoreResult, CoreProcess, _pinned_files_process(request, pinned, downloaded=False))
         return MlflowFiles(await Get(Digest, RemovePrefix(result.output_digest, "out")))
@@ -152,11 +152,11 @@ def registry_inventory(registry: FrozenDict[str, Any]) -> dict[str, Any]:
 
 def registry_provenance(tgt: Target, tracking_uri: str | None) -> FrozenDict[str, Any]:
     """What an `mlflow_artifacts` target says about where its files came from (`manifest.yaml`, SBOM, SLSA)."""
-    source = tgt[MlflowSourceField].value
+    source, run_id = tgt[MlflowSourceField].value, tgt[MlflowRunIdField].value
     model = source[len("models:/"):].rsplit("/", 1) if source.startswith("models:/") else None
     return freeze({
         "source": source,
-        "run_id": tgt[MlflowRunIdField].value,
+        "run_id": run_id,
         "experiment": tgt[MlflowExperimentField].value or "",
         "registered_model": model[0] if model else "",
         "model_version": model[1] if model else "",
@@ -165,7 +165,7 @@ def registry_provenance(tgt: Target, tracking_uri: str | None) -> FrozenDict[str
         "params": dict(tgt[MlflowParamsField].value or {}),
         "metrics": dict(tgt[MlflowMetricsField].value),
         "files": [
-            {"uri": f"runs:/{tgt[MlflowRunIdField].value}/{tgt[MlflowArtifactPathField].value}/{name}", "sha256": sha256}
+            {"uri": f"runs:/{run_id}/{tgt[MlflowArtifactPathField].value}/{name}", "sha256": sha256}
             for name, (sha256, _size) in tgt[MlflowFilesField].value.items()
         ],
     })

@@ -22,7 +22,9 @@ REQUEST = MlflowFilesRequest(
     (("tokenizer.json", "b" * 64, 10), ("weights.safetensors", SHA, 2048)),
 )
 TOKEN = "tok-unit-5a4b3c"
-MISSING = Exception("Could not identify a process to backtrack to for: Missing digest: Was not present in the local store")
+MISSING = Exception(  # what Pants raises when a step's inputs are in no store
+    "Could not identify a process to backtrack to for: Missing digest: Was not present in the local store"
+)
 
 
 def drive(env: dict[str, str], answer: Callable[[Get], Any], tracking_uri: str | None = None) -> tuple[Any, list]:
@@ -92,7 +94,8 @@ def test_a_miss_downloads_each_file_with_the_credentials_in_a_header_only() -> N
         ("b" * 64, 10), (SHA, 2048)
     ]
     assert all(dict(d.auth_headers) == {"Authorization": f"Bearer {TOKEN}"} for d in downloads)
-    assert processes[0].argv == processes[1].argv and TOKEN not in repr(processes) and "127.0.0.1" not in repr(processes)
+    assert processes[0].argv == processes[1].argv
+    assert TOKEN not in repr(processes) and "127.0.0.1" not in repr(processes)
     # The first attempt waits for the remote cache; the one after the download has its inputs and need not.
     assert [p.remote_cache_speculation_delay_millis for p in processes] == [2000, 0]
 
@@ -133,7 +136,8 @@ def test_a_miss_without_a_usable_server_is_one_line(env: dict, says: str) -> Non
     "pants_error, says",
     [
         (
-            "Wrong digest for downloaded file: want digest Digest { hash: Fingerprint<" + SHA + ">, size_bytes: 2048 }, "
+            "Wrong digest for downloaded file: want digest Digest { hash: Fingerprint<" + SHA + ">, "
+            "size_bytes: 2048 }, "
             "got Digest { hash: Fingerprint<" + "c" * 64 + ">, size_bytes: 2049 }",
             f"the registry serves sha256 {'c' * 64} (2049 bytes), but `files` pins sha256 {SHA} (2048 bytes)",
         ),

@@ -88,9 +88,8 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
     layers = (request.base, request.deps, *request.model_files, request.app)
     tocs = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs([layer.toc_path]))) for layer in layers)
     inputs = await MultiGet(Get(Digest, AddPrefix(toc, f"layer{i}")) for i, toc in enumerate(tocs))
-    inventory_digest = await Get(
-        Digest, CreateDigest([FileContent("inventory.json", json.dumps(inventory, sort_keys=True, default=thaw).encode())])
-    )
+    inventory_json = json.dumps(inventory, sort_keys=True, default=thaw).encode()
+    inventory_digest = await Get(Digest, CreateDigest([FileContent("inventory.json", inventory_json)]))
     result = await Get(
         CoreResult,
         CoreProcess(

@@ -180,7 +180,8 @@ def one_error_line(result: subprocess.CompletedProcess, target: str) -> str:
 
 
 def test_package_from_runs_and_from_a_registered_version(clone: Clone, server: MlflowServer, cache: str) -> None:
-    files = {"weights.safetensors": weights(1), "tokenizer.json": (clone.root / "models/fraud/tokenizer.json").read_bytes()}
+    tokenizer = (clone.root / "models/fraud/tokenizer.json").read_bytes()
+    files = {"weights.safetensors": weights(1), "tokenizer.json": tokenizer}
     run_id = server.log_run(files, register_as="fraud-e2e")
     by_version = pin(clone, server, "models:/fraud-e2e@champion", "checkpoint")
     assert "source='models:/fraud-e2e/1'" in by_version and f"run_id='{run_id}'" in by_version

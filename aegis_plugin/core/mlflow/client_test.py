@@ -56,7 +56,8 @@ def test_artifact_url() -> None:
 
 def test_a_model_versions_artifact_path_in_its_run() -> None:
     assert _run_and_path({"run_id": RUN, "source": f"runs:/{RUN}/model"}, "m") == (RUN, "model")
-    assert _run_and_path({"run_id": RUN, "source": f"mlflow-artifacts:/1/{RUN}/artifacts/model/"}, "m") == (RUN, "model")
+    proxied = f"mlflow-artifacts:/1/{RUN}/artifacts/model/"
+    assert _run_and_path({"run_id": RUN, "source": proxied}, "m") == (RUN, "model")
     assert _run_and_path({"run_id": RUN, "source": f"s3://bucket/1/{RUN}/artifacts/ckpt"}, "m") == (RUN, "ckpt")
     with pytest.raises(MlflowError, match="is not an artifact path of its run"):
         _run_and_path({"run_id": "", "source": "models:/m-0123"}, "models:/fraud/3")
