@@ -6,9 +6,9 @@ builds that digest and runs one cheap step on it (`pinned-files`, core/cli.py), 
 URI and that digest. A cache hit, local or remote, hands over the files (the remote cache's output blobs)
 without the server; this first attempt gives the remote cache time to answer before Pants tries a local run,
 which can only fail for want of its inputs. On a miss, the step's inputs are not in the store yet: Pants
-reports the missing digest, and only then does the rule download the files with Pants' own downloader (each checked against its pin;
-the credentials travel as an Authorization header, which Pants keeps out of its download cache key) and runs
-the step again, now with its inputs present. MLflow's client is never involved: `/get-artifact` on the
+reports the missing digest, and only then does the rule download the files with Pants' own downloader
+(each checked against its pin; the credentials travel as an Authorization header, which Pants keeps out of
+its download cache key) and runs the step again, now with its inputs present. MLflow's client is never involved: `/get-artifact` on the
 tracking server streams an artifact from whatever store holds it (core/mlflow/client.py).
 
 The target's record of the training run (run, experiment, registered version, commit, parameters, metrics) is
