@@ -153,6 +153,11 @@ def registry_inventory(registry: FrozenDict[str, Any]) -> dict[str, Any]:
 def registry_provenance(tgt: Target, tracking_uri: str | None) -> FrozenDict[str, Any]:
     """What an `mlflow_artifacts` target says about where its files came from (`manifest.yaml`, SBOM, SLSA)."""
     source, run_id = tgt[MlflowSourceField].value, tgt[MlflowRunIdField].value
+    if tracking_uri:  # recorded in the image: never with credentials
+        try:
+            tracking_uri = mlflow_client.check_tracking_uri(tracking_uri)
+        except mlflow_client.MlflowError as e:
+            raise AegisBuildError(f"{tgt.address}: option `[aegis-mlflow].tracking_uri`: {e}") from None
     model = source[len("models:/"):].rsplit("/", 1) if source.startswith("models:/") else None
     return freeze({
         "source": source,

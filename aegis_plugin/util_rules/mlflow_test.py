@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import pytest
 
+from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import CreateDigest, Digest, EMPTY_DIGEST, NativeDownloadFile, RemovePrefix
 from pants.engine.rules import Get
@@ -13,7 +14,15 @@ from pants.testutil.option_util import create_subsystem
 
 from aegis_plugin.subsystems.mlflow import MlflowSubsystem
 from aegis_plugin.util_rules.core_process import AegisBuildError, CoreProcess, CoreResult
-from aegis_plugin.util_rules.mlflow import MlflowFiles, MlflowFilesRequest, download_error, fetch_mlflow_files
+from aegis_plugin.target_types import MlflowArtifactsTarget
+from aegis_plugin.util_rules.mlflow import (
+    MlflowFiles,
+    MlflowFilesRequest,
+    download_error,
+    fetch_mlflow_files,
+    registry_manifest_fields,
+    registry_provenance,
+)
 
 RUN = "7211af93442a47abba7694e4e7920b6d"
 SHA = "a" * 64
@@ -155,3 +164,28 @@ def test_download_errors_name_the_target_field_uri_and_file(pants_error: str, sa
     message = download_error(REQUEST, "weights.safetensors", SHA, 2048, "http://127.0.0.1:5000", pants_error)
     assert message.startswith(f"m:m: field `weights` (m:checkpoint): runs:/{RUN}/model: weights.safetensors: ")
     assert says in message and "\n" not in message
+
+
+def checkpoint(**fields: Any) -> MlflowArtifactsTarget:
+    return MlflowArtifactsTarget(
+        {"source": "models:/fraud/3", "run_id": RUN, "artifact_path": "model", "files": {"w.safetensors": [SHA, 3]},
+         "experiment": "fraud", "params": {"learning rate": "0.05"}, "metrics": {"auc": 0.981}, **fields},
+        Address("m", target_name="checkpoint"),
+    )
+
+
+def test_provenance_records_the_tracking_uri_only_without_credentials() -> None:
+    provenance = registry_provenance(checkpoint(), "https://mlflow.example.com/")
+    assert provenance["tracking_uri"] == "https://mlflow.example.com"
+    assert provenance["registered_model"] == "fraud" and provenance["model_version"] == "3"
+    assert [dict(f) for f in provenance["files"]] == [{"uri": f"runs:/{RUN}/model/w.safetensors", "sha256": SHA}]
+    assert registry_manifest_fields(provenance) == {
+        "mlflow_source": "models:/fraud/3", "mlflow_run_id": RUN, "mlflow_experiment": "fraud",
+        "mlflow_registered_model": "fraud", "mlflow_model_version": "3",
+        "mlflow_tracking_uri": "https://mlflow.example.com",
+        "mlflow_param.learning_rate": "0.05", "mlflow_metric.auc": "0.981",
+    }
+    with pytest.raises(AegisBuildError) as error:
+        registry_provenance(checkpoint(), f"https://bot:{TOKEN}@mlflow.example.com")
+    assert str(error.value).startswith("m:checkpoint: option `[aegis-mlflow].tracking_uri`: ")
+    assert TOKEN not in str(error.value)
