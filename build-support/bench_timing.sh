@@ -5,6 +5,6 @@ since() { python3 -c "print(f'{$(now) - $1:.2f}')"; }
 timed() {
   local log="$1" start; shift
   start=$(now)
-  "$@" >"${work}/${log}.log" 2>&1 || { tail -30 "${work}/${log}.log"; echo "FAILED: $*" >&2; exit 1; }
+  "$@" >"${work}/${log}.log" 2>&1 || { tail -30 "${work}/${log}.log" >&2; echo "FAILED: $*" >&2; exit 1; }
   since "${start}"
 }
