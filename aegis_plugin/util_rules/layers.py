@@ -153,8 +153,10 @@ async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup)
                 internal_only=False,
                 include_source_files=False,
                 layout=PexLayout.LOOSE,
-                # The lock's repository PEX is only read back here: zipping GBs of CUDA wheels is wasted time.
-                additional_lockfile_args=("--no-compress",),
+                # Not `--no-compress` for the lock's repository PEX, although zipping GBs of CUDA wheels is
+                # wasted time: pex 2.1.137 keeps both kinds of wheel zip under one cache directory, and once an
+                # uncompressed one exists there, a later compressed build of the same wheel (any other tool PEX)
+                # fails with "No such file or directory: .../installed_wheel_zips/<hash>/<wheel>".
                 description=f"Resolving the runtime dependencies of {request.handler}",
             ),
         ),
