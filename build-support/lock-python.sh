@@ -21,6 +21,7 @@ LOCKS="
   3rdparty/python/publish.lock             3.11
   3rdparty/python/scan.lock                3.11
   3rdparty/python/mlflow.lock              3.11
+  3rdparty/python/sbom-check.lock          3.11
   tests/e2e/fixtures/vulnerable/vulnerable.lock 3.11
   3rdparty/python/plugin.lock              3.9
   build-support/bootstrap/pants.lock       3.9

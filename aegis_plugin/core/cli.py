@@ -165,13 +165,15 @@ def deps_layer(args: argparse.Namespace) -> None:
     with open(os.path.join(args.out, "requirements.lock"), "wb") as f:
         f.write(lock_text)
     hashes = {(r.name, r.version): r.hashes for r in locked}
-    python = [
-        {
+    python = []
+    for d in dists:
+        parties = site_packages.declared_parties(args.pex, d)
+        python.append({
             "name": d.name, "version": d.version, "wheel": d.wheel, "hashes": sorted(hashes[d.name, d.version]),
-            "license": site_packages.declared_license(args.pex, d), "files": installed.files[d.wheel],
-        }
-        for d in dists
-    ]
+            "license": site_packages.declared_license(args.pex, d), "authors": list(parties.authors),
+            "maintainers": list(parties.maintainers), "copyright": list(parties.copyright),
+            "files": installed.files[d.wheel],
+        })
     _write_json(os.path.join(args.out, INVENTORY), {"python": python})
 
 

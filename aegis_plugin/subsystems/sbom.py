@@ -1,6 +1,9 @@
 """Options of the SBOMs (CycloneDX 1.6 and SPDX 2.3) that `pants package` writes for each model image."""
 from __future__ import annotations
 
+import re
+from typing import Dict, Optional
+
 from pants.option.option_types import StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
@@ -48,3 +51,36 @@ class SbomSubsystem(Subsystem):
             """
         ),
     )
+    organization = StrOption(
+        default="",
+        help=help_text(
+            """
+            The organisation that builds the images, named beside the tool as the SBOMs' creator (SPDX
+            `creationInfo.creators`; CycloneDX `metadata.manufacturer`, `supplier` and `authors`) and as the
+            image's supplier. Empty: the tool alone is named, and the model card's `owner` supplies the image.
+            """
+        ),
+    )
+    organization_email = StrOption(
+        default="",
+        help="A contact address of `organization` (e.g. the platform team's list); optional.",
+    )
+    organization_url = StrOption(
+        default="",
+        help="The web address of `organization` (https://…); optional.",
+    )
+
+    def creator(self) -> Dict[str, Optional[str]]:
+        """The inventory's ``image.creator``; ValueError names the option when a value is malformed."""
+        name, email, url = self.organization.strip(), self.organization_email.strip(), self.organization_url.strip()
+        if "\n" in name or any(c in name for c in "<>()"):
+            raise ValueError(f"option `[{self.options_scope}].organization`: expected one line without <>(), got {name!r}")
+        if email and not _EMAIL.match(email):
+            raise ValueError(f"option `[{self.options_scope}].organization_email`: expected an address, got {email!r}")
+        if url and not _URL.match(url):
+            raise ValueError(f"option `[{self.options_scope}].organization_url`: expected an http(s):// URL, got {url!r}")
+        return {"name": name, "email": email or None, "url": url or None}
+
+
+_EMAIL = re.compile(r"^[^<>()\s@]+@[^<>()\s@]+\.[^<>()\s@]+$")
+_URL = re.compile(r"^https?://[^\s<>()]+$")

@@ -28,7 +28,14 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
 from aegis_plugin.subsystems.sbom import SbomSubsystem
-from aegis_plugin.util_rules.core_process import CoreProcess, CoreResult, CoreTool, CoreToolPexRequest, thaw
+from aegis_plugin.util_rules.core_process import (
+    AegisBuildError,
+    CoreProcess,
+    CoreResult,
+    CoreTool,
+    CoreToolPexRequest,
+    thaw,
+)
 from aegis_plugin.util_rules.layers import APP_SITE_PACKAGES, Layer
 
 CYCLONEDX_FILE = "sbom.cdx.json"
@@ -72,8 +79,12 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
     model_files = sorted((f for files in model_reports[: len(request.model_files)] for f in files),
                          key=lambda f: f["path"])
     (card,) = [card for card in model_reports[len(request.model_files):] if card is not None]
+    try:
+        creator = {"creator": sbom.creator()} if sbom.organization.strip() else {}
+    except ValueError as e:
+        raise AegisBuildError(f"{request.context}: {e}") from None
     inventory = {
-        "image": dict(request.image),
+        "image": {**request.image, **creator},
         "debian": base["debian"],
         "python": deps["python"],
         "model": {

@@ -1,4 +1,4 @@
-from aegis_plugin.core.debian.copyright import declared_licenses
+from aegis_plugin.core.debian.copyright import copyright_notices, declared_licenses
 
 DEP5 = """\
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
@@ -37,3 +37,22 @@ def test_free_form_references_to_common_licenses() -> None:
 def test_nothing_declared() -> None:
     assert declared_licenses("Copyright 2001 Someone.\nAll rights reserved.\n") == ()
     assert declared_licenses("") == ()
+
+
+def test_dep5_copyright_fields_in_file_order() -> None:
+    assert copyright_notices(DEP5) == ("1995-2013 Jean-loup Gailly and Mark Adler", "2000 Someone")
+
+
+def test_dep5_multi_line_copyright_field() -> None:
+    text = "Format: https://x/1.0/\n\nFiles: *\nCopyright:\n  Copyright (c) 1996  Red Hat, Inc.\n .\n" \
+           "  Copyright (C) 1996 Anthony Green\nLicense: MIT\n"
+    assert copyright_notices(text) == ("Copyright (c) 1996 Red Hat, Inc.", "Copyright (C) 1996 Anthony Green")
+
+
+def test_free_form_notice_lines_only() -> None:
+    text = "COPYRIGHT STATEMENTS AND LICENSING TERMS\n    Copyright (C) 1991-2015 Free Software Foundation, Inc.\n" \
+           "Copyright © 2009 Someone\ncopyright 2001 Other\nCopyright (C) 1991-2015 Free Software Foundation, Inc.\n"
+    assert copyright_notices(text) == (
+        "Copyright (C) 1991-2015 Free Software Foundation, Inc.", "Copyright © 2009 Someone", "copyright 2001 Other",
+    )
+    assert copyright_notices(FREE_FORM) == ()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
-from aegis_plugin.core.debian.copyright import declared_licenses
+from aegis_plugin.core.debian.copyright import copyright_notices, declared_licenses
 from aegis_plugin.core.debian.deb import DebControl, iter_data, read_control
 from aegis_plugin.core.debian.errors import DebianError
 from aegis_plugin.core.debian.lock import DebPackage, verify_deb
@@ -248,18 +248,21 @@ def _match(
 
 @dataclass(frozen=True)
 class InstalledPackage:
-    """What the SBOM says of one package of the base: the lock's facts, its licenses and its files."""
+    """What the SBOM says of one package of the base: the lock's facts, who maintains it, its licenses and
+    copyright notices, and its files."""
 
     package: DebPackage
+    maintainer: str  # the control file's Maintainer field, e.g. "GNU Libc Maintainers <debian-glibc@...>"
     licenses: tuple[str, ...]  # DEP-5 short names from its copyright file (see copyright.py)
+    copyright: tuple[str, ...]  # the copyright notices of that file, in its order
     files: tuple[str, ...]  # absolute paths of its files and symlinks, sorted
 
     def to_json(self) -> dict:
         pkg = self.package
         return {
             "name": pkg.name, "version": pkg.version, "architecture": pkg.architecture, "source": pkg.source,
-            "source_version": pkg.source_version, "sha256": pkg.sha256, "licenses": list(self.licenses),
-            "files": list(self.files),
+            "source_version": pkg.source_version, "sha256": pkg.sha256, "maintainer": self.maintainer,
+            "licenses": list(self.licenses), "copyright": list(self.copyright), "files": list(self.files),
         }
 
 
@@ -302,15 +305,22 @@ def build_base(
         owned[pkg.name] = _unpack(deb, pkg, tree, blobs)
     _add_generated(tree, controls, pairs[0][0].suite if pairs else "bookworm")
     tree.add_missing_parents()
-    installed = [
-        InstalledPackage(pkg, _licenses(tree, pkg.name), tuple(sorted(set(owned[pkg.name])))) for pkg, _ in pairs
-    ]
+    installed = []
+    for pkg, _ in pairs:
+        text = _copyright_file(tree, pkg.name)
+        installed.append(InstalledPackage(
+            pkg,
+            maintainer=controls[pkg.name].fields.get("Maintainer", "").strip(),
+            licenses=declared_licenses(text),
+            copyright=copyright_notices(text),
+            files=tuple(sorted(set(owned[pkg.name]))),
+        ))
     return Base([tree.items[path].entry for path in sorted(tree.items)], installed)
 
 
-def _licenses(tree: _Tree, name: str) -> tuple[str, ...]:
-    """The licenses of the package's copyright file, following a symlinked doc directory (Debian links
-    `/usr/share/doc/<pkg>` to the doc directory of a package it depends on)."""
+def _copyright_file(tree: _Tree, name: str) -> str:
+    """The text of the package's copyright file ("" if it ships none), following a symlinked doc directory
+    (Debian links `/usr/share/doc/<pkg>` to the doc directory of a package it depends on)."""
     doc_dir = f"/usr/share/doc/{name}"
     for _ in range(_MAX_DOC_LINKS):
         owned = tree.items.get(doc_dir)
@@ -319,8 +329,8 @@ def _licenses(tree: _Tree, name: str) -> tuple[str, ...]:
         doc_dir = os.path.normpath(os.path.join(os.path.dirname(doc_dir), owned.entry.linkname or ""))
     copyright_file = tree.items.get(f"{doc_dir}/copyright")
     if copyright_file is None or copyright_file.entry.kind != "file" or copyright_file.entry.source is None:
-        return ()
-    return declared_licenses(Path(copyright_file.entry.source).read_text("utf-8", errors="replace"))
+        return ""
+    return Path(copyright_file.entry.source).read_text("utf-8", errors="replace")
 
 
 def installed_size(entries: Iterable[LayerEntry]) -> int:

@@ -7,13 +7,16 @@ interpreter with no interpreter run at build time, which also works for a foreig
 from __future__ import annotations
 
 import base64
+import email.message
 import email.parser
 import email.policy
+import email.utils
 import filecmp
 import hashlib
 import os
 from dataclasses import dataclass
 
+from aegis_plugin.core import notices
 from aegis_plugin.core.oci.layer import LayerEntry
 from aegis_plugin.core.python.requirements_lock import canonical_name
 
@@ -106,15 +109,26 @@ def _same_bytes(entry: LayerEntry, source: str) -> bool:
             and filecmp.cmp(entry.source, source, shallow=False))
 
 
+def _dist_info(pex_dir: str, dist: Distribution) -> str | None:
+    root = os.path.join(pex_dir, ".deps", dist.wheel)
+    dist_infos = [d for d in sorted(os.listdir(root)) if d.endswith(".dist-info")]
+    return os.path.join(root, dist_infos[0]) if dist_infos else None
+
+
+def _metadata(dist_info: str) -> email.message.Message:
+    """The METADATA headers, decoded as UTF-8 (core metadata's encoding) so that every value is a str."""
+    with open(os.path.join(dist_info, "METADATA"), "rb") as f:
+        text = f.read().decode("utf-8", errors="replace")
+    return email.parser.Parser(policy=email.policy.compat32).parsestr(text, headersonly=True)
+
+
 def declared_license(pex_dir: str, dist: Distribution) -> str | None:
     """The license a distribution declares in its METADATA: `License-Expression` (PEP 639), else a
     one-line `License` field, else its `License ::` classifiers joined with AND; None when it declares none."""
-    root = os.path.join(pex_dir, ".deps", dist.wheel)
-    dist_infos = [d for d in sorted(os.listdir(root)) if d.endswith(".dist-info")]
-    if not dist_infos:
+    dist_info = _dist_info(pex_dir, dist)
+    if dist_info is None:
         return None
-    with open(os.path.join(root, dist_infos[0], "METADATA"), "rb") as f:
-        metadata = email.parser.BytesParser(policy=email.policy.compat32).parse(f, headersonly=True)
+    metadata = _metadata(dist_info)
     expression = (metadata.get("License-Expression") or "").strip()
     if expression:
         return expression
@@ -126,6 +140,59 @@ def declared_license(pex_dir: str, dist: Distribution) -> str | None:
     ]
     classifiers = [c for c in classifiers if c and c != "OSI Approved"]
     return " AND ".join(sorted(set(classifiers))) or None
+
+
+@dataclass(frozen=True)
+class Parties:
+    """Who a distribution's METADATA says wrote and maintains it, and the copyright notices of its license files."""
+
+    authors: tuple[str, ...]  # "Name <email>", "Name" or "email" entries, in the metadata's order
+    maintainers: tuple[str, ...]
+    copyright: tuple[str, ...]
+
+
+def declared_parties(pex_dir: str, dist: Distribution) -> Parties:
+    """`Author`/`Author-email` and `Maintainer`/`Maintainer-email` (core metadata 2.1+ allows a list of
+    `Name <email>` in the -email fields), and the notices of the license files (PEP 639's `licenses/`, or the
+    LICENSE/COPYING/NOTICE/AUTHORS files older wheels put in the dist-info)."""
+    dist_info = _dist_info(pex_dir, dist)
+    if dist_info is None:
+        return Parties((), (), ())
+    metadata = _metadata(dist_info)
+    texts = []
+    for directory, subdirs, files in os.walk(dist_info):
+        subdirs.sort()
+        in_licenses = os.path.relpath(directory, dist_info).split(os.sep)[0] == "licenses"
+        for name in sorted(files):
+            if in_licenses or name.upper().startswith(_LICENSE_FILE_PREFIXES):
+                with open(os.path.join(directory, name), "rb") as f:
+                    texts.append(f.read(_LICENSE_FILE_MAX).decode("utf-8", errors="replace"))
+    return Parties(
+        authors=_people(metadata, "Author"),
+        maintainers=_people(metadata, "Maintainer"),
+        copyright=notices.distinct([line for text in texts for line in notices.notice_lines(text)]),
+    )
+
+
+_LICENSE_FILE_PREFIXES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
+_LICENSE_FILE_MAX = 1 << 20
+
+
+def _people(metadata: email.message.Message, field: str) -> tuple[str, ...]:
+    """``Name <email>`` entries from `<field>-email` (an RFC 822 address list), with the `<field>` name
+    given to a bare address; the name alone when there is no address. One-line names only (some
+    distributions put a paragraph in `Author`)."""
+    name = " ".join((metadata.get(field) or "").split())
+    if name.upper() in ("UNKNOWN", "NONE") or len(name) > 200:
+        name = ""
+    pairs = email.utils.getaddresses([" ".join((metadata.get(f"{field}-email") or "").split())])
+    pairs = [(" ".join(n.split()), a.strip()) for n, a in pairs if a.strip()]
+    if len(pairs) == 1 and not pairs[0][0] and name:
+        pairs = [(name, pairs[0][1])]
+    people = [f"{n} <{a}>" if n else a for n, a in pairs]
+    if name and not any(n == name for n, _ in pairs):
+        people.insert(0, name)
+    return tuple(dict.fromkeys(people))
 
 
 def _missing_record(files: list[tuple[str, str]]) -> tuple[str, bytes] | None:

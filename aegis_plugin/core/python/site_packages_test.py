@@ -10,7 +10,9 @@ from aegis_plugin.core.python.site_packages import (
     Distribution,
     SitePackagesError,
     build_site_packages,
+    Parties,
     declared_license,
+    declared_parties,
     distributions,
     site_packages_entries,
 )
@@ -122,3 +124,36 @@ def test_each_wheel_reports_its_files_including_the_generated_record(tmp_path) -
 def test_declared_license(tmp_path, metadata: bytes, expected) -> None:
     pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
     assert declared_license(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")) == expected
+
+
+@pytest.mark.parametrize(
+    "metadata, authors, maintainers",
+    [
+        # A name and a bare address make one entry; core metadata 2.1+ address lists keep their order.
+        (b"Author: Nathaniel J. Smith\nAuthor-email: njs@example.org\n", ("Nathaniel J. Smith <njs@example.org>",), ()),
+        ('Author-email: "Hugging Face, Inc." <hf@example.org>, Luc <luc@example.org>\n'
+         "Maintainer-email: Pallets <contact@example.org>\n".encode(),
+         ("Hugging Face, Inc. <hf@example.org>", "Luc <luc@example.org>"), ("Pallets <contact@example.org>",)),
+        ("Author: Travis E. Oliphant et al.\nMaintainer-Email: NumPy Developers <np@example.org>\n".encode(),
+         ("Travis E. Oliphant et al.",), ("NumPy Developers <np@example.org>",)),
+        ("Author-email: Alex Grönholm <alex@example.org>\n".encode(), ("Alex Grönholm <alex@example.org>",), ()),
+        (b"Author: UNKNOWN\nName: x\n", (), ()),
+    ],
+)
+def test_declared_parties(tmp_path, metadata: bytes, authors, maintainers) -> None:
+    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
+    parties = declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl"))
+    assert parties == Parties(authors=authors, maintainers=maintainers, copyright=())
+
+
+def test_copyright_notices_of_license_files(tmp_path) -> None:
+    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {
+        "x-1.dist-info/METADATA": b"Name: x\n",
+        "x-1.dist-info/licenses/LICENSE": b"MIT License\n\nCopyright (c) 2018 Alex\n\nPermission is granted\n",
+        "x-1.dist-info/licenses/vendor/zlib/COPYING": "  Copyright © 1995-2013  Jean-loup Gailly\n".encode(),
+        "x-1.dist-info/LICENSE.txt": b"Copyright (c) 2018 Alex\nCopyright 2020 Other\n",
+        "x-1.dist-info/RECORD": b"Copyright (c) is not read from here\n",
+    }})
+    assert declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")).copyright == (
+        "Copyright (c) 2018 Alex", "Copyright 2020 Other", "Copyright © 1995-2013 Jean-loup Gailly",
+    )

@@ -45,6 +45,7 @@ class CardFacts:
     model_architecture: Optional[str]
     owner: Optional[str]
     license: Optional[str]
+    copyright: Optional[str]  # the card's "copyright" field, e.g. "Copyright 2026 Example Corp."
     use_cases: Tuple[str, ...]
     out_of_scope_uses: Tuple[str, ...]
     users: Tuple[str, ...]
@@ -183,6 +184,7 @@ def facts(card: ModelCard) -> CardFacts:
         model_architecture=card.field("model_architecture", "architecture"),
         owner=card.field("owner"),
         license=card.field("license"),
+        copyright=card.field("copyright"),
         use_cases=items(card.section("Intended use", "Intended uses", "Intended use cases", "Use cases", "Uses")),
         out_of_scope_uses=items(card.section("Out-of-scope use", "Out-of-scope uses", "Out-of-scope use cases",
                                              "Out of scope")),

@@ -4,12 +4,18 @@ Components (every ``bom-ref`` derives from the inventory, never from a counter o
 
 - ``metadata.component``: the image, type ``container`` (``image:<name>@<version>``, see ``common.image_purl``)
 - each Debian package: ``library``, purl ``pkg:deb/debian/…``, SHA-256 of the .deb, declared licenses, the
-  source package as properties, its files as ``evidence.occurrences``; bom-ref = purl
+  Maintainer as ``supplier``, the copyright file's notices, the source package as properties, its files as
+  ``evidence.occurrences``; bom-ref = purl
 - each Python distribution: ``library``, purl ``pkg:pypi/…``, the lock's SHA-256 of the wheel, declared
-  license, the wheel's name as a property, its files as occurrences; bom-ref = purl
+  license, its first maintainer (else author) as ``supplier``, its authors, its license files' copyright
+  notices, the wheel's name as a property, its files as occurrences; bom-ref = purl
 - the model: ``machine-learning-model`` (``model:<id>@<version>``) with a ``modelCard`` from model_card.md,
   and its files (weights, tokenizer, card) as nested ``file`` components with SHA-256 and SHA-1
 - the application code: ``application`` (``app:<image>@<version>``) with its files nested likewise
+
+The model card's owner supplies the model and the app (with the card's license and ``copyright``); the
+configured organisation (else the owner) supplies the image and is the BOM's ``manufacturer``, ``supplier``
+and author beside the tool. The same facts as the SPDX document, from the same records (``parties.py``).
 
 Dependencies: image -> every Debian package, Python distribution, the model and the app; app -> the Python
 distributions and its files; model -> its files; every other component -> nothing (listed, so the graph is
@@ -46,7 +52,7 @@ from cyclonedx.model import (
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.component_evidence import ComponentEvidence, Occurrence
-from cyclonedx.model.contact import OrganizationalEntity
+from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 from cyclonedx.model.license import DisjunctiveLicense, LicenseAcknowledgement, LicenseExpression
 from cyclonedx.model.lifecycle import LifecyclePhase, PredefinedLifecycle
 from cyclonedx.model.tool import ToolRepository
@@ -59,7 +65,7 @@ from packageurl import PackageURL
 from rfc3986_validator import validate_rfc3986
 
 from aegis_plugin.core.sbom import card as card_facts
-from aegis_plugin.core.sbom import common, licenses
+from aegis_plugin.core.sbom import common, licenses, parties
 from aegis_plugin.core.sbom.inventory import (
     AppFile,
     DebianPackage,
@@ -128,6 +134,21 @@ def debian_licenses(names: Iterable[str]) -> List[License]:
     return out
 
 
+def _entity(party: Optional[parties.Party]) -> Optional[OrganizationalEntity]:
+    """A supplier or manufacturer: CycloneDX's organisational entity, the person or team as its contact."""
+    if party is None:
+        return None
+    return OrganizationalEntity(
+        name=party.name,
+        urls=[XsUri(party.url)] if party.url else None,
+        contacts=[OrganizationalContact(name=party.name, email=party.email)] if party.email else None,
+    )
+
+
+def _contacts(entries: Iterable[str]) -> List[OrganizationalContact]:
+    return [OrganizationalContact(name=p.name, email=p.email) for p in map(parties.parse, entries)]
+
+
 def _occurrences(files: Iterable[str]) -> Optional[ComponentEvidence]:
     found = [Occurrence(location=path) for path in files]
     return ComponentEvidence(occurrences=found) if found else None
@@ -143,6 +164,8 @@ def _debian_component(pkg: DebianPackage) -> Component:
         purl=PackageURL.from_string(purl),
         hashes=[_sha256(pkg.sha256)],
         licenses=debian_licenses(pkg.licenses),
+        supplier=_entity(parties.parse(pkg.maintainer)),
+        copyright="\n".join(pkg.copyright) or None,
         properties=[
             _prop("debian:source", pkg.source),
             _prop("debian:source_version", pkg.source_version),
@@ -162,6 +185,9 @@ def _python_component(dist: PythonDist) -> Component:
         purl=PackageURL.from_string(purl),
         hashes=[_sha256(h) for h in dist.sha256s],
         licenses=declared_licenses(dist.license),
+        supplier=_entity(parties.first(dist.maintainers, dist.authors)),
+        authors=_contacts(dist.authors),
+        copyright="\n".join(dist.copyright) or None,
         properties=[_prop("python:wheel", dist.wheel)],
         evidence=_occurrences(dist.files),
     )
@@ -187,8 +213,9 @@ def _model_component(inv: Inventory, files: List[Component]) -> Component:
         bom_ref=common.model_ref(inv),
         description=f"Machine-learning model {model.model_id} {model.version} "
         f"({model.framework} {model.framework_version}, accelerator {model.accelerator})",
-        supplier=OrganizationalEntity(name=facts.owner) if facts.owner else None,
+        supplier=_entity(_owner(inv)),
         licenses=declared_licenses(facts.license),
+        copyright=facts.copyright,
         properties=[
             _prop("model:framework", model.framework),
             _prop("model:framework_version", model.framework_version),
@@ -279,6 +306,16 @@ def model_card(inv: Inventory) -> Dict[str, Any]:
     return card
 
 
+def _owner(inv: Inventory) -> Optional[parties.Party]:
+    owner = card_facts.facts(inv.model.card).owner
+    return parties.parse(owner) if owner else None
+
+
+def _creator(inv: Inventory) -> Optional[parties.Party]:
+    creator = inv.image.creator
+    return parties.Party(creator.name, creator.email, creator.url, organization=True) if creator else None
+
+
 def _tools() -> ToolRepository:
     return ToolRepository(
         components=[
@@ -302,6 +339,7 @@ def _bom(inv: Inventory) -> Bom:
         version=image.version,
         bom_ref=common.image_ref(inv),
         purl=PackageURL.from_string(common.image_purl(image)),
+        supplier=_entity(_creator(inv) or _owner(inv)),
         properties=[_prop("image:os", image.os), _prop("image:architecture", image.architecture)],
         external_references=(
             [ExternalReference(type=ExternalReferenceType.VCS, url=XsUri(image.source_url))]
@@ -318,6 +356,9 @@ def _bom(inv: Inventory) -> Bom:
         component=image_component,
         lifecycles=[PredefinedLifecycle(LifecyclePhase.BUILD)],
         properties=metadata_properties,
+        manufacturer=_entity(_creator(inv)),
+        supplier=_entity(_creator(inv)),
+        authors=_contacts([f"{c.name} <{c.email}>" if c.email else c.name for c in [image.creator] if c]),
     )
 
     debian = [_debian_component(pkg) for pkg in inv.debian]
@@ -334,6 +375,9 @@ def _bom(inv: Inventory) -> Bom:
         bom_ref=common.app_ref(inv),
         description=f"The application layer of {image.name}:{image.version}: the handler and the Aegis "
         f"inference server that serve {inv.model.model_id}",
+        supplier=_entity(_owner(inv)),
+        licenses=declared_licenses(card_facts.facts(inv.model.card).license),
+        copyright=card_facts.facts(inv.model.card).copyright,
         components=app_files,
     )
 

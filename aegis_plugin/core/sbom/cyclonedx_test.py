@@ -280,3 +280,24 @@ def test_registry_metrics_must_be_numbers() -> None:
     data["model"]["registry"] = {**REGISTRY, "metrics": {"auc": "high"}}
     with pytest.raises(InventoryError, match="model.registry.metrics: expected an object of finite numbers"):
         from_dict(data)
+
+
+def test_who_supplied_and_wrote_each_component(bom: Dict[str, Any]) -> None:
+    """The SPDX document's supplier, author and copyright facts, in CycloneDX's fields."""
+    team = {"name": "Example ML Platform Team", "url": ["https://example.invalid/ml-platform"],
+            "contact": [{"name": "Example ML Platform Team", "email": "ml-platform@example.invalid"}]}
+    metadata = bom["metadata"]
+    assert metadata["manufacturer"] == metadata["supplier"] == metadata["component"]["supplier"] == team
+    assert metadata["authors"] == [{"name": "Example ML Platform Team", "email": "ml-platform@example.invalid"}]
+    assert metadata["lifecycles"] == [{"phase": "build"}]
+    libc6 = _component(bom, "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64&distro=debian-12")
+    assert libc6["supplier"] == {"name": "glibc Maintainers",
+                                 "contact": [{"name": "glibc Maintainers", "email": "glibc@lists.debian.org"}]}
+    assert libc6["copyright"] == "2001-2024 The glibc authors"
+    numpy = _component(bom, "pkg:pypi/numpy@2.4.6")
+    assert numpy["authors"] == [{"name": "numpy author", "email": "a@numpy.invalid"}]
+    assert numpy["supplier"]["name"] == "numpy author"
+    assert numpy["copyright"] == "Copyright (c) 2024 numpy author"
+    app = _component(bom, "app:aegis/fraud-detector@1.0.0")
+    assert app["supplier"] == {"name": "Aegis maintainers"}
+    assert app["licenses"][0]["license"]["id"] == "Apache-2.0"

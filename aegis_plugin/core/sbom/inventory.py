@@ -6,12 +6,18 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
     {
       "image":  {"name": "aegis/fraud-detector", "version": "1.0.0", "created": 1764000000,
                  "git_sha": "<40 hex>[-dirty]", "source_url": "https://...", "architecture": "amd64",
-                 "os": "linux"},
+                 "os": "linux", "creator" (optional: the organisation that makes the image and signs the SBOMs
+                 with the tool): {"name", "email" (or null), "url" (or null)}},
       "debian": [{"name", "version", "architecture", "source", "source_version", "sha256" (of the .deb),
-                  "licenses": ["GPL-2+", ...] (DEP-5 short names; may be empty), "files": ["/usr/bin/x", ...]}],
+                  "maintainer": "Name <email>" (the control file's Maintainer),
+                  "licenses": ["GPL-2+", ...] (DEP-5 short names; may be empty),
+                  "copyright": ["1995-2013 Jean-loup Gailly and Mark Adler", ...] (may be empty),
+                  "files": ["/usr/bin/x", ...]}],
       "python": [{"name" (PEP 503 normalised), "version", "wheel": "numpy-2.4.6-cp311-...whl",
                   "hashes": ["sha256:<hex>", ...] (the lock's hashes of the installed wheel),
-                  "license": "BSD-3-Clause" or null, "files": ["/app/site-packages/numpy/__init__.py", ...]}],
+                  "license": "BSD-3-Clause" or null, "authors": ["Name <email>" | "email" | "Name", ...],
+                  "maintainers": [...] (both in the metadata's order), "copyright": [notices of its license
+                  files], "files": ["/app/site-packages/numpy/__init__.py", ...]}],
       "model":  {"model_id", "version", "framework", "framework_version", "accelerator",
                  "files": [{"path": "/app/model/weights.safetensors", "sha256", "sha1", "size",
                             "role": "weights" | "tokenizer" | "model_card" | "config" | "other"}],
@@ -50,6 +56,15 @@ class InventoryError(ValueError):
 
 
 @dataclass(frozen=True)
+class Creator:
+    """The organisation named beside the tool as the SBOMs' creator (``[aegis-sbom].organization``)."""
+
+    name: str
+    email: Optional[str]
+    url: Optional[str]
+
+
+@dataclass(frozen=True)
 class Image:
     name: str  # repository name, e.g. "aegis/fraud-detector"
     version: str  # the image's tag
@@ -58,6 +73,7 @@ class Image:
     source_url: Optional[str]
     architecture: str  # OCI platform architecture, e.g. "amd64"
     os: str  # OCI platform os, e.g. "linux"
+    creator: Optional[Creator] = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +84,9 @@ class DebianPackage:
     source: str
     source_version: str
     sha256: str  # of the .deb
+    maintainer: str  # "Name <email>"
     licenses: Tuple[str, ...]  # DEP-5 short names from the copyright file, sorted
+    copyright: Tuple[str, ...]  # notices from the copyright file, sorted
     files: Tuple[str, ...]  # absolute paths in the image, sorted
 
     @property
@@ -85,6 +103,9 @@ class PythonDist:
     wheel: str  # the installed wheel's file name
     hashes: Tuple[str, ...]  # "sha256:<hex>", sorted
     license: Optional[str]  # an SPDX expression or free text from the metadata; None when undeclared
+    authors: Tuple[str, ...]  # in the metadata's order: the first maintainer (else author) is the supplier
+    maintainers: Tuple[str, ...]
+    copyright: Tuple[str, ...]  # notices from its license files, sorted
     files: Tuple[str, ...]
 
     @property
@@ -249,6 +270,14 @@ class _Reader:
                 self.fail(f"expected {what}, got {item!r}", f"{key}[{i}]")
         return tuple(sorted(set(item.strip() for item in items)))
 
+    def ordered_strings(self, key: str) -> Tuple[str, ...]:
+        """Like ``strings`` but in the given order (where order carries meaning), duplicates dropped."""
+        items = self.array(key)
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip() or "\n" in item:
+                self.fail(f"expected a non-empty one-line string, got {_show(item)}", f"{key}[{i}]")
+        return tuple(dict.fromkeys(item.strip() for item in items))
+
     def paths(self, key: str) -> Tuple[str, ...]:
         items = self.strings(key)
         for i, path in enumerate(items):
@@ -282,7 +311,7 @@ def _check_path(reader: _Reader, key: str, path: str) -> None:
 
 def _image(data: Any) -> Image:
     r = _Reader(data, "image", ("name", "version", "created", "git_sha", "architecture", "os"),
-                optional=("source_url",))
+                optional=("source_url", "creator"))
     return Image(
         name=r.text("name"),
         version=r.text("version"),
@@ -291,12 +320,18 @@ def _image(data: Any) -> Image:
         source_url=r.optional_str("source_url"),
         architecture=r.text("architecture"),
         os=r.text("os"),
+        creator=_creator(data["creator"]) if data.get("creator") is not None else None,
     )
+
+
+def _creator(data: Any) -> Creator:
+    r = _Reader(data, "image.creator", ("name",), optional=("email", "url"))
+    return Creator(name=r.text("name"), email=r.optional_str("email"), url=r.optional_str("url"))
 
 
 def _debian(data: Any, where: str) -> DebianPackage:
     r = _Reader(data, where, ("name", "version", "architecture", "source", "source_version", "sha256",
-                              "licenses", "files"))
+                              "maintainer", "licenses", "copyright", "files"))
     return DebianPackage(
         name=r.text("name"),
         version=r.text("version"),
@@ -304,13 +339,16 @@ def _debian(data: Any, where: str) -> DebianPackage:
         source=r.text("source"),
         source_version=r.text("source_version"),
         sha256=r.text("sha256", _SHA256, "64 lowercase hex digits"),
+        maintainer=r.text("maintainer"),
         licenses=r.strings("licenses"),
+        copyright=r.strings("copyright"),
         files=r.paths("files"),
     )
 
 
 def _python(data: Any, where: str) -> PythonDist:
-    r = _Reader(data, where, ("name", "version", "wheel", "hashes", "license", "files"))
+    r = _Reader(data, where, ("name", "version", "wheel", "hashes", "license", "authors", "maintainers",
+                              "copyright", "files"))
     name = r.text("name", _PYPI_NAME, "a PEP 503 normalised name (lowercase, runs of -_. as one -)")
     wheel = r.text("wheel")
     if not wheel.endswith(".whl") or "/" in wheel:
@@ -324,6 +362,9 @@ def _python(data: Any, where: str) -> PythonDist:
         wheel=wheel,
         hashes=hashes,
         license=r.optional_str("license"),
+        authors=r.ordered_strings("authors"),
+        maintainers=r.ordered_strings("maintainers"),
+        copyright=r.strings("copyright"),
         files=r.paths("files"),
     )
 

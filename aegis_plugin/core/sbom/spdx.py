@@ -10,7 +10,13 @@ It says what the CycloneDX document says, in SPDX's terms:
   package, Python distribution, the model and the app; model CONTAINS its files; app CONTAINS its files and
   DEPENDS_ON every Python distribution;
 - declared licenses as SPDX expressions, names without an SPDX id as ``LicenseRef-…`` defined in
-  ``hasExtractedLicensingInfos`` (``licenses.py``); concluded licenses and copyrights are NOASSERTION;
+  ``hasExtractedLicensingInfos`` (``licenses.py``); the concluded license is the declared one (Aegis scans
+  no source, so it concludes what the component declares) and NOASSERTION where nothing is declared;
+- who: each package's ``supplier`` (a Debian package's Maintainer; a Python distribution's first maintainer,
+  else its first author; the model card's owner for the model and the app; the configured organisation, else
+  the owner, for the image), ``originator`` (a distribution's first author) and ``copyrightText`` (the
+  notices of its copyright or license files, the card's ``copyright`` field), NOASSERTION where a record is
+  silent; the document's creators are the tool and the configured organisation (``parties.py``);
 - the model card's content (SPDX 2.3 has no model fields) as the model package's description and one
   annotation per fact, each comment naming the CycloneDX ``modelCard`` field it mirrors.
 
@@ -27,7 +33,7 @@ import urllib.parse
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from aegis_plugin.core.sbom import card as card_facts
-from aegis_plugin.core.sbom import common, licenses
+from aegis_plugin.core.sbom import common, licenses, parties
 from aegis_plugin.core.sbom.inventory import AppFile, Inventory, ModelFile, from_dict
 
 SPDX_VERSION = "SPDX-2.3"
@@ -57,7 +63,11 @@ def _purl_ref(purl: str) -> Dict[str, str]:
     return {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}
 
 
-def _package(spdxid: str, name: str, version: str, **fields: Any) -> Dict[str, Any]:
+def _package(
+    spdxid: str, name: str, version: str, license: Optional[str] = None, copyright: Sequence[str] = (),
+    supplier: Optional[parties.Party] = None, **fields: Any,
+) -> Dict[str, Any]:
+    """An SPDX package; ``license`` (an SPDX expression) is declared and concluded alike."""
     package: Dict[str, Any] = {
         "SPDXID": spdxid,
         "name": name,
@@ -66,8 +76,12 @@ def _package(spdxid: str, name: str, version: str, **fields: Any) -> Dict[str, A
         "filesAnalyzed": False,
         "licenseConcluded": NOASSERTION,
         "licenseDeclared": NOASSERTION,
-        "copyrightText": NOASSERTION,
+        "copyrightText": "\n".join(copyright) or NOASSERTION,
     }
+    if license:
+        package["licenseDeclared"] = package["licenseConcluded"] = license
+    if supplier is not None:
+        package["supplier"] = supplier.spdx_actor()
     package.update({k: v for k, v in fields.items() if v is not None})
     return package
 
@@ -149,8 +163,14 @@ def _document(inv: Inventory) -> Dict[str, Any]:
     image_id = spdx_id("Image", image.name, common.image_ref(inv))
     source = f"built from {image.source_url} at commit {image.git_sha}" if image.source_url else (
         f"built at commit {image.git_sha}")
+    facts = card_facts.facts(model.card)
+    owner = parties.parse(facts.owner) if facts.owner else None
+    card_copyright = [facts.copyright] if facts.copyright else []
+    card_license = licenses.declared_expression(facts.license, "model", refs)
+    creator = _creator_party(inv)
     packages.append(_package(
         image_id, image.name, image.version,
+        supplier=creator or owner,
         primaryPackagePurpose="CONTAINER",
         externalRefs=[_purl_ref(common.image_purl(image))],
         builtDate=created,
@@ -170,11 +190,14 @@ def _document(inv: Inventory) -> Dict[str, Any]:
             packageFileName=pkg.deb_filename,
             checksums=[{"algorithm": "SHA256", "checksumValue": pkg.sha256}],
             externalRefs=[_purl_ref(purl)],
-            licenseDeclared=licenses.debian_expression(pkg.licenses, refs) or NOASSERTION,
+            license=licenses.debian_expression(pkg.licenses, refs),
+            copyright=pkg.copyright,
+            supplier=parties.parse(pkg.maintainer),
             sourceInfo=f"built from the Debian source package {pkg.source} {pkg.source_version}",
         ))
         relationships.append((image_id, "CONTAINS", package_id))
     for dist in inv.python:
+        author = parties.first(dist.authors)
         purl = common.python_purl(dist)
         package_id = spdx_id("PyPI", dist.name, purl)
         packages.append(_package(
@@ -183,20 +206,23 @@ def _document(inv: Inventory) -> Dict[str, Any]:
             packageFileName=dist.wheel,
             checksums=[{"algorithm": "SHA256", "checksumValue": h} for h in dist.sha256s],
             externalRefs=[_purl_ref(purl)],
-            licenseDeclared=licenses.declared_expression(dist.license, "pypi", refs) or NOASSERTION,
+            license=licenses.declared_expression(dist.license, "pypi", refs),
+            copyright=dist.copyright,
+            supplier=parties.first(dist.maintainers, dist.authors),
+            originator=author.spdx_actor() if author else None,
         ))
         relationships.append((image_id, "CONTAINS", package_id))
         dist_ids.append(package_id)
 
-    facts = card_facts.facts(model.card)
     model_id = spdx_id("Model", model.model_id, common.model_ref(inv))
     packages.append(_package(
         model_id, model.model_id, model.version,
+        license=card_license,
+        copyright=card_copyright,
+        supplier=owner,
         primaryPackagePurpose="OTHER",
         filesAnalyzed=True,
         packageVerificationCode=_verification_code(model.files),
-        licenseDeclared=licenses.declared_expression(facts.license, "model", refs) or NOASSERTION,
-        supplier=f"Organization: {facts.owner}" if facts.owner else None,
         summary=f"Machine-learning model {model.model_id} {model.version} ({model.framework} "
         f"{model.framework_version}, accelerator {model.accelerator})",
         description="\n\n".join(facts.use_cases) or None,
@@ -213,6 +239,9 @@ def _document(inv: Inventory) -> Dict[str, Any]:
     app_id = spdx_id("App", common.app_name(inv), common.app_ref(inv))
     packages.append(_package(
         app_id, common.app_name(inv), image.version,
+        license=card_license,
+        copyright=card_copyright,
+        supplier=owner,
         primaryPackagePurpose="APPLICATION",
         filesAnalyzed=True,
         packageVerificationCode=_verification_code(inv.app.files),
@@ -234,7 +263,7 @@ def _document(inv: Inventory) -> Dict[str, Any]:
         "name": f"{image.name}-{image.version}",
         "creationInfo": {
             "created": created,
-            "creators": [f"Tool: {common.TOOL_NAME}"],
+            "creators": [f"Tool: {common.TOOL_NAME}"] + ([creator.spdx_actor()] if creator else []),
             "comment": f"Source revision {image.git_sha}; the creation time is that revision's time.",
         },
         "packages": sorted(packages, key=lambda p: p["SPDXID"]),
@@ -250,6 +279,11 @@ def _document(inv: Inventory) -> Dict[str, Any]:
             {"licenseId": e.license_id, "name": e.name, "extractedText": e.text} for e in extracted
         ]
     return document
+
+
+def _creator_party(inv: Inventory) -> Optional[parties.Party]:
+    creator = inv.image.creator
+    return parties.Party(creator.name, creator.email, creator.url, organization=True) if creator else None
 
 
 def document_namespace(inv: Inventory, content_uuid: str) -> str:

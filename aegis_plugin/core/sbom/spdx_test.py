@@ -60,7 +60,9 @@ def test_shuffled_input_gives_identical_bytes(data: bytes, seed: int) -> None:
 
 def test_creation_info_and_namespace(doc: Dict[str, Any]) -> None:
     assert doc["creationInfo"]["created"] == "2025-11-24T16:00:00Z"
-    assert doc["creationInfo"]["creators"] == ["Tool: aegis"]
+    assert doc["creationInfo"]["creators"] == [
+        "Tool: aegis", "Organization: Example ML Platform Team (ml-platform@example.invalid)"
+    ]
     prefix = "https://aegis.invalid/spdx/aegis/fraud-detector/1.0.0/"
     assert doc["documentNamespace"].startswith(prefix)
     derived = uuid.UUID(doc["documentNamespace"][len(prefix):])
@@ -174,3 +176,38 @@ def test_license_text_and_empty_package_lists(tmp_path: Path) -> None:
     assert doc["hasExtractedLicensingInfos"] == [
         {"licenseId": ref, "name": "Copyright (c) 2005, NumPy Developers.", "extractedText": text}
     ]
+
+
+def test_who_supplied_and_wrote_each_package(doc: Dict[str, Any]) -> None:
+    """NTIA's supplier on every package, from the records that name one; copyright notices and the
+    concluded license (the declared one) where the records state them, NOASSERTION where they do not."""
+    assert all(p.get("supplier", "NOASSERTION") != "NOASSERTION" for p in doc["packages"])
+    libc = _package(doc, "libc6")
+    assert libc["supplier"] == "Organization: glibc Maintainers (glibc@lists.debian.org)"
+    assert libc["copyrightText"] == "2001-2024 The glibc authors"
+    assert libc["licenseConcluded"] == libc["licenseDeclared"] != "NOASSERTION"
+    numpy = _package(doc, "numpy")
+    assert numpy["supplier"] == numpy["originator"] == "Person: numpy author (a@numpy.invalid)"
+    assert numpy["copyrightText"] == "Copyright (c) 2024 numpy author"
+    assert numpy["licenseConcluded"] == numpy["licenseDeclared"] == "BSD-3-Clause AND 0BSD AND MIT AND Zlib AND CC0-1.0"
+    hub = _package(doc, "huggingface-hub")  # declares no license: nothing concluded either
+    assert hub["licenseDeclared"] == hub["licenseConcluded"] == "NOASSERTION"
+    for name in ("fraud-detector", "fraud-detector-server"):
+        assert _package(doc, name)["supplier"] == "Organization: Aegis maintainers"
+        assert _package(doc, name)["licenseConcluded"] == "Apache-2.0"
+    image = _package(doc, "aegis/fraud-detector")
+    assert image["supplier"] == "Organization: Example ML Platform Team (ml-platform@example.invalid)"
+
+
+def test_maintainer_before_author_and_silent_records() -> None:
+    data = testutil.inventory()
+    dist = next(d for d in data["python"] if d["name"] == "safetensors")
+    dist.update(maintainers=["Safetensors Team <team@example.invalid>"], copyright=[])
+    del data["image"]["creator"]
+    doc = json.loads(build_spdx(data))
+    package = _package(doc, "safetensors")
+    assert package["supplier"] == "Organization: Safetensors Team (team@example.invalid)"
+    assert package["originator"] == "Person: safetensors author (a@safetensors.invalid)"
+    assert package["copyrightText"] == "NOASSERTION"
+    assert doc["creationInfo"]["creators"] == ["Tool: aegis"]
+    assert _package(doc, "aegis/fraud-detector")["supplier"] == "Organization: Aegis maintainers"

@@ -54,7 +54,9 @@ def _hex(seed: str, n: int = 64) -> str:
 def _deb(name: str, version: str, source: str, source_version: str, licenses: list, files: list) -> Dict[str, Any]:
     return {
         "name": name, "version": version, "architecture": "amd64", "source": source,
-        "source_version": source_version, "sha256": _hex(f"deb:{name}"), "licenses": licenses, "files": files,
+        "source_version": source_version, "sha256": _hex(f"deb:{name}"),
+        "maintainer": f"{source} Maintainers <{source}@lists.debian.org>", "licenses": licenses,
+        "copyright": [f"2001-2024 The {source} authors"], "files": files,
     }
 
 
@@ -62,7 +64,8 @@ def _dist(name: str, version: str, license: Any, files: list) -> Dict[str, Any]:
     tag = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
     return {
         "name": name, "version": version, "wheel": f"{name.replace('-', '_')}-{version}-{tag}.whl",
-        "hashes": [f"sha256:{_hex(f'whl:{name}')}"], "license": license, "files": files,
+        "hashes": [f"sha256:{_hex(f'whl:{name}')}"], "license": license, "authors": [f"{name} author <a@{name}.invalid>"],
+        "maintainers": [], "copyright": [f"Copyright (c) 2024 {name} author"], "files": files,
     }
 
 
@@ -132,6 +135,8 @@ _INVENTORY: Dict[str, Any] = {
         "source_url": "https://example.invalid/aegis.git",
         "architecture": "amd64",
         "os": "linux",
+        "creator": {"name": "Example ML Platform Team", "email": "ml-platform@example.invalid",
+                    "url": "https://example.invalid/ml-platform"},
     },
     "debian": [
         _deb("libc6", "2.36-9+deb12u14", "glibc", "2.36-9+deb12u14",
