@@ -7,7 +7,17 @@ from aegis_plugin.subsystems.mlflow import MlflowSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.target_types import DebianBaseTarget, MlflowArtifactsTarget, ModelPackageTarget, OsvDatabaseTarget
-from aegis_plugin.util_rules import core_process, download, guards, image, layers, mlflow, sbom, source_revision
+from aegis_plugin.util_rules import (
+    core_process,
+    download,
+    guards,
+    image,
+    layers,
+    lineage,
+    mlflow,
+    sbom,
+    source_revision,
+)
 
 
 def rules():
@@ -22,6 +32,7 @@ def rules():
         *guards.rules(),
         *image.rules(),
         *layers.rules(),
+        *lineage.rules(),
         *mlflow.rules(),
         *sbom.rules(),
         *source_revision.rules(),

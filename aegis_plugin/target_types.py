@@ -3,6 +3,7 @@ text."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import PurePosixPath
 from typing import Any, Dict, Iterable, Optional, Tuple
 
@@ -339,6 +340,72 @@ class FailOnSeverityField(_CheckedStringField):
         return None if value in SEVERITIES else f"{value!r} is not one of {', '.join(SEVERITIES)}"
 
 
+def _datasets_help(role: str) -> str:
+    return help_text(
+        f"""
+        Addresses of `file` or `files` targets holding the model's {role} data, for its lineage: each file
+        becomes a CycloneDX `data` component of the ML-BOM, with its sha256 and size, referenced from the
+        model card's `modelParameters.datasets` and an input of the training run. A file given as
+        `http_source(url=..., sha256=..., len=...)` is recorded by its URL and pins and never downloaded by
+        the build. The model card's "{role.capitalize()} data" section describes them.
+        """
+    )
+
+
+class TrainingDataField(StringSequenceField, AsyncFieldMixin):
+    alias = "training_data"
+    help = _datasets_help("training")
+
+
+class EvaluationDataField(StringSequenceField, AsyncFieldMixin):
+    alias = "evaluation_data"
+    help = _datasets_help("evaluation")
+
+
+class BaseModelField(_CheckedStringField):
+    alias = "base_model"
+    help = help_text(
+        """
+        The model this one was fine-tuned from, as a package URL pinned to an exact version, e.g.
+        `pkg:huggingface/google-bert/bert-base-uncased@86b5e0934494bd15c9632b12f734a8a67f723594` (a Hugging
+        Face commit) or `pkg:generic/acme-encoder@2.1.0`. Recorded as the model component's
+        `pedigree.ancestors` in the ML-BOM. A floating version (`latest`, `main`, `master`, `HEAD`) is refused.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        match = _PURL.fullmatch(value)
+        if not match:
+            return f"expected a package URL with a version (pkg:TYPE/NAME@VERSION), got {value!r}"
+        if match.group("version").lower() in _FLOATING_VERSIONS:
+            return f"{match.group('version')!r} is a floating version, not a pin: name a commit or release"
+        return None
+
+
+_PURL = re.compile(r"pkg:[a-z][a-z0-9.+-]*/[^@?#\s]+@(?P<version>[^@?#\s/]+)(?:\?[^#\s]*)?(?:#\S*)?")
+_FLOATING_VERSIONS = ("latest", "main", "master", "head", "stable")
+
+
+class TrainingScriptField(_CheckedStringField):
+    alias = "training_script"
+    help = help_text(
+        """
+        The script that trained the model, relative to this BUILD file (e.g. `train.py`). Recorded in the
+        ML-BOM as the training run (CycloneDX `formulation`: the script's path and sha256 at the image's
+        source revision, the datasets as its inputs, the model as its output); an edit to it is an input
+        change of the package.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        path = PurePosixPath(value)
+        if path.is_absolute() or ".." in path.parts or not value.strip() or value != value.strip():
+            return f"expected a path relative to the BUILD file, inside the repository, got {value!r}"
+        return None
+
+
 class ModelPackageOutputPathField(OutputPathField):
     help = help_text(
         """
@@ -392,6 +459,10 @@ class ModelPackageTarget(Target):
         VexField,
         SizeBudgetField,
         FailOnSeverityField,
+        TrainingDataField,
+        EvaluationDataField,
+        BaseModelField,
+        TrainingScriptField,
         ModelPackageOutputPathField,
         ModelPackageDependenciesField,
     )

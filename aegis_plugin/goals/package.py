@@ -58,8 +58,10 @@ from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.subsystems.mlflow import MlflowSubsystem
 from aegis_plugin.target_types import (
     AcceleratorField,
+    BaseModelField,
     BaseImageField,
     DebianLockfileField,
+    EvaluationDataField,
     DebianPythonField,
     FrameworkField,
     HandlerField,
@@ -76,10 +78,13 @@ from aegis_plugin.target_types import (
     RepositoryField,
     SizeBudgetField,
     TokenizerField,
+    TrainingDataField,
+    TrainingScriptField,
     WeightsField,
     WeightsSha256Field,
 )
 from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
+from aegis_plugin.util_rules.lineage import Lineage, LineageRequest
 from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
 from aegis_plugin.util_rules.guards import GuardsRequest, GuardsResult
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
@@ -124,6 +129,10 @@ class ModelPackageFieldSet(PackageFieldSet):
     repository: RepositoryField
     annotations: ImageAnnotationsField
     size_budget: SizeBudgetField
+    training_data: TrainingDataField
+    evaluation_data: EvaluationDataField
+    base_model: BaseModelField
+    training_script: TrainingScriptField
     output_path: ModelPackageOutputPathField
 
 
@@ -146,6 +155,8 @@ class ModelPackageReferencesFieldSet(FieldSet):
     tokenizer: TokenizerField
     handler: HandlerField
     base_image: BaseImageField
+    training_data: TrainingDataField
+    evaluation_data: EvaluationDataField
 
 
 class InferModelPackageDependencies(InferDependenciesRequest):
@@ -154,12 +165,12 @@ class InferModelPackageDependencies(InferDependenciesRequest):
 
 @rule(desc="Inferring model_package dependencies")
 async def infer_model_package_dependencies(request: InferModelPackageDependencies) -> InferredDependencies:
-    """The weights, tokenizer, handler and base are dependencies, so `--changed-dependents` sees them."""
+    """The weights, tokenizer, handler, base and datasets are dependencies, so `--changed-dependents` sees them."""
     fs = request.field_set
     addresses = await Get(
         Addresses,
         UnparsedAddressInputs(
-            _address_fields(fs).values(),
+            [*_address_fields(fs).values(), *(fs.training_data.value or ()), *(fs.evaluation_data.value or ())],
             owning_address=fs.address,
             description_of_origin=f"the address fields of {fs.address}",
         ),
@@ -185,6 +196,7 @@ class ModelInputs:
     revision: SourceRevision  # of all inputs: the image's git_sha and timestamps
     model_revision: SourceRevision  # of the model's small files only: the model files layer's timestamps
     registry: FrozenDict[str, Any] | None = None  # the MLflow provenance of the files, when they came from one
+    lineage: FrozenDict[str, Any] | None = None  # datasets, base model, training script (util_rules/lineage.py)
 
 
 def unparsable_build_file(error: SyntaxError) -> str:
@@ -354,6 +366,11 @@ async def resolve_model_inputs(
             f"{str(e).strip().splitlines()[-1]}"
         ) from None
     sources = await Get(PythonSourceFiles, PythonSourceFilesRequest(transitive.closure))
+    lineage = await Get(
+        Lineage,
+        LineageRequest(context, fs.address, tuple(fs.training_data.value or ()), tuple(fs.evaluation_data.value or ()),
+                       fs.base_model.value, fs.training_script.value),
+    )
 
     # The revision: the newest commit touching any input of this package (checked before any slow step).
     # Files from a registry are in no commit: their pins are, in the BUILD file of their target.
@@ -367,6 +384,7 @@ async def resolve_model_inputs(
         *model_paths,
         *base_lock_src.snapshot.files,
         *sources.source_files.files,
+        *lineage.paths,
         python_setup.resolves[resolve],
         *(os.path.join(t.address.spec_path, "BUILD") for t in [*transitive.closure, base_tgt]),
         os.path.join(fs.address.spec_path, "BUILD"),
@@ -393,6 +411,7 @@ async def resolve_model_inputs(
         revision=revision,
         model_revision=model_revision,
         registry=registry_provenance(registry_tgts[0], mlflow.tracking_uri) if registry_tgts else None,
+        lineage=lineage.inventory,
     )
 
 
@@ -534,6 +553,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem) -> 
                 framework_version=distributions[framework],
                 accelerator=fs.accelerator.value,
                 **({"registry": freeze(registry_inventory(inputs.registry))} if inputs.registry else {}),
+                **({"lineage": inputs.lineage} if inputs.lineage else {}),
             ),
             model_file_roles=FrozenDict(model_file_roles),
             base=base_layer,

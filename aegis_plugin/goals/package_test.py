@@ -1,6 +1,7 @@
 """RuleRunner tests of the package rules that need no network: fields, inference, the source revision."""
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 
@@ -8,7 +9,7 @@ import pytest
 
 from pants.backend.python import register as python_backend
 from pants.backend.python.target_types import PythonSourcesGeneratorTarget
-from pants.core.target_types import FileTarget
+from pants.core.target_types import FileTarget, http_source
 from pants.core import register as core_backend
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
@@ -21,6 +22,8 @@ from aegis_plugin.goals.package import (
 )
 from aegis_plugin import register as aegis_backend
 from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
+from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.lineage import Lineage, LineageRequest
 from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
 
 
@@ -28,12 +31,14 @@ from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisi
 def rule_runner() -> RuleRunner:
     rule_runner = RuleRunner(
         target_types=[ModelPackageTarget, DebianBaseTarget, FileTarget, PythonSourcesGeneratorTarget],
+        objects={"http_source": http_source},
         rules=[
             *core_backend.rules(),
             *python_backend.rules(),
             *aegis_backend.rules(),
             QueryRule(InferredDependencies, [InferModelPackageDependencies]),
             QueryRule(SourceRevision, [SourceRevisionRequest]),
+            QueryRule(Lineage, [LineageRequest]),
         ],
     )
     rule_runner.set_options([], env_inherit={"PATH"})
@@ -86,6 +91,10 @@ def test_model_package_dependencies_are_inferred(rule_runner: RuleRunner) -> Non
         ({"repository": '"reg.example/ml/demo:latest"'}, "m:m: field `repository`:"),
         ({"platforms": '["linux/s390x"]'}, "m:m: field `platforms`: unsupported platform(s) ['linux/s390x']"),
         ({"weights_sha256": '"abc"'}, "m:m: field `weights_sha256`: 'abc' is not 64 lowercase hex digits"),
+        ({"base_model": '"bert-base-uncased"'}, "m:m: field `base_model`: expected a package URL with a version"),
+        ({"base_model": '"pkg:huggingface/google-bert/bert-base-uncased@main"'},
+         "m:m: field `base_model`: 'main' is a floating version, not a pin"),
+        ({"training_script": '"../other/train.py"'}, "m:m: field `training_script`: expected a path relative"),
     ],
 )
 def test_invalid_fields(rule_runner: RuleRunner, fields: dict, message: str) -> None:
@@ -120,3 +129,53 @@ def test_source_revision_is_the_newest_commit_touching_the_inputs(rule_runner: R
     rule_runner.write_files({"m/input.txt": "changed"})
     rule_runner.set_options([], env_inherit={"PATH"})  # a new run: the revision is read once per run
     assert rule_runner.request(SourceRevision, [request]).git_sha == f"{first}-dirty"
+
+
+def _lineage(rule_runner: RuleRunner, **fields) -> Lineage:
+    values = {"training_data": (), "evaluation_data": (), "base_model": None, "training_script": None, **fields}
+    return rule_runner.request(Lineage, [LineageRequest("m:m", Address("m", target_name="m"), **values)])
+
+
+def test_lineage_from_repository_files_pinned_downloads_and_the_training_script(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner)
+    rule_runner.write_files({
+        "m/data/BUILD": (
+            'file(name="train", source="train.csv")\n'
+            'file(name="holdout", source=http_source(url="https://data.example.com/h.parquet?sig=secret", '
+            f'sha256="{"2" * 64}", len=4096, filename="h.parquet"))\n'
+        ),
+        "m/data/train.csv": "a,b\n1,2\n",
+        "m/train.py": "print('train')\n",
+    })
+    lineage = _lineage(rule_runner, training_data=("m/data:train",), evaluation_data=("//m/data:holdout",),
+                       base_model="pkg:generic/encoder@2.1.0", training_script="train.py")
+    inventory = lineage.inventory
+    assert [dict(d) for d in inventory["datasets"]] == [
+        {"role": "training", "name": "train.csv", "location": "m/data/train.csv",
+         "sha256": hashlib.sha256(b"a,b\n1,2\n").hexdigest(), "size": 8},
+        {"role": "evaluation", "name": "h.parquet", "location": "https://data.example.com/h.parquet?sig=***",
+         "sha256": "2" * 64, "size": 4096},  # recorded without the URL's secrets
+    ]
+    assert inventory["base_model"] == "pkg:generic/encoder@2.1.0"
+    assert dict(inventory["training"]) == {"script": "m/train.py",
+                                           "sha256": hashlib.sha256(b"print('train')\n").hexdigest()}
+    assert lineage.paths == ("m/data/train.csv", "m/train.py")  # inputs of the package: they set its revision
+    assert _lineage(rule_runner) == Lineage(None, ())
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"training_data": ("m/server/handler.py",)},
+         "m:m: field `training_data`: m/server/handler.py is not a `file` or `files` target"),
+        ({"training_script": "nope.py"}, "m:m: field `training_script`: m/nope.py is not a file of the repository"),
+        ({"evaluation_data": ("m/data:gone",)}, "m:m: field `evaluation_data` (m/data:gone): "),
+    ],
+)
+def test_lineage_errors_name_the_target_and_field(rule_runner: RuleRunner, fields: dict, message: str) -> None:
+    write_model(rule_runner)
+    rule_runner.write_files({"m/data/BUILD": 'file(name="gone", source="gone.csv")\n'})
+    with pytest.raises(ExecutionError) as e:
+        _lineage(rule_runner, **fields)
+    assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError)
+    assert message in str(e.value)

@@ -34,6 +34,22 @@ def _walk(components: list):
 
 def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     clone = make_clone(tmp_path, "sbom")
+    # Lineage: a dataset in the repository, one pinned by URL (never downloaded), a base model.
+    (clone.root / "models/fraud/data").mkdir()
+    (clone.root / "models/fraud/data/holdout.csv").write_text("amount,hour\n12.5,3\n")
+    (clone.root / "models/fraud/data/BUILD").write_text(
+        'file(name="holdout", source="holdout.csv")\n'
+        f'file(name="archive", source=http_source(url="https://data.example.com/fraud/train.parquet", '
+        f'sha256="{"a" * 64}", len=123456, filename="train.parquet"))\n'
+    )
+    build = clone.root / "models/fraud/BUILD"
+    build.write_text(build.read_text().replace(
+        '    training_script="train.py",',
+        '    training_script="train.py",\n    training_data=["./data:archive"],\n    evaluation_data=["./data:holdout"],\n'
+        '    base_model="pkg:generic/fraud-base@0.9.0",',
+    ))
+    clone.git("add", "-A")
+    clone.git("commit", "-qm", "lineage")
     result = clone.pants("package", "models/fraud::")
     out = clone.root / "dist" / OUT
     cdx_bytes = (out / "sbom.cdx.json").read_bytes()
@@ -64,6 +80,18 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     (model,) = [c for c in components if c["type"] == "machine-learning-model"]
     card = model["modelCard"]
     assert card["considerations"]["useCases"] and card["quantitativeAnalysis"]["performanceMetrics"]
+
+    # Lineage: the datasets as data components with their pins, the base model, the training run.
+    holdout = next(c for c in components if c["bom-ref"] == "data:evaluation:models/fraud/data/holdout.csv")
+    assert holdout["hashes"] == [{"alg": "SHA-256", "content": hashlib.sha256(b"amount,hour\n12.5,3\n").hexdigest()}]
+    archive = next(c for c in components if c["bom-ref"].startswith("data:training:"))
+    assert archive["hashes"] == [{"alg": "SHA-256", "content": "a" * 64}] and archive["type"] == "data"
+    assert {"ref": holdout["bom-ref"]} in card["modelParameters"]["datasets"]
+    assert model["pedigree"]["ancestors"][0]["purl"] == "pkg:generic/fraud-base@0.9.0"
+    (workflow,) = bom["formulation"][0]["workflows"]
+    script = (clone.root / "models/fraud/train.py").read_bytes()
+    assert bom["formulation"][0]["components"][0]["hashes"][0]["content"] == hashlib.sha256(script).hexdigest()
+    assert {"name": "aegis:training:revision", "value": clone.git("rev-parse", "HEAD").strip()} in workflow["properties"]
 
     # Every model and app file is listed with the sha256 of the bytes in the image.
     listed = {c["name"]: c for c in components if c["type"] == "file"}

@@ -50,7 +50,7 @@ from cyclonedx.model import (
     XsUri,
 )
 from cyclonedx.model.bom import Bom, BomMetaData
-from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.component import Component, ComponentType, Pedigree
 from cyclonedx.model.component_evidence import ComponentEvidence, Occurrence
 from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 from cyclonedx.model.license import DisjunctiveLicense, LicenseAcknowledgement, LicenseExpression
@@ -68,6 +68,7 @@ from aegis_plugin.core.sbom import card as card_facts
 from aegis_plugin.core.sbom import common, licenses, parties
 from aegis_plugin.core.sbom.inventory import (
     AppFile,
+    Dataset,
     DebianPackage,
     Inventory,
     ModelFile,
@@ -224,6 +225,40 @@ def _model_component(inv: Inventory, files: List[Component]) -> Component:
         ],
         external_references=_registry_references(model.registry),
         components=files,
+        pedigree=_pedigree(model.lineage.base_model) if model.lineage and model.lineage.base_model else None,
+    )
+
+
+def _pedigree(base_model: str) -> Pedigree:
+    """The model this one was fine-tuned from, named by its pinned package URL."""
+    purl = PackageURL.from_string(base_model)
+    name = f"{purl.namespace}/{purl.name}" if purl.namespace else purl.name
+    return Pedigree(ancestors=[Component(
+        type=ComponentType.MACHINE_LEARNING_MODEL, name=name, version=purl.version, purl=purl,
+        bom_ref=f"base-model:{base_model}",
+    )])
+
+
+def data_ref(dataset: Dataset) -> str:
+    return f"data:{dataset.role}:{dataset.location}"
+
+
+def _data_component(dataset: Dataset) -> Component:
+    """A dataset the model was trained or evaluated on: its file's sha256, and where it lives."""
+    is_url = "://" in dataset.location
+    return Component(
+        type=ComponentType.DATA,
+        name=dataset.name,
+        bom_ref=data_ref(dataset),
+        hashes=[_sha256(dataset.sha256)],
+        external_references=(
+            [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(dataset.location))] if is_url else []
+        ),
+        properties=[
+            _prop("dataset:role", dataset.role),
+            _prop("file:size", str(dataset.size)),
+            *([] if is_url else [_prop("dataset:path", dataset.location)]),
+        ],
     )
 
 
@@ -265,11 +300,12 @@ def model_card(inv: Inventory) -> Dict[str, Any]:
         parameters["architectureFamily"] = facts.architecture_family
     if facts.model_architecture:
         parameters["modelArchitecture"] = facts.model_architecture
-    datasets = [
-        {"type": "dataset", "name": name, "description": text}
-        for name, text in (("Training data", facts.training_data), ("Evaluation data", facts.evaluation_data))
-        if text
-    ]
+    declared = inv.model.lineage.datasets if inv.model.lineage else ()
+    datasets: List[Dict[str, Any]] = []
+    for role, name, text in (("training", "Training data", facts.training_data),
+                             ("evaluation", "Evaluation data", facts.evaluation_data)):
+        files = [{"ref": data_ref(d)} for d in declared if d.role == role]
+        datasets += files or ([{"type": "dataset", "name": name, "description": text}] if text else [])
     if datasets:
         parameters["datasets"] = datasets
     if parameters:
@@ -381,12 +417,15 @@ def _bom(inv: Inventory) -> Bom:
         components=app_files,
     )
 
+    # Lineage, outside the image: the datasets (the training run in `formulation` names them as its inputs).
+    data = [_data_component(d) for d in inv.model.lineage.datasets] if inv.model.lineage else []
+
     # The placeholder serial number is replaced by one derived from the content (see build_cyclonedx).
-    bom = Bom(serial_number=uuid.UUID(int=0), metadata=metadata, components=debian + python + [model, app])
+    bom = Bom(serial_number=uuid.UUID(int=0), metadata=metadata, components=debian + python + [model, app] + data)
     bom.register_dependency(image_component, debian + python + [model, app])
     bom.register_dependency(app, python + app_files)
     bom.register_dependency(model, model_files)
-    for leaf in debian + python + model_files + app_files:
+    for leaf in debian + python + model_files + app_files + data:
         bom.register_dependency(leaf, [])
     return bom
 
@@ -423,9 +462,75 @@ def build_cyclonedx(inv: Union[Inventory, Mapping[str, Any]]) -> bytes:
     _canonicalise(document)
     document["metadata"]["timestamp"] = common.created_iso(inv)  # the same spelling as SPDX's `created`
     _find_component(document, common.model_ref(inv))["modelCard"] = model_card(inv)
+    if inv.model.lineage:
+        for dataset in inv.model.lineage.datasets:
+            _find_component(document, data_ref(dataset))["data"] = [_component_data(inv, dataset)]
+    formula = formulation(inv)
+    if formula:
+        document["formulation"] = [formula]
     document.pop("serialNumber", None)
     document["serialNumber"] = common.content_uuid("cyclonedx", document).urn
     return common.canonical_json(document)
+
+
+def _component_data(inv: Inventory, dataset: Dataset) -> Dict[str, Any]:
+    """A data component's ``data`` entry (CycloneDX 1.6 componentData): what the card says of its role."""
+    facts = card_facts.facts(inv.model.card)
+    entry: Dict[str, Any] = {"type": "dataset", "name": dataset.name}
+    text = facts.training_data if dataset.role == "training" else facts.evaluation_data
+    if text:
+        entry["description"] = text
+    if "://" in dataset.location:
+        entry["contents"] = {"url": dataset.location}
+    owner = facts.owner
+    if owner:
+        entry["governance"] = {"owners": [{"organization": {"name": parties.parse(owner).name}}]}
+    return entry
+
+
+def formulation(inv: Inventory) -> Optional[Dict[str, Any]]:
+    """How the model was made, as one CycloneDX formula: the training run (its script at the image's source
+    revision, or the MLflow run that recorded it) with the datasets and the base model as inputs and the
+    model as its output. None when the build knows nothing of the training."""
+    lineage, registry, model = inv.model.lineage, inv.model.registry, inv.model
+    training = lineage.training if lineage else None
+    if training is None and registry is None and not (lineage and lineage.datasets):
+        return None
+    model_ref = common.model_ref(inv)
+    formula: Dict[str, Any] = {"bom-ref": f"formula:{model_ref}"}
+    workflow: Dict[str, Any] = {
+        "bom-ref": f"training:{model_ref}",
+        "uid": f"mlflow-run:{registry.run_id}" if registry else f"training:{model.model_id}@{model.version}",
+        "name": "training",
+        "taskTypes": ["build"],
+        "outputs": [{"resource": {"ref": model_ref}}],
+    }
+    inputs = [{"resource": {"ref": data_ref(d)}} for d in (lineage.datasets if lineage else ())]
+    if lineage and lineage.base_model:
+        inputs.append({"resource": {"ref": f"base-model:{lineage.base_model}"}})
+    if inputs:
+        workflow["inputs"] = inputs
+    properties = []
+    if training is not None:
+        script_ref = f"file:{training.script}"
+        formula["components"] = [{
+            "type": "file", "name": training.script, "bom-ref": script_ref,
+            "hashes": [{"alg": "SHA-256", "content": training.sha256}],
+        }]
+        workflow["resourceReferences"] = [{"ref": script_ref}]
+        workflow["description"] = f"{training.script} at revision {inv.image.git_sha}"
+        properties += [{"name": f"{_P}:training:script", "value": training.script},
+                       {"name": f"{_P}:training:revision", "value": inv.image.git_sha}]
+    if registry is not None:
+        properties += [{"name": f"{_P}:mlflow:run_id", "value": registry.run_id}]
+        if registry.experiment:
+            properties.append({"name": f"{_P}:mlflow:experiment", "value": registry.experiment})
+        if registry.git_commit:
+            properties.append({"name": f"{_P}:mlflow:training_git_commit", "value": registry.git_commit})
+    if properties:
+        workflow["properties"] = properties
+    formula["workflows"] = [workflow]
+    return formula
 
 
 for _format, _rule in (("iri", "URI"), ("iri-reference", "URI_reference")):

@@ -301,3 +301,67 @@ def test_who_supplied_and_wrote_each_component(bom: Dict[str, Any]) -> None:
     app = _component(bom, "app:aegis/fraud-detector@1.0.0")
     assert app["supplier"] == {"name": "Aegis maintainers"}
     assert app["licenses"][0]["license"]["id"] == "Apache-2.0"
+
+
+LINEAGE = {
+    "datasets": [
+        {"role": "training", "name": "train.csv", "location": "models/fraud/data/train.csv", "sha256": "1" * 64,
+         "size": 2048},
+        {"role": "evaluation", "name": "holdout.parquet", "location": "https://data.example.com/holdout.parquet",
+         "sha256": "2" * 64, "size": 4096},
+    ],
+    "base_model": "pkg:huggingface/google-bert/bert-base-uncased@86b5e0934494bd15c9632b12f734a8a67f723594",
+    "training": {"script": "models/fraud/train.py", "sha256": "3" * 64},
+}
+
+
+def test_lineage_datasets_base_model_and_training_run() -> None:
+    data = testutil.inventory()
+    data["model"]["lineage"] = LINEAGE
+    output = build_cyclonedx(from_dict(data))
+    assert validate_cyclonedx(output) == []
+    bom = json.loads(output)
+    train = _component(bom, "data:training:models/fraud/data/train.csv")
+    assert train["type"] == "data" and _hashes(train) == {"SHA-256": "1" * 64}
+    assert train["data"][0]["type"] == "dataset" and train["data"][0]["description"].startswith("20,000 synthetic")
+    assert train["data"][0]["governance"] == {"owners": [{"organization": {"name": "Aegis maintainers"}}]}
+    holdout = _component(bom, "data:evaluation:https://data.example.com/holdout.parquet")
+    assert holdout["externalReferences"] == [{"type": "distribution", "url": "https://data.example.com/holdout.parquet"}]
+    assert holdout["data"][0]["contents"] == {"url": "https://data.example.com/holdout.parquet"}
+
+    model = _component(bom, MODEL_REF)
+    assert model["modelCard"]["modelParameters"]["datasets"] == [
+        {"ref": "data:training:models/fraud/data/train.csv"},
+        {"ref": "data:evaluation:https://data.example.com/holdout.parquet"},
+    ]
+    (ancestor,) = model["pedigree"]["ancestors"]
+    assert (ancestor["type"], ancestor["name"], ancestor["version"]) == (
+        "machine-learning-model", "google-bert/bert-base-uncased", "86b5e0934494bd15c9632b12f734a8a67f723594")
+    assert ancestor["purl"] == LINEAGE["base_model"]
+
+    (formula,) = bom["formulation"]
+    (workflow,) = formula["workflows"]
+    assert formula["components"] == [{"type": "file", "name": "models/fraud/train.py",
+                                      "bom-ref": "file:models/fraud/train.py",
+                                      "hashes": [{"alg": "SHA-256", "content": "3" * 64}]}]
+    assert workflow["outputs"] == [{"resource": {"ref": MODEL_REF}}]
+    assert [i["resource"]["ref"] for i in workflow["inputs"]] == [  # datasets by role, then the base model
+        "data:evaluation:https://data.example.com/holdout.parquet", "data:training:models/fraud/data/train.csv",
+        f"base-model:{LINEAGE['base_model']}",
+    ]
+    assert {"name": "aegis:training:revision", "value": data["image"]["git_sha"]} in workflow["properties"]
+    assert build_cyclonedx(from_dict(testutil.shuffled(data))) == output
+
+
+def test_an_mlflow_run_is_the_training_run() -> None:
+    data = testutil.inventory()
+    data["model"]["registry"] = REGISTRY
+    bom = json.loads(build_cyclonedx(from_dict(data)))
+    (workflow,) = bom["formulation"][0]["workflows"]
+    assert workflow["uid"] == f"mlflow-run:{REGISTRY['run_id']}"
+    assert {"name": "aegis:mlflow:experiment", "value": "fraud"} in workflow["properties"]
+
+
+def test_without_lineage_the_card_describes_the_datasets_inline(bom: Dict[str, Any]) -> None:
+    datasets = _component(bom, MODEL_REF)["modelCard"]["modelParameters"]["datasets"]
+    assert [d["name"] for d in datasets] == ["Training data"] and "formulation" not in bom

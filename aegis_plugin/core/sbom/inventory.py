@@ -24,7 +24,12 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
                  "card": {"sections": {"Intended use": "...", ...}, "fields": {"license": "Apache-2.0", ...}},
                  "registry" (optional: the files came from a model registry): {"source": "models:/fraud/3",
                      "run_id", "experiment", "registered_model", "model_version", "git_commit" (of the training
-                     code), "tracking_uri" (each may be ""), "params": {name: str}, "metrics": {name: number}}},
+                     code), "tracking_uri" (each may be ""), "params": {name: str}, "metrics": {name: number}},
+                 "lineage" (optional: from the model_package's lineage fields): {
+                     "datasets": [{"role": "training" | "evaluation", "name": "train.csv", "location" (a path in
+                         the repository or the URL it is downloaded from), "sha256", "size"}],
+                     "base_model": "pkg:huggingface/org/name@<revision>" or null,
+                     "training": {"script": "models/x/train.py", "sha256"} or null}},
       "app":    {"files": [{"path": "/app/server/handler.py", "sha256", "sha1"}, ...]}
     }
 
@@ -49,6 +54,7 @@ _PYPI_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 MODEL_FILE_ROLES = ("weights", "tokenizer", "model_card", "config", "other")
+DATASET_ROLES = ("training", "evaluation")
 
 
 class InventoryError(ValueError):
@@ -168,6 +174,28 @@ class Registry:
 
 
 @dataclass(frozen=True)
+class Dataset:
+    role: str  # one of DATASET_ROLES
+    name: str
+    location: str  # a path in the repository, or the URL the file is downloaded from
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    script: str  # path in the repository; its revision is the image's git_sha
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Lineage:
+    datasets: Tuple[Dataset, ...]  # sorted by (role, location)
+    base_model: Optional[str]  # a package URL pinned to a version
+    training: Optional[TrainingRun]
+
+
+@dataclass(frozen=True)
 class Model:
     model_id: str
     version: str
@@ -177,6 +205,7 @@ class Model:
     files: Tuple[ModelFile, ...]  # sorted by path
     card: ModelCard
     registry: Optional[Registry] = None
+    lineage: Optional[Lineage] = None
 
 
 @dataclass(frozen=True)
@@ -398,7 +427,7 @@ def _app_file(data: Any, where: str) -> AppFile:
 
 def _model(data: Any) -> Model:
     r = _Reader(data, "model", ("model_id", "version", "framework", "framework_version", "accelerator",
-                                "files", "card"), optional=("registry",))
+                                "files", "card"), optional=("registry", "lineage"))
     files = tuple(_model_file(item, f"model.files[{i}]") for i, item in enumerate(r.array("files")))
     if not any(f.role == "weights" for f in files):
         r.fail("no file with role 'weights'", "files")
@@ -412,6 +441,29 @@ def _model(data: Any) -> Model:
         files=tuple(sorted(_unique(files, lambda f: f.path, "model.files", "path"), key=lambda f: f.path)),
         card=ModelCard(sections=card.mapping("sections"), fields=card.mapping("fields")),
         registry=_registry(r.data["registry"]) if r.data.get("registry") is not None else None,
+        lineage=_lineage(r.data["lineage"]) if r.data.get("lineage") is not None else None,
+    )
+
+
+def _lineage(data: Any) -> Lineage:
+    r = _Reader(data, "model.lineage", ("datasets", "base_model", "training"))
+    datasets = []
+    for i, item in enumerate(r.array("datasets")):
+        d = _Reader(item, f"model.lineage.datasets[{i}]", ("role", "name", "location", "sha256", "size"))
+        role = d.text("role")
+        if role not in DATASET_ROLES:
+            d.fail(f"expected one of {', '.join(DATASET_ROLES)}, got {role!r}", "role")
+        datasets.append(Dataset(role=role, name=d.text("name"), location=d.text("location"),
+                                sha256=d.text("sha256", _SHA256, "64 lowercase hex digits"), size=d.integer("size")))
+    _unique(datasets, lambda d: (d.role, d.location), "model.lineage.datasets", "dataset")
+    training = None
+    if r.data["training"] is not None:
+        t = _Reader(r.data["training"], "model.lineage.training", ("script", "sha256"))
+        training = TrainingRun(script=t.text("script"), sha256=t.text("sha256", _SHA256, "64 lowercase hex digits"))
+    return Lineage(
+        datasets=tuple(sorted(datasets, key=lambda d: (d.role, d.location))),
+        base_model=r.optional_str("base_model"),
+        training=training,
     )
 
 

@@ -113,3 +113,17 @@ def test_load(tmp_path: Path) -> None:
         load(str(path))
     with pytest.raises(InventoryError, match="cannot read"):
         load(str(tmp_path / "missing.json"))
+
+
+def test_lineage_is_checked_and_ordered() -> None:
+    data = testutil.inventory()
+    dataset = {"role": "training", "name": "b.csv", "location": "d/b.csv", "sha256": "1" * 64, "size": 1}
+    data["model"]["lineage"] = {
+        "datasets": [dataset, {**dataset, "name": "a.csv", "location": "d/a.csv"}],
+        "base_model": None, "training": None,
+    }
+    lineage = from_dict(data).model.lineage
+    assert lineage is not None and [d.location for d in lineage.datasets] == ["d/a.csv", "d/b.csv"]
+    data["model"]["lineage"]["datasets"][0]["role"] = "testing"
+    with pytest.raises(InventoryError, match=r"model.lineage.datasets\[0\].role: expected one of training, evaluation"):
+        from_dict(data)
