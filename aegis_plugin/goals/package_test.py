@@ -163,19 +163,16 @@ def test_lineage_from_repository_files_pinned_downloads_and_the_training_script(
     assert _lineage(rule_runner) == Lineage(None, ())
 
 
-@pytest.mark.parametrize(
-    "fields, message",
-    [
+def test_lineage_errors_name_the_target_and_field(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner)
+    rule_runner.write_files({"m/data/BUILD": 'file(name="gone", source="gone.csv")\n'})
+    for fields, message in (
         ({"training_data": ("m/server/handler.py",)},
          "m:m: field `training_data`: m/server/handler.py is not a `file` or `files` target"),
         ({"training_script": "nope.py"}, "m:m: field `training_script`: m/nope.py is not a file of the repository"),
         ({"evaluation_data": ("m/data:gone",)}, "m:m: field `evaluation_data` (m/data:gone): "),
-    ],
-)
-def test_lineage_errors_name_the_target_and_field(rule_runner: RuleRunner, fields: dict, message: str) -> None:
-    write_model(rule_runner)
-    rule_runner.write_files({"m/data/BUILD": 'file(name="gone", source="gone.csv")\n'})
-    with pytest.raises(ExecutionError) as e:
-        _lineage(rule_runner, **fields)
-    assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError)
-    assert message in str(e.value)
+    ):
+        with pytest.raises(ExecutionError) as e:
+            _lineage(rule_runner, **fields)
+        assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError)
+        assert message in str(e.value)
