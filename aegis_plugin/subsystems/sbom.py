@@ -74,11 +74,15 @@ class SbomSubsystem(Subsystem):
         """The inventory's ``image.creator``; ValueError names the option when a value is malformed."""
         name, email, url = self.organization.strip(), self.organization_email.strip(), self.organization_url.strip()
         if "\n" in name or any(c in name for c in "<>()"):
-            raise ValueError(f"option `[{self.options_scope}].organization`: expected one line without <>(), got {name!r}")
+            raise ValueError(
+                f"option `[{self.options_scope}].organization`: expected one line without <>(), got {name!r}"
+            )
         if email and not _EMAIL.match(email):
             raise ValueError(f"option `[{self.options_scope}].organization_email`: expected an address, got {email!r}")
         if url and not _URL.match(url):
-            raise ValueError(f"option `[{self.options_scope}].organization_url`: expected an http(s):// URL, got {url!r}")
+            raise ValueError(
+                f"option `[{self.options_scope}].organization_url`: expected an http(s):// URL, got {url!r}"
+            )
         return {"name": name, "email": email or None, "url": url or None}
 
 

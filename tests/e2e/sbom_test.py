@@ -45,8 +45,8 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     build = clone.root / "models/fraud/BUILD"
     build.write_text(build.read_text().replace(
         '    training_script="train.py",',
-        '    training_script="train.py",\n    training_data=["./data:archive"],\n    evaluation_data=["./data:holdout"],\n'
-        '    base_model="pkg:generic/fraud-base@0.9.0",',
+        '    training_script="train.py",\n    training_data=["./data:archive"],\n'
+        '    evaluation_data=["./data:holdout"],\n    base_model="pkg:generic/fraud-base@0.9.0",',
     ))
     clone.git("add", "-A")
     clone.git("commit", "-qm", "lineage")
@@ -91,7 +91,8 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     (workflow,) = bom["formulation"][0]["workflows"]
     script = (clone.root / "models/fraud/train.py").read_bytes()
     assert bom["formulation"][0]["components"][0]["hashes"][0]["content"] == hashlib.sha256(script).hexdigest()
-    assert {"name": "aegis:training:revision", "value": clone.git("rev-parse", "HEAD").strip()} in workflow["properties"]
+    head = clone.git("rev-parse", "HEAD").strip()
+    assert {"name": "aegis:training:revision", "value": head} in workflow["properties"]
 
     # Every model and app file is listed with the sha256 of the bytes in the image.
     listed = {c["name"]: c for c in components if c["type"] == "file"}
@@ -111,7 +112,8 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     for name in debian:
         status = base_files[f"/var/lib/dpkg/status.d/{name}"].decode()
         who, address = re.search(r"^Maintainer: (.*?) <(.*)>$", status, re.M).groups()
-        assert re.fullmatch(rf"(Person|Organization): {re.escape(who)} \({re.escape(address)}\)", spdx[name]["supplier"])
+        supplier = rf"(Person|Organization): {re.escape(who)} \({re.escape(address)}\)"
+        assert re.fullmatch(supplier, spdx[name]["supplier"]), (name, spdx[name]["supplier"])
     for name in pypi:
         (metadata,) = [content.decode() for path, content in deps_files.items() if path.endswith(".dist-info/METADATA")
                        and path.split("/")[-2].lower().startswith(name.replace("-", "_") + "-")]

@@ -12,6 +12,10 @@ Components (every ``bom-ref`` derives from the inventory, never from a counter o
 - the model: ``machine-learning-model`` (``model:<id>@<version>``) with a ``modelCard`` from model_card.md,
   and its files (weights, tokenizer, card) as nested ``file`` components with SHA-256 and SHA-1
 - the application code: ``application`` (``app:<image>@<version>``) with its files nested likewise
+- lineage, when the model_package names it: each dataset file as a ``data`` component
+  (``data:<role>:<path or URL>``, its sha256, the card's section as its description) that the model card's
+  ``modelParameters.datasets`` references; the base model as the model's ``pedigree.ancestors``; the training
+  run (script, datasets and base model in, model out; or the MLflow run) as a ``formulation`` workflow
 
 The model card's owner supplies the model and the app (with the card's license and ``copyright``); the
 configured organisation (else the owner) supplies the image and is the BOM's ``manufacturer``, ``supplier``
@@ -214,7 +218,7 @@ def _model_component(inv: Inventory, files: List[Component]) -> Component:
         bom_ref=common.model_ref(inv),
         description=f"Machine-learning model {model.model_id} {model.version} "
         f"({model.framework} {model.framework_version}, accelerator {model.accelerator})",
-        supplier=_entity(_owner(inv)),
+        supplier=_entity(parties.owner(inv)),
         licenses=declared_licenses(facts.license),
         copyright=facts.copyright,
         properties=[
@@ -239,7 +243,7 @@ def _pedigree(base_model: str) -> Pedigree:
     )])
 
 
-def data_ref(dataset: Dataset) -> str:
+def _data_ref(dataset: Dataset) -> str:
     return f"data:{dataset.role}:{dataset.location}"
 
 
@@ -249,7 +253,7 @@ def _data_component(dataset: Dataset) -> Component:
     return Component(
         type=ComponentType.DATA,
         name=dataset.name,
-        bom_ref=data_ref(dataset),
+        bom_ref=_data_ref(dataset),
         hashes=[_sha256(dataset.sha256)],
         external_references=(
             [ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri(dataset.location))] if is_url else []
@@ -304,7 +308,7 @@ def model_card(inv: Inventory) -> Dict[str, Any]:
     datasets: List[Dict[str, Any]] = []
     for role, name, text in (("training", "Training data", facts.training_data),
                              ("evaluation", "Evaluation data", facts.evaluation_data)):
-        files = [{"ref": data_ref(d)} for d in declared if d.role == role]
+        files = [{"ref": _data_ref(d)} for d in declared if d.role == role]
         datasets += files or ([{"type": "dataset", "name": name, "description": text}] if text else [])
     if datasets:
         parameters["datasets"] = datasets
@@ -342,16 +346,6 @@ def model_card(inv: Inventory) -> Dict[str, Any]:
     return card
 
 
-def _owner(inv: Inventory) -> Optional[parties.Party]:
-    owner = card_facts.facts(inv.model.card).owner
-    return parties.parse(owner) if owner else None
-
-
-def _creator(inv: Inventory) -> Optional[parties.Party]:
-    creator = inv.image.creator
-    return parties.Party(creator.name, creator.email, creator.url, organization=True) if creator else None
-
-
 def _tools() -> ToolRepository:
     return ToolRepository(
         components=[
@@ -375,7 +369,7 @@ def _bom(inv: Inventory) -> Bom:
         version=image.version,
         bom_ref=common.image_ref(inv),
         purl=PackageURL.from_string(common.image_purl(image)),
-        supplier=_entity(_creator(inv) or _owner(inv)),
+        supplier=_entity(parties.creator(inv) or parties.owner(inv)),
         properties=[_prop("image:os", image.os), _prop("image:architecture", image.architecture)],
         external_references=(
             [ExternalReference(type=ExternalReferenceType.VCS, url=XsUri(image.source_url))]
@@ -392,9 +386,9 @@ def _bom(inv: Inventory) -> Bom:
         component=image_component,
         lifecycles=[PredefinedLifecycle(LifecyclePhase.BUILD)],
         properties=metadata_properties,
-        manufacturer=_entity(_creator(inv)),
-        supplier=_entity(_creator(inv)),
-        authors=_contacts([f"{c.name} <{c.email}>" if c.email else c.name for c in [image.creator] if c]),
+        manufacturer=_entity(parties.creator(inv)),
+        supplier=_entity(parties.creator(inv)),
+        authors=[OrganizationalContact(name=c.name, email=c.email) for c in [parties.creator(inv)] if c],
     )
 
     debian = [_debian_component(pkg) for pkg in inv.debian]
@@ -411,7 +405,7 @@ def _bom(inv: Inventory) -> Bom:
         bom_ref=common.app_ref(inv),
         description=f"The application layer of {image.name}:{image.version}: the handler and the Aegis "
         f"inference server that serve {inv.model.model_id}",
-        supplier=_entity(_owner(inv)),
+        supplier=_entity(parties.owner(inv)),
         licenses=declared_licenses(card_facts.facts(inv.model.card).license),
         copyright=card_facts.facts(inv.model.card).copyright,
         components=app_files,
@@ -464,8 +458,8 @@ def build_cyclonedx(inv: Union[Inventory, Mapping[str, Any]]) -> bytes:
     _find_component(document, common.model_ref(inv))["modelCard"] = model_card(inv)
     if inv.model.lineage:
         for dataset in inv.model.lineage.datasets:
-            _find_component(document, data_ref(dataset))["data"] = [_component_data(inv, dataset)]
-    formula = formulation(inv)
+            _find_component(document, _data_ref(dataset))["data"] = [_component_data(inv, dataset)]
+    formula = _formulation(inv)
     if formula:
         document["formulation"] = [formula]
     document.pop("serialNumber", None)
@@ -482,13 +476,13 @@ def _component_data(inv: Inventory, dataset: Dataset) -> Dict[str, Any]:
         entry["description"] = text
     if "://" in dataset.location:
         entry["contents"] = {"url": dataset.location}
-    owner = facts.owner
-    if owner:
-        entry["governance"] = {"owners": [{"organization": {"name": parties.parse(owner).name}}]}
+    owner = parties.owner(inv)
+    if owner is not None:
+        entry["governance"] = {"owners": [{"organization": {"name": owner.name}}]}
     return entry
 
 
-def formulation(inv: Inventory) -> Optional[Dict[str, Any]]:
+def _formulation(inv: Inventory) -> Optional[Dict[str, Any]]:
     """How the model was made, as one CycloneDX formula: the training run (its script at the image's source
     revision, or the MLflow run that recorded it) with the datasets and the base model as inputs and the
     model as its output. None when the build knows nothing of the training."""
@@ -505,7 +499,7 @@ def formulation(inv: Inventory) -> Optional[Dict[str, Any]]:
         "taskTypes": ["build"],
         "outputs": [{"resource": {"ref": model_ref}}],
     }
-    inputs = [{"resource": {"ref": data_ref(d)}} for d in (lineage.datasets if lineage else ())]
+    inputs = [{"resource": {"ref": _data_ref(d)}} for d in (lineage.datasets if lineage else ())]
     if lineage and lineage.base_model:
         inputs.append({"resource": {"ref": f"base-model:{lineage.base_model}"}})
     if inputs:

@@ -326,7 +326,8 @@ def test_lineage_datasets_base_model_and_training_run() -> None:
     assert train["data"][0]["type"] == "dataset" and train["data"][0]["description"].startswith("20,000 synthetic")
     assert train["data"][0]["governance"] == {"owners": [{"organization": {"name": "Aegis maintainers"}}]}
     holdout = _component(bom, "data:evaluation:https://data.example.com/holdout.parquet")
-    assert holdout["externalReferences"] == [{"type": "distribution", "url": "https://data.example.com/holdout.parquet"}]
+    url = "https://data.example.com/holdout.parquet"
+    assert holdout["externalReferences"] == [{"type": "distribution", "url": url}]
     assert holdout["data"][0]["contents"] == {"url": "https://data.example.com/holdout.parquet"}
 
     model = _component(bom, MODEL_REF)

@@ -17,6 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from aegis_plugin.core.sbom import card as card_facts
+from aegis_plugin.core.sbom.inventory import Inventory
+
 _ORGANISATION_WORDS = re.compile(
     r"\b(team|maintainers|developers|devs|project|foundation|community|contributors|authors|group|"
     r"packagers|services|software|inc|ltd|llc|gmbh|corp|corporation|company|organization|organisation)\b\.?",
@@ -69,3 +72,15 @@ def first(*groups: "tuple[str, ...]") -> Optional[Party]:
         if group:
             return parse(group[0])
     return None
+
+
+def owner(inv: Inventory) -> Optional[Party]:
+    """The model card's owner: the supplier of the model and the app."""
+    name = card_facts.facts(inv.model.card).owner
+    return parse(name) if name else None
+
+
+def creator(inv: Inventory) -> Optional[Party]:
+    """The configured organisation (``[aegis-sbom].organization``): the documents' creator beside the tool."""
+    found = inv.image.creator
+    return Party(found.name, found.email, found.url, organization=True) if found else None

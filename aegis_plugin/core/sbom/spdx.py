@@ -164,10 +164,10 @@ def _document(inv: Inventory) -> Dict[str, Any]:
     source = f"built from {image.source_url} at commit {image.git_sha}" if image.source_url else (
         f"built at commit {image.git_sha}")
     facts = card_facts.facts(model.card)
-    owner = parties.parse(facts.owner) if facts.owner else None
+    owner = parties.owner(inv)
     card_copyright = [facts.copyright] if facts.copyright else []
     card_license = licenses.declared_expression(facts.license, "model", refs)
-    creator = _creator_party(inv)
+    creator = parties.creator(inv)
     packages.append(_package(
         image_id, image.name, image.version,
         supplier=creator or owner,
@@ -279,11 +279,6 @@ def _document(inv: Inventory) -> Dict[str, Any]:
             {"licenseId": e.license_id, "name": e.name, "extractedText": e.text} for e in extracted
         ]
     return document
-
-
-def _creator_party(inv: Inventory) -> Optional[parties.Party]:
-    creator = inv.image.creator
-    return parties.Party(creator.name, creator.email, creator.url, organization=True) if creator else None
 
 
 def document_namespace(inv: Inventory, content_uuid: str) -> str:

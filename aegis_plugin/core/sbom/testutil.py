@@ -64,7 +64,8 @@ def _dist(name: str, version: str, license: Any, files: list) -> Dict[str, Any]:
     tag = "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"
     return {
         "name": name, "version": version, "wheel": f"{name.replace('-', '_')}-{version}-{tag}.whl",
-        "hashes": [f"sha256:{_hex(f'whl:{name}')}"], "license": license, "authors": [f"{name} author <a@{name}.invalid>"],
+        "hashes": [f"sha256:{_hex(f'whl:{name}')}"], "license": license,
+        "authors": [f"{name} author <a@{name}.invalid>"],
         "maintainers": [], "copyright": [f"Copyright (c) 2024 {name} author"], "files": files,
     }
 
