@@ -235,8 +235,8 @@ class PlatformsField(StringSequenceField):
     default = SUPPORTED_PLATFORMS
     help = help_text(
         f"""
-        The OS/architecture pairs to build, as `os/arch`. Supported: {', '.join(SUPPORTED_PLATFORMS)}.
-        Each platform becomes one manifest under the image index.
+        The OS/architecture pairs to build, as `os/arch`. Supported today: {', '.join(SUPPORTED_PLATFORMS)},
+        built as one image manifest (the OCI layout's index names it with its platform).
         """
     )
 
@@ -470,8 +470,8 @@ class ModelPackageTarget(Target):
         """
         A trained model packaged as a reproducible OCI image: `pants package` writes an OCI layout whose
         layers are the base OS and Python, the runtime dependencies, one uncompressed layer per weights file,
-        the model's small files and the serving app, in that order, so a code edit never re-ships (or
-        re-reads) the weights.
+        the model's small files, the serving app and the SPDX SBOM, in that order, so a code edit never
+        re-ships (or re-reads) the weights.
         """
     )
 
@@ -484,7 +484,7 @@ class DebianLockfileField(SingleSourceField):
         """
         The Debian package lock (name, version, architecture, sha256, size and archive path of each package),
         written by `build-support/lock_debian.py`. It names no mirror: packages are fetched from the mirror
-        configured by `[aegis].debian_mirror` or, by default, the machine's apt sources, and verified.
+        configured by `[aegis].debian_mirrors` or, by default, the machine's apt sources, and verified.
         """
     )
 
