@@ -19,11 +19,12 @@ from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProc
 from pants.backend.python.util_rules.pex_requirements import EntireLockfile, Lockfile, Resolve
 from pants.engine.fs import CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.process import FallibleProcessResult, Process
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 import aegis_plugin.core
+from aegis_plugin.util_rules import core_imports
 
 _CORE_DIR = Path(aegis_plugin.core.__file__).parent
 # The interpreter the core runs on: fixed, so compressed layers come from one zlib on every machine.
@@ -68,16 +69,24 @@ def core_files(subdir: str = "") -> tuple[FileContent, ...]:
 
 
 @dataclass(frozen=True)
+class CoreSourcesRequest:
+    entry_module: str  # e.g. "aegis_plugin.core.cli"
+
+
+@dataclass(frozen=True)
 class CoreSources:
-    """The core's files as a digest, the sources of every PEX that runs it."""
+    """The core files one entry point imports, as a digest: the sources of the PEX that runs it. A PEX holds
+    nothing else, so editing a module that a step never imports (publishing, a test helper) leaves that
+    step's cache key as it was."""
 
     digest: Digest
 
 
 @rule
-async def core_sources() -> CoreSources:
-    files = [FileContent("aegis_plugin/__init__.py", b""), *core_files()]
-    return CoreSources(await Get(Digest, CreateDigest(files)))
+async def core_sources(request: CoreSourcesRequest) -> CoreSources:
+    files = {f.path: f for f in [FileContent("aegis_plugin/__init__.py", b""), *core_files()]}
+    closure = core_imports.closure(request.entry_module, {path: f.content for path, f in files.items()})
+    return CoreSources(await Get(Digest, CreateDigest(files[path] for path in closure)))
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,12 @@ class AegisCorePex:
     pex: VenvPex
 
 
+CORE_CLI = "aegis_plugin.core.cli"
+
+
 @rule(desc="Building the Aegis core", level=LogLevel.DEBUG)
-async def build_core_pex(sources: CoreSources) -> AegisCorePex:
+async def build_core_pex() -> AegisCorePex:
+    sources = await Get(CoreSources, CoreSourcesRequest(CORE_CLI))
     pex = await Get(
         VenvPex,
         PexRequest(
@@ -94,7 +107,7 @@ async def build_core_pex(sources: CoreSources) -> AegisCorePex:
             internal_only=True,
             sources=sources.digest,
             interpreter_constraints=CORE_INTERPRETER_CONSTRAINTS,
-            main=EntryPoint("aegis_plugin.core.cli"),
+            main=EntryPoint(CORE_CLI),
         ),
     )
     return AegisCorePex(pex)
@@ -107,8 +120,11 @@ class CoreToolPexRequest:
 
 
 @rule
-async def core_tool_pex_request(request: CoreToolPexRequest, sources: CoreSources) -> PexRequest:
-    lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
+async def core_tool_pex_request(request: CoreToolPexRequest) -> PexRequest:
+    lockfile, sources = await MultiGet(
+        Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True)),
+        Get(CoreSources, CoreSourcesRequest(request.tool.value)),
+    )
     return PexRequest(
         output_filename=f"{request.tool.name.lower()}.pex",
         internal_only=True,
