@@ -43,7 +43,7 @@ class CoreCommand(Enum):
 
 
 class CoreTool(Enum):
-    """Core entry points that need third-party code: each runs as a PEX of the core's sources plus one
+    """Core entry points that need third-party code: each runs as a PEX of the core modules it imports plus one
     resolve, whose lock (a hash-pinned requirements file) is installed whole."""
 
     CONTRACT_TEST = "aegis_plugin.core.contract.cli"  # `pants test`: resolve [aegis-contract-test].resolve
