@@ -107,7 +107,7 @@ from aegis_plugin.util_rules.layers import (
     Layer,
     LayerFile,
 )
-from aegis_plugin.util_rules.sbom import CYCLONEDX_FILE, SBOM_IN_IMAGE, SPDX_FILE, Sbom, SbomRequest
+from aegis_plugin.util_rules.sbom import CYCLONEDX_FILE, SBOM_IN_IMAGE, SPDX3_FILE, SPDX_FILE, Sbom, SbomRequest
 from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
 
 
@@ -688,6 +688,7 @@ async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
             BuiltPackageArtifact(f"{output_path}/oci", extra_log_lines=image.log_lines),
             BuiltPackageArtifact(f"{output_path}/{CYCLONEDX_FILE}"),
             BuiltPackageArtifact(f"{output_path}/{SPDX_FILE}"),
+            BuiltPackageArtifact(f"{output_path}/{SPDX3_FILE}"),
         ),
     )
 

@@ -24,8 +24,9 @@ class SbomSubsystem(Subsystem):
     help = help_text(
         """
         The software bill of materials of each `model_package` image: `sbom.cdx.json` (CycloneDX 1.6, with
-        the model as a `machine-learning-model` component and its model card) and `sbom.spdx.json` (SPDX
-        2.3, also shipped in the image as `/app/sbom.spdx.json`), written next to the image in `dist/`.
+        the model as a `machine-learning-model` component, its model card and lineage), `sbom.spdx.json` (SPDX
+        2.3, also shipped in the image as `/app/sbom.spdx.json`) and `sbom.spdx3.json` (SPDX 3.0.1), written
+        next to the image in `dist/`.
         `package` fails when a file of the image belongs to no component of the SBOM, unless it matches
         `allow`; the counts are in `sbom-completeness.json`.
         """

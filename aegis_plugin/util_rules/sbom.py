@@ -40,6 +40,7 @@ from aegis_plugin.util_rules.layers import APP_SITE_PACKAGES, Layer
 
 CYCLONEDX_FILE = "sbom.cdx.json"
 SPDX_FILE = "sbom.spdx.json"
+SPDX3_FILE = "sbom.spdx3.json"
 COMPLETENESS_FILE = "sbom-completeness.json"
 SBOM_IN_IMAGE = "/app/sbom.spdx.json"  # where the seed's artifact anatomy puts it
 

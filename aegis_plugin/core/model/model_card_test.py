@@ -87,7 +87,7 @@ def test_real_card_fields(real_text: str) -> None:
     fields = parse(real_text).fields
     assert fields["model_id"] == "fraud-detector"
     assert fields["version"] == "1.0.0"
-    assert fields["owner"] == "Aegis maintainers"
+    assert fields["owner"] == "Aegis maintainers <https://github.com/aegis-ml/aegis>"
     assert fields["license"] == "Apache-2.0"
     assert fields["framework"] == "numpy"
 

@@ -3,8 +3,9 @@
     python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR \
         [--layers L1 L2 ... --site-packages /app/site-packages --allow GLOB ...]
 
-writes DIR/sbom.cdx.json (CycloneDX 1.6) and DIR/sbom.spdx.json (SPDX 2.3) after validating them (the
-CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for SPDX). With `--layers` (the image's layer
+writes DIR/sbom.cdx.json (CycloneDX 1.6), DIR/sbom.spdx.json (SPDX 2.3) and DIR/sbom.spdx3.json (SPDX 3.0.1
+JSON-LD), after validating the first two (the CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for
+SPDX 2.3; no SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX project's checker on it). With `--layers` (the image's layer
 blobs or tables of contents, lowest first) it also measures completeness: every regular file of the image must belong to a
 component of the inventory (or match an `--allow` glob); the counts go to DIR/sbom-completeness.json.
 
@@ -26,10 +27,12 @@ from aegis_plugin.core.sbom import inventory as inventory_module
 from aegis_plugin.core.sbom.common import app_name
 from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx, validate_cyclonedx
 from aegis_plugin.core.sbom.spdx import build_spdx, validate_spdx
+from aegis_plugin.core.sbom.spdx3 import build_spdx3
 
 MODULE = "aegis_plugin.core.sbom.cli"
 CYCLONEDX_FILE = "sbom.cdx.json"
 SPDX_FILE = "sbom.spdx.json"
+SPDX3_FILE = "sbom.spdx3.json"
 COMPLETENESS_FILE = "sbom-completeness.json"
 
 
@@ -49,7 +52,7 @@ def completeness_report(
     return completeness.attribute(list(layers), site_packages, components, list(allow))
 
 
-def _write(out: str, cdx: bytes, spdx: bytes, report: Optional[completeness.Report]) -> None:
+def _write(out: str, cdx: bytes, spdx: bytes, spdx3: bytes, report: Optional[completeness.Report]) -> None:
     """Validates and writes all documents, or fails leaving ``out`` untouched."""
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -59,6 +62,8 @@ def _write(out: str, cdx: bytes, spdx: bytes, report: Optional[completeness.Repo
             f.write(cdx)
         with open(os.path.join(staging, SPDX_FILE), "wb") as f:
             f.write(spdx)
+        with open(os.path.join(staging, SPDX3_FILE), "wb") as f:
+            f.write(spdx3)
         if report is not None:
             with open(os.path.join(staging, COMPLETENESS_FILE), "w", encoding="utf-8") as f:
                 f.write(report.to_json())
@@ -77,7 +82,7 @@ def _write(out: str, cdx: bytes, spdx: bytes, report: Optional[completeness.Repo
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--inventory", required=True, help="the inventory JSON (see inventory.py)")
-    parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE} and {SPDX_FILE}")
+    parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE}, {SPDX_FILE} and {SPDX3_FILE}")
     parser.add_argument("--layers", nargs="*", default=None, help="the image's layers, lowest first: blobs, or the toc.json their layer steps wrote")
     parser.add_argument("--site-packages", default="/app/site-packages",
                         help="the image directory holding the Python distributions' .dist-info")
@@ -94,7 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except completeness.CompletenessError as e:
                 raise _Failure(f"{e}: give them to a component (a package, the model or the app), or allow them "
                                f"knowingly with `[aegis-sbom].allow`") from None
-        _write(args.out, build_cyclonedx(inv), build_spdx(inv), report)
+        _write(args.out, build_cyclonedx(inv), build_spdx(inv), build_spdx3(inv), report)
     except (inventory_module.InventoryError, completeness.CompletenessError, _Failure) as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2

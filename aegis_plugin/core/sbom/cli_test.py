@@ -8,14 +8,16 @@ import pytest
 from aegis_plugin.core.sbom import cli, testutil
 from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx
 from aegis_plugin.core.sbom.spdx import build_spdx
+from aegis_plugin.core.sbom.spdx3 import build_spdx3
 
 
-def test_writes_both_documents(tmp_path: Path) -> None:
+def test_writes_every_document(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(testutil.inventory()))
     assert cli.main(["--inventory", str(inventory), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "sbom.cdx.json").read_bytes() == build_cyclonedx(testutil.inventory())
     assert (tmp_path / "out" / "sbom.spdx.json").read_bytes() == build_spdx(testutil.inventory())
+    assert (tmp_path / "out" / "sbom.spdx3.json").read_bytes() == build_spdx3(testutil.inventory())
 
 
 def test_bad_inventory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

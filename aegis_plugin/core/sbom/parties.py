@@ -52,15 +52,19 @@ class Party:
 
 
 _NAMED_ADDRESS = re.compile(r"^(?P<name>.*?)\s*<(?P<email>[^<>\s]+@[^<>\s]+)>$")
+_NAMED_URL = re.compile(r"^(?P<name>.*?)\s*<(?P<url>https?://[^<>\s]+)>$")
 _BARE_ADDRESS = re.compile(r"^[^<>\s]+@[^<>\s]+$")
 
 
 def parse(entry: str) -> Party:
-    """One ``Name <email>``, ``email`` or ``Name`` entry (as the inventory holds them)."""
+    """One ``Name <email>``, ``Name <https://…>``, ``email`` or ``Name`` entry (as the inventory holds them)."""
     entry = " ".join(entry.split())
     named = _NAMED_ADDRESS.match(entry)
     if named:
         return Party(name=named.group("name").strip('" ') or named.group("email"), email=named.group("email"))
+    named = _NAMED_URL.match(entry)
+    if named and named.group("name").strip('" '):
+        return Party(name=named.group("name").strip('" '), url=named.group("url"))
     if _BARE_ADDRESS.match(entry):
         return Party(name=entry, email=entry)
     return Party(name=entry)

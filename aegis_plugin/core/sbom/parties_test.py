@@ -17,6 +17,8 @@ from aegis_plugin.core.sbom.parties import Party, first, parse
          "Organization: Hugging Face, Inc. (hf@example.org)"),
         ("njs@example.org", Party("njs@example.org", "njs@example.org"), "Person: njs@example.org (njs@example.org)"),
         ("Aegis maintainers", Party("Aegis maintainers"), "Organization: Aegis maintainers"),
+        ("Aegis maintainers <https://example.org/aegis>", Party("Aegis maintainers", url="https://example.org/aegis"),
+         "Organization: Aegis maintainers"),
         ("Someone (the author)", Party("Someone (the author)"), "Person: Someone [the author]"),
         ("Laszlo Boszormenyi (GCS) <gcs@example.org>", Party("Laszlo Boszormenyi (GCS)", "gcs@example.org"),
          "Person: Laszlo Boszormenyi (GCS) (gcs@example.org)"),

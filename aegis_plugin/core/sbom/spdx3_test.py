@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List
+
+import pytest
+
+from aegis_plugin.core.sbom import testutil
+from aegis_plugin.core.sbom.inventory import from_dict
+from aegis_plugin.core.sbom.spdx3 import CONTEXT, build_spdx3
+
+
+@pytest.fixture(scope="module")
+def data() -> bytes:
+    return build_spdx3(from_dict(testutil.inventory()))
+
+
+@pytest.fixture(scope="module")
+def graph(data: bytes) -> Dict[str, Dict[str, Any]]:
+    document = json.loads(data)
+    assert document["@context"] == CONTEXT
+    return {e.get("spdxId", e.get("@id")): e for e in document["@graph"]}
+
+
+def _named(graph: Dict[str, Dict[str, Any]], name: str, kind: str = "software_Package") -> Dict[str, Any]:
+    return next(e for e in graph.values() if e.get("name") == name and e["type"] == kind)
+
+
+def _relations(graph: Dict[str, Dict[str, Any]], source: str, kind: str) -> List[str]:
+    return [t for e in graph.values() if e["type"] == "Relationship" and e["from"] == source
+            and e["relationshipType"] == kind for t in e["to"]]
+
+
+def test_a_build_sbom_rooted_at_the_image(graph: Dict[str, Dict[str, Any]]) -> None:
+    (document,) = [e for e in graph.values() if e["type"] == "SpdxDocument"]
+    sbom = graph[document["rootElement"][0]]
+    assert sbom["type"] == "software_Sbom" and sbom["software_sbomType"] == ["build"]
+    image = graph[sbom["rootElement"][0]]
+    assert (image["name"], image["software_primaryPurpose"]) == ("aegis/fraud-detector", "container")
+    info = graph["_:creationinfo"]
+    assert info["specVersion"] == "3.0.1" and info["created"] == "2025-11-24T16:00:00Z"
+    (creator,) = info["createdBy"]
+    assert graph[creator]["type"] == "Organization" and graph[creator]["externalIdentifier"] == [
+        {"type": "ExternalIdentifier", "externalIdentifierType": "email", "identifier": "ml-platform@example.invalid"},
+        {"type": "ExternalIdentifier", "externalIdentifierType": "urlScheme",
+         "identifier": "https://example.invalid/ml-platform"},
+    ]
+    assert graph[info["createdUsing"][0]]["type"] == "Tool"
+    # Every element is in the document and the SBOM, and every identifier lives under the document's namespace.
+    assert set(document["element"]) == set(graph) - {"_:creationinfo", document["spdxId"]}
+    assert all(i.startswith(document["spdxId"].split("#")[0] + "#") for i in graph if i != "_:creationinfo")
+
+
+def test_packages_with_who_licenses_and_files(graph: Dict[str, Dict[str, Any]]) -> None:
+    libc = _named(graph, "libc6")
+    assert graph[libc["suppliedBy"]]["name"] == "glibc Maintainers"
+    assert [graph[o]["name"] for o in libc["originatedBy"]] == ["glibc Maintainers"]
+    assert libc["software_copyrightText"] == "2001-2024 The glibc authors"
+    assert libc["verifiedUsing"][0]["algorithm"] == "sha256"
+    (declared,) = _relations(graph, libc["spdxId"], "hasDeclaredLicense")
+    assert _relations(graph, libc["spdxId"], "hasConcludedLicense") == [declared]
+    assert graph[declared]["simplelicensing_licenseExpression"].startswith("GPL-2.0-or-later")
+    hub = _named(graph, "huggingface-hub")  # declares no license: no license element, no relationship
+    assert _relations(graph, hub["spdxId"], "hasConcludedLicense") == []
+    model = _named(graph, "fraud-detector")
+    assert model["software_primaryPurpose"] == "model"
+    files = [graph[f]["name"] for f in _relations(graph, model["spdxId"], "contains")]
+    assert sorted(files) == ["/app/model/model_card.md", "/app/model/tokenizer.json", "/app/model/weights.safetensors"]
+    app = _named(graph, "fraud-detector-server")
+    assert sorted(graph[d]["name"] for d in _relations(graph, app["spdxId"], "dependsOn")) == [
+        "filelock", "huggingface-hub", "numpy", "safetensors", "tokenizers"]
+    for relationship in (e for e in graph.values() if e["type"] == "Relationship"):
+        assert relationship.get("completeness") == (
+            "complete" if relationship["relationshipType"] in ("contains", "dependsOn") else None)
+
+
+def test_bytes_are_canonical_and_independent_of_input_order(data: bytes) -> None:
+    assert data.endswith(b"}\n") and b"urn:aegis" not in data
+    assert build_spdx3(testutil.shuffled(testutil.inventory(), 3)) == data
+    other = testutil.inventory()
+    other["image"]["version"] = "1.0.1"
+    assert build_spdx3(other) != data
