@@ -109,7 +109,8 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     fsct = _sbomcheck("spdx3", "fsct3-min", out / "sbom.spdx3.json")
     assert fsct["validationMessages"] == [] and fsct["parsingError"] == []
     assert all(fsct[key]["allProvided"] for key in ("componentNames", "componentVersions", "componentSuppliers"))
-    for key, field in (("componentConcludedLicenses", "licenseConcluded"), ("componentCopyrightTexts", "copyrightText")):
+    for key, field in (("componentConcludedLicenses", "licenseConcluded"),
+                       ("componentCopyrightTexts", "copyrightText")):
         silent = sorted(p["name"] for p in spdx2_packages if p[field] == "NOASSERTION")
         assert sorted(fsct[key]["nonconformantComponents"]) == silent, key
     # BSI TR-03183-2: the SBOM's creator (with its URL), every component's creator (with an e-mail or URL) and

@@ -1,13 +1,14 @@
-"""Write and check both SBOMs of an image, as one command:
+"""Write and check the SBOMs of an image, as one command:
 
     python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR \
         [--layers L1 L2 ... --site-packages /app/site-packages --allow GLOB ...]
 
 writes DIR/sbom.cdx.json (CycloneDX 1.6), DIR/sbom.spdx.json (SPDX 2.3) and DIR/sbom.spdx3.json (SPDX 3.0.1
-JSON-LD), after validating the first two (the CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for
-SPDX 2.3; no SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX project's checker on it). With `--layers` (the image's layer
-blobs or tables of contents, lowest first) it also measures completeness: every regular file of the image must belong to a
-component of the inventory (or match an `--allow` glob); the counts go to DIR/sbom-completeness.json.
+JSON-LD), after validating the first two (the CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools
+for SPDX 2.3; no SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX project's checker on it).
+With `--layers` (the image's layer blobs or tables of contents, lowest first) it also measures completeness:
+every regular file of the image must belong to a component of the inventory (or match an `--allow` glob);
+the counts go to DIR/sbom-completeness.json.
 
 Exit status 0 when everything is written; 2 with one `aegis: ...` line on stderr for a malformed inventory,
 an invalid document or unattributed files, and then nothing is written.

@@ -122,7 +122,8 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
         purl = common.debian_purl(pkg)
         contained.append(graph.package(
             "Deb", purl, pkg.name, pkg.version, "library", parties.parse(pkg.maintainer),
-            originators=[parties.parse(pkg.maintainer)], copyright=pkg.copyright, license=licenses.debian_expression(pkg.licenses, refs),
+            originators=[parties.parse(pkg.maintainer)], copyright=pkg.copyright,
+            license=licenses.debian_expression(pkg.licenses, refs),
             software_packageUrl=purl, verifiedUsing=[_sha256(pkg.sha256)],
         ))
     dists = []
@@ -164,8 +165,9 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
     graph.relate(image_id, "contains", contained)
     creators = [graph.agent(creator)] if creator else []
     for extracted in refs.extracted():  # the license references the expressions use, with their texts
-        graph.add({"type": "simplelicensing_SimpleLicensingText", "spdxId": _local_id("LicenseText", extracted.license_id),
-                   "name": extracted.license_id, "simplelicensing_licenseText": extracted.text})
+        graph.add({"type": "simplelicensing_SimpleLicensingText", "name": extracted.license_id,
+                   "spdxId": _local_id("LicenseText", extracted.license_id),
+                   "simplelicensing_licenseText": extracted.text})
     return graph, image_id, creators
 
 
