@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 
 from aegis_plugin.core import download as pinned_download
 from aegis_plugin.core.debian import rootfs
-from aegis_plugin.core.debian.errors import DebianError
 from aegis_plugin.core.debian.lock import parse_lock
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
@@ -33,7 +33,7 @@ FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every 
 MODEL_CARD_INFO = "model_card.json"  # files-layer with a model card: its {sections, fields}
 
 
-class UserError(Exception):
+class UserError(AegisError):
     pass
 
 
@@ -135,12 +135,7 @@ def debian_layer(args: argparse.Namespace) -> None:
     with open(args.lock) as f:
         packages = parse_lock(f.read())
     with tempfile.TemporaryDirectory() as work_dir:
-        try:
-            base = rootfs.build_base(
-                [os.path.join(args.debs, p.deb_basename) for p in packages], packages, work_dir
-            )
-        except DebianError as e:
-            raise UserError(str(e))
+        base = rootfs.build_base([os.path.join(args.debs, p.deb_basename) for p in packages], packages, work_dir)
         # The SBOM takes the packages' files from their dpkg records: no per-file digests needed.
         _write_layer(base.entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}",
                      file_digests=False)
@@ -149,16 +144,11 @@ def debian_layer(args: argparse.Namespace) -> None:
 
 def deps_layer(args: argparse.Namespace) -> None:
     """The third-party layer, plus the lock subset and the list of what it installs."""
-    try:
-        with open(args.lock) as f:
-            locked = requirements_lock.parse(f.read())
-        dists = site_packages.distributions(args.pex)
-        lock_text = requirements_lock.subset(
-            locked, {d.name: d.version for d in dists}, os.path.basename(args.lock)
-        )
-        installed = site_packages.build_site_packages(args.pex, args.prefix)
-    except (requirements_lock.LockError, site_packages.SitePackagesError) as e:
-        raise UserError(str(e))
+    with open(args.lock) as f:
+        locked = requirements_lock.parse(f.read())
+    dists = site_packages.distributions(args.pex)
+    lock_text = requirements_lock.subset(locked, {d.name: d.version for d in dists}, os.path.basename(args.lock))
+    installed = site_packages.build_site_packages(args.pex, args.prefix)
     # The SBOM takes the distributions' files from their RECORDs: no per-file digests needed.
     _write_layer(installed.entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}",
                  file_digests=False)
@@ -187,10 +177,7 @@ def fetch(args: argparse.Namespace) -> None:
             f"{pinned_download.redact_url(args.url)} carries credentials or a query string, which a cached "
             f"process must not be given: it is fetched by Pants instead (aegis_plugin/util_rules/download.py)"
         )
-    try:
-        pinned_download.download(args.url, args.sha256, args.size, os.path.join(args.out, args.name))
-    except pinned_download.DownloadError as e:
-        raise UserError(str(e))
+    pinned_download.download(args.url, args.sha256, args.size, os.path.join(args.out, args.name))
 
 
 def pinned_files(args: argparse.Namespace) -> None:
@@ -295,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except UserError as e:
+    except AegisError as e:  # UserError, and the packages' own errors (DebianError, DownloadError, …)
         print(f"aegis: {e}", file=sys.stderr)
         return 2
     return 0

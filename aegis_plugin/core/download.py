@@ -26,13 +26,15 @@ import urllib.parse
 import urllib.request
 from typing import Optional
 
+from aegis_plugin.core.errors import AegisError
+
 HIDDEN = "***"
 # A URL inside a message (e.g. one a library quotes): up to whitespace or a quote.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _SHORTEST_SECRET = 4  # shorter parts are hidden inside URLs only: alone, they would mangle a message
 
 
-class DownloadError(Exception):
+class DownloadError(AegisError):
     """One line: what was fetched and why it failed (`status`: the HTTP status, if the server answered)."""
 
     def __init__(self, message: str, status: Optional[int] = None) -> None:

@@ -25,6 +25,8 @@ from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 from . import sandbox
 from .sandbox import Container
 
+from aegis_plugin.core.errors import AegisError
+
 FLOAT_TOLERANCE = 1e-3  # relative and absolute, for FP16/FP32/FP64 outputs
 MAX_BODY_BYTES = 16 * 1024 * 1024  # the size every Aegis server must refuse above
 EXPECTED_UID = EXPECTED_GID = 65532
@@ -38,7 +40,7 @@ _FLOAT_TYPES = {"FP16", "FP32", "FP64", "BF16"}
 _COMPATIBLE = {"bool": {"BOOL"}, "str": {"BYTES"}, "int": _INT_TYPES | _FLOAT_TYPES, "float": _FLOAT_TYPES}
 
 
-class ContractSetupError(Exception):
+class ContractSetupError(AegisError):
     """The inputs of the contract test are unusable (not a failure of the image)."""
 
 

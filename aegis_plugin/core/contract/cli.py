@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from aegis_plugin.core.errors import AegisError
+
 from . import checks, sandbox, unpack
-from .checks import CheckResult, ContractSetupError
+from .checks import CheckResult
 from .sandbox import SandboxError
-from .unpack import UnpackError
 
 MODULE = "aegis_plugin.core.contract.cli"
 WORKDIR_VARIABLE = "AEGIS_CONTRACT_WORKDIR"  # a work directory the parent process created (and removes)
@@ -74,7 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _reexec(args, argv)
         sandbox.check_private_netns()
         return run(args)
-    except (UnpackError, SandboxError, ContractSetupError, OSError) as e:
+    except (AegisError, OSError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"aegis: {message}", file=sys.stderr)
         _write_report(args.report, {"passed": False, "error": str(e), "checks": []})

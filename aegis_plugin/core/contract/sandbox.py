@@ -56,6 +56,8 @@ from typing import Optional, Sequence
 
 from .unpack import ImageConfig
 
+from aegis_plugin.core.errors import AegisError
+
 NVIDIA_LIB_DIR = "/tmp/aegis-nvidia"  # the host's NVIDIA driver libraries, inside the container
 # The driver's libraries a CUDA program needs: libcuda.so.1, what it loads at run time (PTX JIT, NVVM, the GPU
 # compiler of recent drivers) and NVML, as the NVIDIA container runtime mounts them for `compute,utility`.
@@ -65,7 +67,7 @@ NETNS_MARKER = "AEGIS_CONTRACT_NETNS"  # set in the driver's environment once it
 PORT_VARIABLE = "AEGIS_PORT"
 
 
-class SandboxError(Exception):
+class SandboxError(AegisError):
     """The sandbox could not be set up (missing tool, unusable rootfs, bwrap failure)."""
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Optional, Union
 
+from aegis_plugin.core.errors import AegisError
+
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
 MANIFEST_MEDIA_TYPES = (
@@ -73,7 +75,7 @@ _DIR_FLAGS = _ROOT_FLAGS | os.O_NOFOLLOW
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class UnpackError(Exception):
+class UnpackError(AegisError):
     """The layout is invalid, a blob does not match its digest, or a layer tries to escape the rootfs."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from aegis_plugin.core.errors import AegisError
 
-class DebianError(Exception):
+
+class DebianError(AegisError):
     """A spec, index, lock or .deb is wrong; the message names the package and what to do."""

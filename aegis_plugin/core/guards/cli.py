@@ -16,6 +16,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.guards import findings as report
 from aegis_plugin.core.guards import osv, pitfalls, severity, vex, vulns
 from aegis_plugin.core.guards.inventory import from_cyclonedx
@@ -93,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (osv.DatabaseError, vex.VexError, OSError, ValueError, KeyError) as e:
+    except (AegisError, OSError, ValueError, KeyError) as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2
 

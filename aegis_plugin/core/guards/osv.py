@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import yaml
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.guards import versions
 
 
@@ -24,7 +25,7 @@ from aegis_plugin.core.guards import versions
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class DatabaseError(Exception):
+class DatabaseError(AegisError):
     pass
 
 

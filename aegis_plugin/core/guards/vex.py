@@ -14,10 +14,12 @@ import json
 from dataclasses import dataclass
 from typing import Any, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
 
+from aegis_plugin.core.errors import AegisError
+
 EXPIRES_PROPERTY = "aegis:expires"
 
 
-class VexError(Exception):
+class VexError(AegisError):
     pass
 
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from aegis_plugin.core.download import redact_url
+from aegis_plugin.core.errors import AegisError
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 _CHUNK = 1 << 20
 
 
-class MlflowError(Exception):
+class MlflowError(AegisError):
     """One line naming what was asked of which server, and why it failed; never a credential."""
 
 

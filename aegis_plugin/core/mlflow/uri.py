@@ -10,12 +10,14 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
+from aegis_plugin.core.errors import AegisError
+
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 _VERSION = re.compile(r"[1-9][0-9]*")
 _STAGES = ("none", "staging", "production", "archived", "latest")
 
 
-class ModelUriError(ValueError):
+class ModelUriError(AegisError, ValueError):
     """One line: what is wrong with the URI and what to write instead."""
 
 

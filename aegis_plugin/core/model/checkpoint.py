@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.model import safetensors
 
 SINGLE = "weights.safetensors"
@@ -25,7 +26,7 @@ _JSON_TYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AegisError, ValueError):
     pass
 
 

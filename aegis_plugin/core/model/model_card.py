@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from aegis_plugin.core.errors import AegisError
+
 # Canonical name (used in messages) -> the headings it accepts, normalised as `normalize` does.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "Intended use": ("intended use", "intended uses", "intended use cases"),
@@ -47,7 +49,7 @@ _FIELD = re.compile(r"^(?:\*\*|__)?([A-Za-z][A-Za-z0-9 _./-]*?)(?::(?:\*\*|__)|(
 _TODO = re.compile(r"^(?:todo|tbd|tba|fixme|xxx)\s*[:(-]")
 
 
-class CardError(ValueError):
+class CardError(AegisError, ValueError):
     """One line naming every missing and every empty required section."""
 
     def __init__(self, missing: list[str], empty: list[str]) -> None:

@@ -11,6 +11,8 @@ import os
 import struct
 from math import prod
 
+from aegis_plugin.core.errors import AegisError
+
 DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
     "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -20,7 +22,7 @@ DTYPE_SIZES = {
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
 
 
-class SafetensorsError(ValueError):
+class SafetensorsError(AegisError, ValueError):
     pass
 
 

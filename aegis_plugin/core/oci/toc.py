@@ -16,6 +16,8 @@ import posixpath
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Union
 
+from aegis_plugin.core.errors import AegisError
+
 DPKG_STATUS_DIR = "/var/lib/dpkg/status.d"  # a distroless-style dpkg database: one record file per package
 
 
@@ -27,7 +29,7 @@ class TocEntry:
     data: Optional[bytes] = None  # bookkeeping files only
 
 
-class TocError(ValueError):
+class TocError(AegisError, ValueError):
     pass
 
 

@@ -17,6 +17,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.publish.promote import promote
 from aegis_plugin.core.publish.verify import (
     KeylessPolicy,
@@ -26,12 +27,9 @@ from aegis_plugin.core.publish.verify import (
     load_public_key,
     verify,
 )
-from aegis_plugin.core.registry.auth import AuthError
 from aegis_plugin.core.registry.client import Registry
-from aegis_plugin.core.registry.push import TagConflictError
 from aegis_plugin.core.registry.reference import ReferenceError, parse
-from aegis_plugin.core.registry.transport import RegistryError
-from aegis_plugin.core.sign.identity import IdentityError, TrustedRoot
+from aegis_plugin.core.sign.identity import TrustedRoot
 
 
 def policy(args: argparse.Namespace) -> Policy:
@@ -86,7 +84,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as e:
         print(f"aegis: {e.filename}: {e.strerror}", file=sys.stderr)
         return 1
-    except (VerificationError, IdentityError, ReferenceError, RegistryError, AuthError, TagConflictError) as e:
+    except AegisError as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 1
     return 0

@@ -30,29 +30,22 @@ from typing import Callable, ContextManager, Iterator, List, Mapping, Optional, 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci.layout import blob_path
 from aegis_plugin.core.publish import model_signature, provenance
-from aegis_plugin.core.registry.auth import AuthError
 from aegis_plugin.core.registry.client import Registry
-from aegis_plugin.core.registry.push import (
-    LayoutImage,
-    TagConflictError,
-    check_tag,
-    push_image,
-    tag_image,
-)
-from aegis_plugin.core.registry.reference import Reference, ReferenceError, parse
-from aegis_plugin.core.registry.transport import RegistryError
+from aegis_plugin.core.registry.push import LayoutImage, check_tag, push_image, tag_image
+from aegis_plugin.core.registry.reference import Reference, parse
 from aegis_plugin.core.sign import cosign, dsse, keyless, keys
 from aegis_plugin.core.sign.attach import attach
 from aegis_plugin.core.sign.identity import certificate_identity
-from aegis_plugin.core.sign.signer import KeySigner, Signer, SigningError
+from aegis_plugin.core.sign.signer import KeySigner, Signer
 
 UNSIGNED = "unsigned"
 KEY_FILE_ENV, KEY_ENV, PASSWORD_ENV = "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_PASSWORD"
 
 
-class PublishError(Exception):
+class PublishError(AegisError):
     pass
 
 
@@ -233,8 +226,7 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
     try:
         for line in publish(args, environ):
             print(line)
-    except (PublishError, ReferenceError, RegistryError, AuthError, TagConflictError, keys.SigningKeyError,
-            SigningError, model_signature.ModelSignatureError) as e:
+    except AegisError as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2
     return 0

@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sign import dsse
 from aegis_plugin.core.sign.identity import IdentityError, TrustedRoot, verify_signer
 from aegis_plugin.core.sign.signer import KeylessSigner, KeySigner, Signer, leaf_certificate
@@ -36,7 +37,7 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SUFFIX = "msig"
 
 
-class ModelSignatureError(Exception):
+class ModelSignatureError(AegisError):
     pass
 
 

@@ -24,6 +24,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
@@ -39,7 +40,7 @@ _UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, Recu
                InvalidSignature, IdentityError, LogEntryError)
 
 
-class VerificationError(Exception):
+class VerificationError(AegisError):
     """Why the image must not be trusted, in one line."""
 
 

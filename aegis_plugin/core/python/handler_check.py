@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Collection, Iterable, Iterator, Sequence
 
+from aegis_plugin.core.errors import AegisError
+
 IMAGE_PYTHON = (3, 11)
 RUNTIME_PACKAGE = "aegis_runtime"
 
@@ -55,7 +57,7 @@ class SourceFile:
     text: str
 
 
-class HandlerError(ValueError):
+class HandlerError(AegisError, ValueError):
     pass
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aegis_plugin.core.errors import AegisError
+
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 
 
@@ -27,7 +29,7 @@ class LockedRequirement:
         return tuple(re.findall(r"--hash=(sha256:[0-9a-f]{64})", self.text))
 
 
-class LockError(ValueError):
+class RequirementsLockError(AegisError, ValueError):
     pass
 
 
@@ -46,14 +48,14 @@ def parse(text: str) -> list[LockedRequirement]:
     for block in blocks:
         match = _PIN.match(block[0])
         if not match:
-            raise LockError(f"not a pinned requirement: {block[0]!r}")
+            raise RequirementsLockError(f"not a pinned requirement: {block[0]!r}")
         requirement = LockedRequirement(
             canonical_name(match.group("name")), match.group("version"), " \\\n    ".join(
                 part.rstrip(" \\") for part in block
             )
         )
         if not requirement.hashes:
-            raise LockError(f"{requirement.name}=={requirement.version} is not pinned by hash")
+            raise RequirementsLockError(f"{requirement.name}=={requirement.version} is not pinned by hash")
         result.append(requirement)
     return result
 
@@ -67,7 +69,7 @@ def subset(requirements: list[LockedRequirement], installed: dict[str, str], loc
     for name in sorted(installed):
         matching = [r for r in by_name.get(name, []) if r.version == installed[name]]
         if not matching:
-            raise LockError(f"{name}=={installed[name]} is installed but not pinned in {lock_name}")
+            raise RequirementsLockError(f"{name}=={installed[name]} is installed but not pinned in {lock_name}")
         blocks.append(matching[0].text)
     header = f"# The exact third-party distributions in this image, pinned by hash (a subset of {lock_name}).\n"
     return (header + "\n".join(blocks) + "\n").encode()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from aegis_plugin.core.python.requirements_lock import LockError, canonical_name, parse, subset
+from aegis_plugin.core.python.requirements_lock import RequirementsLockError, canonical_name, parse, subset
 
 H1, H2, H3 = ("sha256:" + c * 64 for c in "abc")
 LOCK = f"""# generated
@@ -28,12 +28,12 @@ def test_subset_is_exactly_the_installed_distributions() -> None:
 
 
 def test_subset_refuses_an_unpinned_distribution() -> None:
-    with pytest.raises(LockError, match="numpy==9.9 is installed but not pinned in runtime.lock"):
+    with pytest.raises(RequirementsLockError, match="numpy==9.9 is installed but not pinned in runtime.lock"):
         subset(parse(LOCK), {"numpy": "9.9"}, "runtime.lock")
 
 
 def test_a_pin_without_hashes_is_an_error() -> None:
-    with pytest.raises(LockError, match="numpy==1.0 is not pinned by hash"):
+    with pytest.raises(RequirementsLockError, match="numpy==1.0 is not pinned by hash"):
         parse("numpy==1.0\n")
 
 

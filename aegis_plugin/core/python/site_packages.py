@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 
 from aegis_plugin.core import notices
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci.layer import LayerEntry
 from aegis_plugin.core.python.requirements_lock import canonical_name
 
@@ -28,7 +29,7 @@ class Distribution:
     wheel: str
 
 
-class SitePackagesError(ValueError):
+class SitePackagesError(AegisError, ValueError):
     pass
 
 

@@ -22,13 +22,15 @@ import os
 from dataclasses import dataclass
 from typing import FrozenSet, Mapping, Optional
 
+from aegis_plugin.core.errors import AegisError
+
 USERNAME_ENV = "AEGIS_REGISTRY_USERNAME"
 PASSWORD_ENV = "AEGIS_REGISTRY_PASSWORD"
 HOST_ENV = "AEGIS_REGISTRY_HOST"
 TOKEN_HOSTS_ENV = "AEGIS_REGISTRY_TOKEN_HOSTS"
 
 
-class AuthError(Exception):
+class AuthError(AegisError):
     pass
 
 

@@ -10,12 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci.layout import blob_path, read_index
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
+from aegis_plugin.core.registry.transport import RegistryError
 
 
-class TagConflictError(Exception):
+class TagConflictError(AegisError):
     """The tag exists with another digest; the message names both."""
 
 
@@ -54,7 +56,7 @@ class LayoutImage:
         index = read_index(layout)
         manifests = index.get("manifests") or []
         if len(manifests) != 1:
-            raise ValueError(f"{layout}: expected one image in index.json, found {len(manifests)}")
+            raise RegistryError(f"{layout}: expected one image in index.json, found {len(manifests)}")
         descriptor = manifests[0]
         with open(blob_path(layout, descriptor["digest"]), "rb") as f:
             manifest = f.read()

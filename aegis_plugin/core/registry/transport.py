@@ -23,13 +23,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import BinaryIO, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple, Union
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.registry.auth import HOST_ENV, TOKEN_HOSTS_ENV, Credentials
 from aegis_plugin.core.registry.reference import is_loopback
 
 Body = Union[bytes, BinaryIO, None]
 
 
-class RegistryError(Exception):
+class RegistryError(AegisError):
     """One line: the registry, what was asked, and what it answered (`status`: None when unreachable)."""
 
     def __init__(self, message: str, status: Optional[int] = None) -> None:

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from typing import Optional, Sequence
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sbom import completeness
 from aegis_plugin.core.sbom import inventory as inventory_module
 from aegis_plugin.core.sbom.common import app_name
@@ -37,7 +38,7 @@ SPDX3_FILE = "sbom.spdx3.json"
 COMPLETENESS_FILE = "sbom-completeness.json"
 
 
-class _Failure(Exception):
+class _Failure(AegisError):
     pass
 
 
@@ -101,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise _Failure(f"{e}: give them to a component (a package, the model or the app), or allow them "
                                f"knowingly with `[aegis-sbom].allow`") from None
         _write(args.out, build_cyclonedx(inv), build_spdx(inv), build_spdx3(inv), report)
-    except (inventory_module.InventoryError, completeness.CompletenessError, _Failure) as e:
+    except AegisError as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2
     return 0

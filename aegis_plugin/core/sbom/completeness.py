@@ -36,6 +36,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Tuple
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci import toc
 
 DPKG_STATUS_DIR = toc.DPKG_STATUS_DIR
@@ -45,7 +46,7 @@ _WHITEOUT = ".wh."
 _MAX_SYMLINK_HOPS = 40
 
 
-class CompletenessError(ValueError):
+class CompletenessError(AegisError, ValueError):
     pass
 
 

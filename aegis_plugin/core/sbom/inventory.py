@@ -47,6 +47,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from aegis_plugin.core.errors import AegisError
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _GIT_SHA = re.compile(r"^[0-9a-f]{40}(?:-dirty)?$")
@@ -57,7 +59,7 @@ MODEL_FILE_ROLES = ("weights", "tokenizer", "model_card", "config", "other")
 DATASET_ROLES = ("training", "evaluation")
 
 
-class InventoryError(ValueError):
+class InventoryError(AegisError, ValueError):
     """The inventory is malformed; the message is one line naming the field."""
 
 

@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sign.tlog import LogEntry, LogEntryError
 
 # Fulcio's certificate extensions naming the OIDC issuer: v2 (DER UTF8String) and the older raw string.
@@ -25,7 +26,7 @@ ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 
 
-class IdentityError(Exception):
+class IdentityError(AegisError):
     pass
 
 

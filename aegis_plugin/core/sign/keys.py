@@ -18,11 +18,13 @@ import nacl.secret
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
+
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
 _COSIGN_TYPES = (b"ENCRYPTED SIGSTORE PRIVATE KEY", b"ENCRYPTED COSIGN PRIVATE KEY")
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(AegisError, ValueError):
     """The key cannot be loaded; the message says why (never the key or the password)."""
 
 

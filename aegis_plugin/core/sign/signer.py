@@ -17,11 +17,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sign import dsse, keys
 from aegis_plugin.core.sign.tlog import LogEntry
 
 
-class SigningError(Exception):
+class SigningError(AegisError):
     pass
 
 

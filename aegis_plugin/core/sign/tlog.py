@@ -16,8 +16,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from aegis_plugin.core.errors import AegisError
 
-class LogEntryError(Exception):
+
+class LogEntryError(AegisError):
     pass
 
 
