@@ -204,12 +204,16 @@ async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResu
         )
     result = await Get(FallibleProcessResult, Process, process)
     if result.exit_code != 0:
-        # The core reports user errors as one `aegis: ...` line; anything else is a bug worth showing whole.
-        stderr = result.stderr.decode(errors="replace").strip()
-        lines = [line for line in stderr.splitlines() if line.startswith("aegis: ")]
-        message = lines[-1][len("aegis: ") :] if lines else stderr
-        raise AegisBuildError(f"{request.error_context}: {message}")
+        raise core_error(request.error_context, result.stderr)
     return CoreResult(result.output_digest)
+
+
+def core_error(context: str, stderr: bytes) -> AegisBuildError:
+    """The build error for a failed core process: the core reports what a user can fix as one `aegis: ...`
+    line (core/errors.py); anything else is a bug, worth showing whole."""
+    text = stderr.decode(errors="replace").strip()
+    lines = [line for line in text.splitlines() if line.startswith("aegis: ")]
+    return AegisBuildError(f"{context}: {lines[-1][len('aegis: '):] if lines else text}")
 
 
 def rules():

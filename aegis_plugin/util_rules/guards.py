@@ -18,7 +18,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from aegis_plugin.subsystems.guards import GuardsSubsystem
-from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
+from aegis_plugin.util_rules.core_process import CoreTool, CoreToolPexRequest, core_error
 
 REPORT_FILES = ("guards.json", "guards.sarif")
 
@@ -73,10 +73,8 @@ async def run_guards(request: GuardsRequest, guards: GuardsSubsystem) -> GuardsR
         ),
     )
     result = await Get(FallibleProcessResult, Process, process)
-    if result.exit_code not in (0, 1):
-        stderr = result.stderr.decode(errors="replace").strip()
-        lines = [line for line in stderr.splitlines() if line.startswith("aegis: ")]
-        raise AegisBuildError(f"{request.context}: {lines[-1][len('aegis: '):] if lines else stderr}")
+    if result.exit_code not in (0, 1):  # 1: findings at the failing level, reported in guards.json
+        raise core_error(request.context, result.stderr)
     report = await Get(Digest, DigestSubset(result.output_digest, PathGlobs([f"reports/{n}" for n in REPORT_FILES])))
     contents = await Get(DigestContents, DigestSubset(report, PathGlobs(["reports/guards.json"])))
     findings = json.loads(contents[0].content)["findings"]

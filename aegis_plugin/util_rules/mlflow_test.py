@@ -7,8 +7,8 @@ from typing import Any, Callable
 import pytest
 
 from pants.engine.addresses import Address
-from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import CreateDigest, Digest, EMPTY_DIGEST, NativeDownloadFile, RemovePrefix
+from pants.engine.env_vars import EnvironmentVars
+from pants.engine.fs import CreateDigest, EMPTY_DIGEST, NativeDownloadFile, RemovePrefix
 from pants.engine.rules import Get
 from pants.testutil.option_util import create_subsystem
 
