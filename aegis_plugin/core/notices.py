@@ -1,10 +1,13 @@
-"""Copyright notices found in free-form text: a Debian copyright file, a Python distribution's license files."""
+"""Copyright notices found in free-form text: a Debian copyright file, a Python distribution's license files,
+the comments of its source files."""
 from __future__ import annotations
 
 import re
 
 # "Copyright", then "(c)", "©" or a year: a notice, not a heading such as "COPYRIGHT STATEMENTS AND ...".
 _NOTICE = re.compile(r"^\s*copyright\s*(?:\(c\)|©|\d)", re.IGNORECASE)
+# The same notice behind a comment leader (`# `, ` * `, `// `, `-- `, `; `), which is not part of it.
+_COMMENTED_NOTICE = re.compile(r"^[\s#*/;!-]*(copyright\s*(?:\(c\)|©|\d).*?)[\s*/]*$", re.IGNORECASE)
 
 
 def distinct(lines: "list[str] | tuple[str, ...]") -> tuple[str, ...]:
@@ -16,3 +19,9 @@ def distinct(lines: "list[str] | tuple[str, ...]") -> tuple[str, ...]:
 def notice_lines(text: str) -> tuple[str, ...]:
     """The distinct lines of ``text`` that are copyright notices, in order."""
     return distinct([line for line in text.splitlines() if _NOTICE.match(line)])
+
+
+def source_notice_lines(text: str) -> tuple[str, ...]:
+    """The distinct copyright notices in the comments of a source file, without their comment leaders."""
+    found = (_COMMENTED_NOTICE.match(line) for line in text.splitlines() if "opyright" in line or "OPYRIGHT" in line)
+    return distinct([match.group(1) for match in found if match])

@@ -256,6 +256,7 @@ class InstalledPackage:
     licenses: tuple[str, ...]  # DEP-5 short names from its copyright file (see copyright.py)
     copyright: tuple[str, ...]  # the copyright notices of that file, in its order
     files: tuple[str, ...]  # absolute paths of its files and symlinks, sorted
+    copyright_file: str = ""  # the path of that file in the image ("" if it ships none)
 
     def to_json(self) -> dict:
         pkg = self.package
@@ -263,6 +264,7 @@ class InstalledPackage:
             "name": pkg.name, "version": pkg.version, "architecture": pkg.architecture, "source": pkg.source,
             "source_version": pkg.source_version, "sha256": pkg.sha256, "maintainer": self.maintainer,
             "licenses": list(self.licenses), "copyright": list(self.copyright), "files": list(self.files),
+            "copyright_file": self.copyright_file,
         }
 
 
@@ -307,19 +309,20 @@ def build_base(
     tree.add_missing_parents()
     installed = []
     for pkg, _ in pairs:
-        text = _copyright_file(tree, pkg.name)
+        path, text = _copyright_file(tree, pkg.name)
         installed.append(InstalledPackage(
             pkg,
             maintainer=controls[pkg.name].fields.get("Maintainer", "").strip(),
             licenses=declared_licenses(text),
             copyright=copyright_notices(text),
             files=tuple(sorted(set(owned[pkg.name]))),
+            copyright_file=path,
         ))
     return Base([tree.items[path].entry for path in sorted(tree.items)], installed)
 
 
-def _copyright_file(tree: _Tree, name: str) -> str:
-    """The text of the package's copyright file ("" if it ships none), following a symlinked doc directory
+def _copyright_file(tree: _Tree, name: str) -> tuple[str, str]:
+    """The path and text of the package's copyright file ("", "" if it ships none), following a symlinked doc directory
     (Debian links `/usr/share/doc/<pkg>` to the doc directory of a package it depends on)."""
     doc_dir = f"/usr/share/doc/{name}"
     for _ in range(_MAX_DOC_LINKS):
@@ -329,8 +332,8 @@ def _copyright_file(tree: _Tree, name: str) -> str:
         doc_dir = os.path.normpath(os.path.join(os.path.dirname(doc_dir), owned.entry.linkname or ""))
     copyright_file = tree.items.get(f"{doc_dir}/copyright")
     if copyright_file is None or copyright_file.entry.kind != "file" or copyright_file.entry.source is None:
-        return ""
-    return Path(copyright_file.entry.source).read_text("utf-8", errors="replace")
+        return "", ""
+    return f"{doc_dir}/copyright", Path(copyright_file.entry.source).read_text("utf-8", errors="replace")
 
 
 def installed_size(entries: Iterable[LayerEntry]) -> int:

@@ -145,6 +145,8 @@ def test_installed_packages_report_their_files_and_licenses(
     )
     assert libc.licenses == ("LGPL-2.1",)
     assert packages["python3.11-minimal"].licenses == ()  # a copyright file declaring nothing readable
+    assert packages["python3.11-minimal"].copyright_file == "/usr/share/doc/python3.11-minimal/copyright"
+    assert packages["ca-certificates"].copyright_file == ""  # it ships none
     assert "/usr/bin/python3.11-alias" in packages["python3.11-minimal"].files
     as_json = libc.to_json()
     assert (as_json["source"], as_json["sha256"], as_json["licenses"]) == ("libc6", libc.package.sha256, ["LGPL-2.1"])

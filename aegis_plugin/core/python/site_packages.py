@@ -145,17 +145,20 @@ def declared_license(pex_dir: str, dist: Distribution) -> str | None:
 
 @dataclass(frozen=True)
 class Parties:
-    """Who a distribution's METADATA says wrote and maintains it, and the copyright notices of its license files."""
+    """Who a distribution's METADATA says wrote and maintains it, and the copyright notices it carries."""
 
     authors: tuple[str, ...]  # "Name <email>", "Name" or "email" entries, in the metadata's order
     maintainers: tuple[str, ...]
+    # The notices of its license files; else those in any of its text files (source comments, METADATA);
+    # empty when none of its text files holds one (the SBOM then says NONE, which is what was found).
     copyright: tuple[str, ...]
 
 
 def declared_parties(pex_dir: str, dist: Distribution) -> Parties:
     """`Author`/`Author-email` and `Maintainer`/`Maintainer-email` (core metadata 2.1+ allows a list of
     `Name <email>` in the -email fields), and the notices of the license files (PEP 639's `licenses/`, or the
-    LICENSE/COPYING/NOTICE/AUTHORS files older wheels put in the dist-info)."""
+    LICENSE/COPYING/NOTICE/AUTHORS files older wheels put in the dist-info) or, when those state none (an
+    Apache-2.0 text carries no notice), of every text file the distribution installs."""
     dist_info = _dist_info(pex_dir, dist)
     if dist_info is None:
         return Parties((), (), ())
@@ -168,15 +171,35 @@ def declared_parties(pex_dir: str, dist: Distribution) -> Parties:
             if in_licenses or name.upper().startswith(_LICENSE_FILE_PREFIXES):
                 with open(os.path.join(directory, name), "rb") as f:
                     texts.append(f.read(_LICENSE_FILE_MAX).decode("utf-8", errors="replace"))
+    copyright = notices.distinct([line for text in texts for line in notices.notice_lines(text)])
     return Parties(
         authors=_people(metadata, "Author"),
         maintainers=_people(metadata, "Maintainer"),
-        copyright=notices.distinct([line for text in texts for line in notices.notice_lines(text)]),
+        copyright=copyright or _text_file_notices(os.path.join(pex_dir, ".deps", dist.wheel)),
     )
 
 
 _LICENSE_FILE_PREFIXES = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS")
 _LICENSE_FILE_MAX = 1 << 20
+_TEXT_FILE_MAX = 4 << 20  # generated data files beyond this are not where notices live
+
+
+def _text_file_notices(root: str) -> tuple[str, ...]:
+    """The notices in the comments of every text file under ``root`` (one installed wheel), in path order.
+    Compiled files (a NUL byte in their first 8 KiB) are not read: scanning GBs of CUDA libraries for strings
+    would cost every cold build of a PyTorch image seconds."""
+    found = []
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            path = os.path.join(directory, name)
+            if os.path.islink(path) or os.path.getsize(path) > _TEXT_FILE_MAX:
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            if b"\0" not in data[:8192]:
+                found.extend(notices.source_notice_lines(data.decode("utf-8", errors="replace")))
+    return notices.distinct(found)
 
 
 def _people(metadata: email.message.Message, field: str) -> tuple[str, ...]:

@@ -157,3 +157,24 @@ def test_copyright_notices_of_license_files(tmp_path) -> None:
     assert declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")).copyright == (
         "Copyright (c) 2018 Alex", "Copyright 2020 Other", "Copyright © 1995-2013 Jean-loup Gailly",
     )
+
+
+def test_copyright_notices_of_text_files_when_license_files_state_none(tmp_path) -> None:
+    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {
+        "x-1.dist-info/METADATA": b"Name: x\n",
+        "x-1.dist-info/licenses/LICENSE": b"Apache License\nVersion 2.0, January 2004\n",
+        "x/__init__.py": b"# Copyright 2020 The X Team. All rights reserved.\nCOPYRIGHT = 'copyright 3'\n",
+        "x/ext.c": b"/*\n * Copyright (c) 2001 Y */\n",
+        "x/_native.so": b"\x7fELF\0\0Copyright 1999 Compiled In\n",
+        "x/util.py": b"#   Copyright 2020 The X Team.   All rights reserved.\n",
+    }})
+    assert declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")).copyright == (
+        "Copyright 2020 The X Team. All rights reserved.", "Copyright (c) 2001 Y",
+    )
+
+
+def test_no_copyright_notice_in_any_text_file(tmp_path) -> None:
+    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {
+        "x-1.dist-info/METADATA": b"Name: x\n", "x/__init__.py": b"'''The copyright holders are named elsewhere.'''\n",
+    }})
+    assert declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")).copyright == ()

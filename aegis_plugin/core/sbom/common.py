@@ -17,6 +17,8 @@ AEGIS_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://aegis.invalid/sbom")
 DEBIAN_DISTRO = "debian-12"
 TOOL_NAME = "aegis"
 PROPERTY_PREFIX = "aegis"
+# SPDX's copyright text for a component found to carry no notice (every text file of a distribution was read).
+NO_NOTICE = "NONE"
 
 
 def debian_purl(pkg: DebianPackage) -> str:

@@ -2,7 +2,8 @@
 
 Components (every ``bom-ref`` derives from the inventory, never from a counter or a random number):
 
-- ``metadata.component``: the image, type ``container`` (``image:<name>@<version>``, see ``common.image_purl``)
+- ``metadata.component``: the image, type ``container`` (``image:<name>@<version>``, see ``common.image_purl``),
+  with its concluded license (every part's ANDed, as in the SPDX documents) and the card's ``copyright``
 - each Debian package: ``library``, purl ``pkg:deb/debian/…``, SHA-256 of the .deb, declared licenses, the
   Maintainer as ``supplier``, the copyright file's notices, the source package as properties, its files as
   ``evidence.occurrences``; bom-ref = purl
@@ -122,10 +123,14 @@ def declared_licenses(text: Optional[str]) -> List[License]:
     return [_license(expression)] if expression else [_named_license(text)]
 
 
-def debian_licenses(names: Iterable[str]) -> List[License]:
+def debian_licenses(names: Iterable[str], copyright_file: str = "") -> List[License]:
     """DEP-5 licenses: a list of ids (names where there is no SPDX id), or one expression when every entry
-    maps to SPDX and one of them is compound (``GPL-2+ or Artistic-2.0``)."""
+    maps to SPDX and one of them is compound (``GPL-2+ or Artistic-2.0``); the terms its copyright file states
+    when that file names no license (see ``licenses.debian_expression``)."""
     entries = sorted(set(names))
+    if not entries and copyright_file:
+        return [DisjunctiveLicense(name=f"the terms stated in {copyright_file}",
+                                   acknowledgement=LicenseAcknowledgement.DECLARED)]
     mapped = [licenses.dep5_entry(entry) for entry in entries]
     if entries and all(mapped) and any(not licenses.is_single_id(m) for m in mapped):  # type: ignore[arg-type]
         parts = [f"({m})" if " OR " in m and len(mapped) > 1 else m for m in mapped]  # type: ignore[operator]
@@ -168,7 +173,7 @@ def _debian_component(pkg: DebianPackage) -> Component:
         bom_ref=purl,
         purl=PackageURL.from_string(purl),
         hashes=[_sha256(pkg.sha256)],
-        licenses=debian_licenses(pkg.licenses),
+        licenses=debian_licenses(pkg.licenses, pkg.copyright_file),
         supplier=_entity(parties.parse(pkg.maintainer)),
         copyright="\n".join(pkg.copyright) or None,
         properties=[
@@ -370,6 +375,9 @@ def _bom(inv: Inventory) -> Bom:
         bom_ref=common.image_ref(inv),
         purl=PackageURL.from_string(common.image_purl(image)),
         supplier=_entity(parties.creator(inv) or parties.owner(inv)),
+        licenses=[LicenseExpression(concluded, acknowledgement=LicenseAcknowledgement.CONCLUDED)
+                  for concluded in [licenses.image_concluded(inv, licenses.LicenseRefs())] if concluded],
+        copyright=card_facts.facts(inv.model.card).copyright,
         properties=[_prop("image:os", image.os), _prop("image:architecture", image.architecture)],
         external_references=(
             [ExternalReference(type=ExternalReferenceType.VCS, url=XsUri(image.source_url))]

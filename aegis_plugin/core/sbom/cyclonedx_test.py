@@ -303,6 +303,18 @@ def test_who_supplied_and_wrote_each_component(bom: Dict[str, Any]) -> None:
     assert app["licenses"][0]["license"]["id"] == "Apache-2.0"
 
 
+
+def test_image_concludes_its_parts_licenses() -> None:
+    data = testutil.inventory()
+    next(p for p in data["debian"] if p["name"] == "media-types")["licenses"] = ["public-domain"]
+    next(d for d in data["python"] if d["name"] == "huggingface-hub")["license"] = "Apache-2.0"
+    data["model"]["card"]["fields"]["copyright"] = "Copyright 2026 Aegis maintainers"
+    image = json.loads(build_cyclonedx(data))["metadata"]["component"]
+    (concluded,) = image["licenses"]
+    assert concluded["acknowledgement"] == "concluded" and "Apache-2.0" in concluded["expression"].split(" AND ")
+    assert image["copyright"] == "Copyright 2026 Aegis maintainers"
+
+
 LINEAGE = {
     "datasets": [
         {"role": "training", "name": "train.csv", "location": "models/fraud/data/train.csv", "sha256": "1" * 64,

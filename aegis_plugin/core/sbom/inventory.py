@@ -12,12 +12,13 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
                   "maintainer": "Name <email>" (the control file's Maintainer),
                   "licenses": ["GPL-2+", ...] (DEP-5 short names; may be empty),
                   "copyright": ["1995-2013 Jean-loup Gailly and Mark Adler", ...] (may be empty),
-                  "files": ["/usr/bin/x", ...]}],
+                  "files": ["/usr/bin/x", ...],
+                  "copyright_file" (optional): "/usr/share/doc/x/copyright" (where those were read; "" if none)}],
       "python": [{"name" (PEP 503 normalised), "version", "wheel": "numpy-2.4.6-cp311-...whl",
                   "hashes": ["sha256:<hex>", ...] (the lock's hashes of the installed wheel),
                   "license": "BSD-3-Clause" or null, "authors": ["Name <email>" | "email" | "Name", ...],
                   "maintainers": [...] (both in the metadata's order), "copyright": [notices of its license
-                  files], "files": ["/app/site-packages/numpy/__init__.py", ...]}],
+                  files, else of its text files; empty: none in any], "files": ["/app/site-packages/numpy/__init__.py", ...]}],
       "model":  {"model_id", "version", "framework", "framework_version", "accelerator",
                  "files": [{"path": "/app/model/weights.safetensors", "sha256", "sha1", "size",
                             "role": "weights" | "tokenizer" | "model_card" | "config" | "other"}],
@@ -96,6 +97,7 @@ class DebianPackage:
     licenses: Tuple[str, ...]  # DEP-5 short names from the copyright file, sorted
     copyright: Tuple[str, ...]  # notices from the copyright file, sorted
     files: Tuple[str, ...]  # absolute paths in the image, sorted
+    copyright_file: str = ""  # the copyright file's path in the image; "" when the package ships none
 
     @property
     def deb_filename(self) -> str:
@@ -113,7 +115,7 @@ class PythonDist:
     license: Optional[str]  # an SPDX expression or free text from the metadata; None when undeclared
     authors: Tuple[str, ...]  # in the metadata's order: the first maintainer (else author) is the supplier
     maintainers: Tuple[str, ...]
-    copyright: Tuple[str, ...]  # notices from its license files, sorted
+    copyright: Tuple[str, ...]  # notices from its license files, else its text files; empty: none in any
     files: Tuple[str, ...]
 
     @property
@@ -362,7 +364,7 @@ def _creator(data: Any) -> Creator:
 
 def _debian(data: Any, where: str) -> DebianPackage:
     r = _Reader(data, where, ("name", "version", "architecture", "source", "source_version", "sha256",
-                              "maintainer", "licenses", "copyright", "files"))
+                              "maintainer", "licenses", "copyright", "files"), optional=("copyright_file",))
     return DebianPackage(
         name=r.text("name"),
         version=r.text("version"),
@@ -374,6 +376,7 @@ def _debian(data: Any, where: str) -> DebianPackage:
         licenses=r.strings("licenses"),
         copyright=r.strings("copyright"),
         files=r.paths("files"),
+        copyright_file=r.optional_str("copyright_file") or "",
     )
 
 

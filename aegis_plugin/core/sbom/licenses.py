@@ -20,6 +20,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from license_expression import get_spdx_licensing
 
+from aegis_plugin.core.sbom import card as card_facts
+from aegis_plugin.core.sbom.inventory import Inventory
+
 _LICENSING = get_spdx_licensing()
 
 # DEP-5 families whose version is spelled differently in SPDX ids (`GPL-2+` is `GPL-2.0-or-later`).
@@ -159,9 +162,15 @@ def _short_name(name: str) -> str:
     return first if len(first) <= 80 else first[:77].rstrip() + "..."
 
 
-def debian_expression(licenses: Sequence[str], refs: LicenseRefs) -> Optional[str]:
+def debian_expression(
+    licenses: Sequence[str], refs: LicenseRefs, package: str = "", copyright_file: str = ""
+) -> Optional[str]:
     """The package's declared license: every DEP-5 entry ANDed (a copyright file's licenses all apply to
-    some of its files). Names without an SPDX id become LicenseRefs. None when nothing is declared."""
+    some of its files). Names without an SPDX id become LicenseRefs. A free-form copyright file that names no
+    license a program can read (libcrypt1's) declares the terms it states: a LicenseRef to that file. None
+    when the package ships no copyright file."""
+    if not licenses and copyright_file:
+        return refs.ref("debian", f"{package} copyright", _copyright_file_text(copyright_file))
     entries = sorted(set(
         expression
         for expression in (
@@ -183,6 +192,36 @@ def _debian_ref_text(name: str) -> str:
         f"(/usr/share/doc/<package>/copyright in the image), which holds its text; it has no obvious SPDX "
         f"license list identifier."
     )
+
+
+def _copyright_file_text(path: str) -> str:
+    return (
+        f"The license terms stated in {path} in the image: a free-form copyright file that names no license "
+        f"by a machine-readable (DEP-5) short name or a file of /usr/share/common-licenses/."
+    )
+
+
+def conjunction(expressions: Sequence[Optional[str]]) -> Optional[str]:
+    """The license of an aggregate (an image): every part's expression ANDed, each distinct term once, sorted;
+    None when any part's license is unknown (the aggregate's is then unknown too)."""
+    if not expressions or any(e is None for e in expressions):
+        return None
+    terms = set()
+    for expression in expressions:
+        parsed = _LICENSING.parse(expression)
+        parts = parsed.args if isinstance(parsed, _LICENSING.AND) else (parsed,)
+        terms.update(f"({p.render()})" if isinstance(p, _LICENSING.OR) else p.render() for p in parts)
+    return " AND ".join(sorted(terms))
+
+
+def image_concluded(inv: Inventory, refs: LicenseRefs) -> Optional[str]:
+    """The image's concluded license: its parts' (every Debian package, distribution, the model and the app)."""
+    card_license = declared_expression(card_facts.facts(inv.model.card).license, "model", refs)
+    return conjunction([
+        *(debian_expression(p.licenses, refs, p.name, p.copyright_file) for p in inv.debian),
+        *(declared_expression(d.license, "pypi", refs) for d in inv.python),
+        card_license, card_license,
+    ])
 
 
 def declared_expression(text: Optional[str], prefix: str, refs: LicenseRefs) -> Optional[str]:

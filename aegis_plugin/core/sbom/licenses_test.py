@@ -52,6 +52,10 @@ def test_debian_expression_ands_entries_and_defines_refs() -> None:
     )
     assert [e.license_id for e in refs.extracted()] == ["LicenseRef-debian-Artistic", "LicenseRef-debian-public-domain"]
     assert licenses.debian_expression([], refs) is None
+    # A free-form copyright file that names no license declares the terms it states.
+    ref = licenses.debian_expression([], refs, "libcrypt1", "/usr/share/doc/libcrypt1/copyright")
+    assert ref == "LicenseRef-debian-libcrypt1-copyright"
+    assert "/usr/share/doc/libcrypt1/copyright" in next(e for e in refs.extracted() if e.license_id == ref).text
     assert licenses.debian_expression(["GPL-2+ or Artistic-2.0"], refs) == "GPL-2.0-or-later OR Artistic-2.0"
 
 
@@ -77,3 +81,12 @@ def test_license_ref_collisions_get_distinct_ids() -> None:
     assert first == "LicenseRef-pypi-BSD-License"
     assert second.startswith("LicenseRef-pypi-BSD-License-") and second != first
     assert refs.ref("pypi", "BSD License", "BSD License") == first
+
+
+def test_conjunction_of_an_aggregate() -> None:
+    assert licenses.conjunction(["MIT", "GPL-2.0-or-later AND (MIT OR Apache-2.0)", "LicenseRef-debian-x AND MIT"]) == (
+        "(MIT OR Apache-2.0) AND GPL-2.0-or-later AND LicenseRef-debian-x AND MIT")
+    assert licenses.conjunction(["GPL-2.0-or-later WITH GCC-exception-3.1", "MIT"]) == (
+        "GPL-2.0-or-later WITH GCC-exception-3.1 AND MIT")
+    assert licenses.conjunction(["MIT", None]) is None  # one part unknown: the whole is
+    assert licenses.conjunction([]) is None

@@ -11,12 +11,14 @@ It says what the CycloneDX document says, in SPDX's terms:
   DEPENDS_ON every Python distribution;
 - declared licenses as SPDX expressions, names without an SPDX id as ``LicenseRef-…`` defined in
   ``hasExtractedLicensingInfos`` (``licenses.py``); the concluded license is the declared one (Aegis scans
-  no source, so it concludes what the component declares) and NOASSERTION where nothing is declared;
+  no source, so it concludes what the component declares) and NOASSERTION where nothing is declared; the
+  image's is every part's ANDed (NOASSERTION if any part's is);
 - who: each package's ``supplier`` (a Debian package's Maintainer; a Python distribution's first maintainer,
   else its first author; the model card's owner for the model and the app; the configured organisation, else
   the owner, for the image), ``originator`` (a distribution's first author) and ``copyrightText`` (the
-  notices of its copyright or license files, the card's ``copyright`` field), NOASSERTION where a record is
-  silent; the document's creators are the tool and the configured organisation (``parties.py``);
+  notices of its copyright or license files, else of a distribution's text files, NONE when none of them
+  holds one; the card's ``copyright`` field for the model, the app and the image), NOASSERTION where a
+  record is silent; the document's creators are the tool and the configured organisation (``parties.py``);
 - the model card's content (SPDX 2.3 has no model fields) as the model package's description and one
   annotation per fact, each comment naming the CycloneDX ``modelCard`` field it mirrors.
 
@@ -65,21 +67,19 @@ def _purl_ref(purl: str) -> Dict[str, str]:
 
 def _package(
     spdxid: str, name: str, version: str, license: Optional[str] = None, copyright: Sequence[str] = (),
-    supplier: Optional[parties.Party] = None, **fields: Any,
+    supplier: Optional[parties.Party] = None, concluded: Optional[str] = None, **fields: Any,
 ) -> Dict[str, Any]:
-    """An SPDX package; ``license`` (an SPDX expression) is declared and concluded alike."""
+    """An SPDX package; ``license`` (an SPDX expression) is declared, and concluded unless ``concluded`` is."""
     package: Dict[str, Any] = {
         "SPDXID": spdxid,
         "name": name,
         "versionInfo": version,
         "downloadLocation": NOASSERTION,
         "filesAnalyzed": False,
-        "licenseConcluded": NOASSERTION,
-        "licenseDeclared": NOASSERTION,
+        "licenseConcluded": concluded or license or NOASSERTION,
+        "licenseDeclared": license or NOASSERTION,
         "copyrightText": "\n".join(copyright) or NOASSERTION,
     }
-    if license:
-        package["licenseDeclared"] = package["licenseConcluded"] = license
     if supplier is not None:
         package["supplier"] = supplier.spdx_actor()
     package.update({k: v for k, v in fields.items() if v is not None})
@@ -161,23 +161,10 @@ def _document(inv: Inventory) -> Dict[str, Any]:
     relationships: List[Tuple[str, str, str]] = []
 
     image_id = spdx_id("Image", image.name, common.image_ref(inv))
-    source = f"built from {image.source_url} at commit {image.git_sha}" if image.source_url else (
-        f"built at commit {image.git_sha}")
     facts = card_facts.facts(model.card)
     owner = parties.owner(inv)
     card_copyright = [facts.copyright] if facts.copyright else []
     card_license = licenses.declared_expression(facts.license, "model", refs)
-    creator = parties.creator(inv)
-    packages.append(_package(
-        image_id, image.name, image.version,
-        supplier=creator or owner,
-        primaryPackagePurpose="CONTAINER",
-        externalRefs=[_purl_ref(common.image_purl(image))],
-        builtDate=created,
-        sourceInfo=source,
-        comment=f"OCI image for {image.os}/{image.architecture}. Its manifest digest is not part of this "
-        f"document: the image is identified by name and tag.",
-    ))
     relationships.append((DOCUMENT_ID, "DESCRIBES", image_id))
 
     dist_ids = []
@@ -190,7 +177,7 @@ def _document(inv: Inventory) -> Dict[str, Any]:
             packageFileName=pkg.deb_filename,
             checksums=[{"algorithm": "SHA256", "checksumValue": pkg.sha256}],
             externalRefs=[_purl_ref(purl)],
-            license=licenses.debian_expression(pkg.licenses, refs),
+            license=licenses.debian_expression(pkg.licenses, refs, pkg.name, pkg.copyright_file),
             copyright=pkg.copyright,
             supplier=parties.parse(pkg.maintainer),
             sourceInfo=f"built from the Debian source package {pkg.source} {pkg.source_version}",
@@ -207,7 +194,7 @@ def _document(inv: Inventory) -> Dict[str, Any]:
             checksums=[{"algorithm": "SHA256", "checksumValue": h} for h in dist.sha256s],
             externalRefs=[_purl_ref(purl)],
             license=licenses.declared_expression(dist.license, "pypi", refs),
-            copyright=dist.copyright,
+            copyright=dist.copyright or [common.NO_NOTICE],
             supplier=parties.first(dist.maintainers, dist.authors),
             originator=author.spdx_actor() if author else None,
         ))
@@ -255,6 +242,22 @@ def _document(inv: Inventory) -> Dict[str, Any]:
         relationships.append((app_id, "CONTAINS", element["SPDXID"]))
     for dist_id in dist_ids:
         relationships.append((app_id, "DEPENDS_ON", dist_id))
+
+    # The image: what its parts' licenses conclude together, and the card's notice (its owner assembles it).
+    creator = parties.creator(inv)
+    packages.insert(0, _package(
+        image_id, image.name, image.version,
+        concluded=licenses.image_concluded(inv, refs),
+        copyright=card_copyright,
+        supplier=creator or owner,
+        primaryPackagePurpose="CONTAINER",
+        externalRefs=[_purl_ref(common.image_purl(image))],
+        builtDate=created,
+        sourceInfo=f"built from {image.source_url} at commit {image.git_sha}" if image.source_url else (
+            f"built at commit {image.git_sha}"),
+        comment=f"OCI image for {image.os}/{image.architecture}. Its manifest digest is not part of this "
+        f"document: the image is identified by name and tag.",
+    ))
 
     document: Dict[str, Any] = {
         "spdxVersion": SPDX_VERSION,

@@ -14,7 +14,8 @@ the same, from the same inventory:
   URL as an external identifier, and ``software_copyrightText``, from ``parties.py``'s records;
 - the model's and the app's files as ``software_File`` elements with their sha256;
 - declared and concluded licenses as ``simplelicensing_LicenseExpression`` elements, linked by
-  ``hasDeclaredLicense``/``hasConcludedLicense`` (concluded = declared, as in the SPDX 2.3 document);
+  ``hasDeclaredLicense``/``hasConcludedLicense`` (concluded = declared; the image's, every part's ANDed, as in
+  the SPDX 2.3 document);
 - ``contains`` (image -> packages, model and app; model and app -> their files) and ``dependsOn`` (app ->
   distributions) relationships, each ``complete``: the completeness check proved every file accounted for.
 
@@ -81,7 +82,7 @@ class _Graph:
     def package(
         self, kind: str, ref: str, name: str, version: str, purpose: str, supplier: Optional[parties.Party],
         originators: Sequence[parties.Party] = (), copyright: Sequence[str] = (), license: Optional[str] = None,
-        **fields: Any,
+        concluded: Optional[str] = None, **fields: Any,
     ) -> str:
         element: Dict[str, Any] = {"type": "software_Package", "spdxId": _local_id(kind, ref), "name": name,
                                    "software_packageVersion": version, "software_primaryPurpose": purpose}
@@ -94,9 +95,9 @@ class _Graph:
         element.update({k: v for k, v in fields.items() if v})
         spdx_id = self.add(element)
         if license:
-            license_id = self.license(license)
-            self.relate(spdx_id, "hasDeclaredLicense", [license_id])
-            self.relate(spdx_id, "hasConcludedLicense", [license_id])
+            self.relate(spdx_id, "hasDeclaredLicense", [self.license(license)])
+        if concluded or license:
+            self.relate(spdx_id, "hasConcludedLicense", [self.license(concluded or license)])
         return spdx_id
 
     def file(self, f: Union[ModelFile, AppFile]) -> str:
@@ -123,7 +124,7 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
         contained.append(graph.package(
             "Deb", purl, pkg.name, pkg.version, "library", parties.parse(pkg.maintainer),
             originators=[parties.parse(pkg.maintainer)], copyright=pkg.copyright,
-            license=licenses.debian_expression(pkg.licenses, refs),
+            license=licenses.debian_expression(pkg.licenses, refs, pkg.name, pkg.copyright_file),
             software_packageUrl=purl, verifiedUsing=[_sha256(pkg.sha256)],
         ))
     dists = []
@@ -131,7 +132,8 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
         purl = common.python_purl(dist)
         dists.append(graph.package(
             "PyPI", purl, dist.name, dist.version, "library", parties.first(dist.maintainers, dist.authors),
-            originators=[parties.parse(a) for a in dist.authors + dist.maintainers], copyright=dist.copyright,
+            originators=[parties.parse(a) for a in dist.authors + dist.maintainers],
+            copyright=dist.copyright or [common.NO_NOTICE],
             license=licenses.declared_expression(dist.license, "pypi", refs),
             software_packageUrl=purl, verifiedUsing=[_sha256(h) for h in dist.sha256s],
         ))
@@ -158,6 +160,7 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
     image_id = graph.package(
         "Image", common.image_ref(inv), image.name, image.version, "container", creator or owner,
         originators=[p for p in (creator or owner,) if p],
+        copyright=card_copyright, concluded=licenses.image_concluded(inv, refs),
         software_packageUrl=common.image_purl(image),
         software_sourceInfo=f"built from {image.source_url} at commit {image.git_sha}" if image.source_url
         else f"built at commit {image.git_sha}",

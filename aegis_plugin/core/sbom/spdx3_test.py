@@ -62,6 +62,9 @@ def test_packages_with_who_licenses_and_files(graph: Dict[str, Dict[str, Any]]) 
     assert graph[declared]["simplelicensing_licenseExpression"].startswith("GPL-2.0-or-later")
     hub = _named(graph, "huggingface-hub")  # declares no license: no license element, no relationship
     assert _relations(graph, hub["spdxId"], "hasConcludedLicense") == []
+    image = _named(graph, "aegis/fraud-detector")  # so the image concludes none either
+    assert _relations(graph, image["spdxId"], "hasConcludedLicense") == []
+    assert "software_copyrightText" not in image  # the card states no notice
     model = _named(graph, "fraud-detector")
     assert model["software_primaryPurpose"] == "model"
     files = [graph[f]["name"] for f in _relations(graph, model["spdxId"], "contains")]
@@ -80,3 +83,15 @@ def test_bytes_are_canonical_and_independent_of_input_order(data: bytes) -> None
     other = testutil.inventory()
     other["image"]["version"] = "1.0.1"
     assert build_spdx3(other) != data
+
+
+def test_image_concludes_its_parts_licenses_and_a_distribution_without_notices_says_none() -> None:
+    data = testutil.inventory()
+    next(p for p in data["debian"] if p["name"] == "media-types")["licenses"] = ["public-domain"]
+    next(d for d in data["python"] if d["name"] == "huggingface-hub").update(license="Apache-2.0", copyright=[])
+    graph = {e.get("spdxId", e.get("@id")): e for e in json.loads(build_spdx3(data))["@graph"]}
+    image = _named(graph, "aegis/fraud-detector")
+    (concluded,) = _relations(graph, image["spdxId"], "hasConcludedLicense")
+    assert "Apache-2.0" in graph[concluded]["simplelicensing_licenseExpression"].split(" AND ")
+    assert _relations(graph, image["spdxId"], "hasDeclaredLicense") == []
+    assert _named(graph, "huggingface-hub")["software_copyrightText"] == "NONE"

@@ -208,6 +208,27 @@ def test_maintainer_before_author_and_silent_records() -> None:
     package = _package(doc, "safetensors")
     assert package["supplier"] == "Organization: Safetensors Team (team@example.invalid)"
     assert package["originator"] == "Person: safetensors author (a@safetensors.invalid)"
-    assert package["copyrightText"] == "NOASSERTION"
+    assert package["copyrightText"] == "NONE"  # none of its text files holds a notice
     assert doc["creationInfo"]["creators"] == ["Tool: aegis"]
     assert _package(doc, "aegis/fraud-detector")["supplier"] == "Organization: Aegis maintainers"
+
+
+def test_image_concludes_its_parts_licenses_and_copyright_files_without_names() -> None:
+    data = testutil.inventory()
+    libc = next(p for p in data["debian"] if p["name"] == "libc6")
+    libc.update(licenses=[], copyright_file="/usr/share/doc/libc6/copyright")
+    data["model"]["card"]["fields"]["copyright"] = "Copyright 2026 Aegis maintainers"
+    doc = json.loads(build_spdx(data))
+    image = _package(doc, "aegis/fraud-detector")
+    # huggingface-hub and media-types declare no license, so nothing is concluded for the image either.
+    assert image["licenseConcluded"] == image["licenseDeclared"] == "NOASSERTION"
+    assert image["copyrightText"] == _package(doc, "fraud-detector")["copyrightText"] == "Copyright 2026 Aegis maintainers"
+    assert _package(doc, "libc6")["licenseConcluded"] == "LicenseRef-debian-libc6-copyright"
+    assert "LicenseRef-debian-libc6-copyright" in {e["licenseId"] for e in doc["hasExtractedLicensingInfos"]}
+
+    next(p for p in data["debian"] if p["name"] == "media-types")["licenses"] = ["public-domain"]
+    next(d for d in data["python"] if d["name"] == "huggingface-hub")["license"] = "Apache-2.0"
+    image = _package(json.loads(build_spdx(data)), "aegis/fraud-detector")
+    concluded = image["licenseConcluded"].split(" AND ")
+    assert "LicenseRef-debian-libc6-copyright" in concluded and "Apache-2.0" in concluded
+    assert concluded == sorted(set(concluded)) and image["licenseDeclared"] == "NOASSERTION"
