@@ -30,6 +30,8 @@ def test_publish_signs_attests_tags_and_never_moves_a_version(tmp_path: Path) ->
         assert clone.image_summary()["manifest_digest"] == digest
         layers = len(clone.image_summary()["layers"])  # and the config
         assert f"{layers + 1} blob(s)" in first.stdout and "signature attached" in first.stdout
+        # The model signature covers the weights (a layer of their own), the tokenizer and the card.
+        assert "model signature (OpenSSF model-signing, 3 files) attached" in first.stdout, first.stdout
 
         ref = f"{registry}/aegis/fraud-detector@{digest}"
         check = [cosign, "--key", str(keys / "cosign.pub"), "--insecure-ignore-tlog=true", "--allow-http-registry"]

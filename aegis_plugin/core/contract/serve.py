@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from aegis_plugin.core.errors import AegisError
+
 from . import checks, sandbox, unpack
 
 
@@ -40,7 +42,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             cuda = str(manifest.get("accelerator", "cpu")).startswith("cuda-")
             container = sandbox.start(image.config, image.rootfs, workdir / "logs", port=args.port,
                                       extra_env={"AEGIS_HOST": args.host}, gpu=sandbox.find_gpu() if cuda else None)
-        except (unpack.UnpackError, sandbox.SandboxError, checks.ContractSetupError) as e:
+        except AegisError as e:  # the layout, the unpacker, the sandbox, the server's setup
             print(f"aegis: {e}", file=sys.stderr)
             return 2
         url = f"http://{args.host}:{args.port}"

@@ -1,8 +1,8 @@
 """Unpack an OCI image layout into a root filesystem directory, in pure Python.
 
-index.json -> manifest -> config, then each layer in order, with OCI whiteouts (`.wh.<name>` hides a lower
-entry, `.wh..wh..opq` hides a directory's lower contents). Every blob is checked against its descriptor's
-size and digest while it is read, and each layer's uncompressed stream against the config's `diff_ids`.
+The layout is read by `core/oci/layout.py` (index.json -> manifest -> config, every blob checked against its
+descriptor's size and digest while it is read); each layer is applied in order, with OCI whiteouts
+(`core/oci/whiteout.py`), its uncompressed stream checked against the config's `diff_ids`.
 
 Nothing a layer says can read, write, chmod or chown anything outside the rootfs (the contract test unpacks as
 root): member paths with `..` are refused, and a member whose parent path runs through a symlink is resolved
@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import errno
 import gzip
-import hashlib
-import json
 import os
-import re
 import shutil
 import stat
 import tarfile
@@ -31,40 +28,20 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from aegis_plugin.core.errors import AegisError
-
-REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
-
-MANIFEST_MEDIA_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-INDEX_MEDIA_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
-CONFIG_MEDIA_TYPES = (
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-)
-_GZIP_LAYERS = (
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-)
-_TAR_LAYERS = (
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+from aegis_plugin.core.oci import whiteout
+from aegis_plugin.core.oci.layout import (
+    GZIP_LAYERS,
+    TAR_LAYERS,
+    VerifyingReader,
+    check_descriptor,
+    existing_blob,
+    is_digest,
+    read_image,
 )
 
-WHITEOUT_PREFIX = ".wh."
-OPAQUE_WHITEOUT = ".wh..wh..opq"
-
-_DIGEST = re.compile(r"^(?P<algorithm>sha256|sha512):(?P<hex>[0-9a-f]+)$")
-_HEX_LENGTH = {"sha256": 64, "sha512": 128}
-_MAX_JSON_BLOB = 8 * 1024 * 1024  # manifests and configs are small; refuse to slurp anything bigger
 _MAX_SYMLINK_HOPS = 40  # as Linux's MAXSYMLINKS
 _CHUNK = 1024 * 1024
 # The rootfs itself is the caller's path; every directory below it is opened as itself: O_NOFOLLOW fails on a
@@ -133,141 +110,6 @@ class UnpackedImage:
     config_digest: str
     config: ImageConfig
     raw_config: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
-
-
-# --- reading the layout -------------------------------------------------------------------------------
-
-
-def _check_descriptor(descriptor: Any, what: str) -> tuple[str, int]:
-    if not isinstance(descriptor, dict):
-        raise UnpackError(f"{what}: descriptor is not an object")
-    digest, size = descriptor.get("digest"), descriptor.get("size")
-    match = _DIGEST.match(digest) if isinstance(digest, str) else None
-    if match is None or len(match.group("hex")) != _HEX_LENGTH[match.group("algorithm")]:
-        raise UnpackError(f"{what}: invalid digest {digest!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise UnpackError(f"{what}: invalid size {size!r}")
-    return digest, size
-
-
-def _blob_path(layout_dir: Path, digest: str) -> Path:
-    algorithm, _, hex_digest = digest.partition(":")
-    path = layout_dir / "blobs" / algorithm / hex_digest
-    if not path.is_file():
-        raise UnpackError(f"blob {digest} is missing from {layout_dir}")
-    return path
-
-
-class _VerifyingReader:
-    """A read-only stream over a blob that hashes what passes through and checks it at the end."""
-
-    def __init__(self, raw: BinaryIO, digest: str, size: Optional[int], what: str) -> None:
-        self._raw = raw
-        self._digest = digest
-        self._size = size
-        self._what = what
-        self._hash = hashlib.new(digest.partition(":")[0])
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self._hash.update(data)
-        self.count += len(data)
-        if self._size is not None and self.count > self._size:
-            raise UnpackError(f"{self._what} {self._digest}: blob is larger than the {self._size} bytes declared")
-        return data
-
-    def drain(self) -> None:
-        while self.read(_CHUNK):
-            pass
-
-    def verify(self) -> None:
-        if self._size is not None and self.count != self._size:
-            raise UnpackError(
-                f"{self._what} {self._digest}: blob has {self.count} bytes, its descriptor says {self._size}"
-            )
-        actual = f"{self._hash.name}:{self._hash.hexdigest()}"
-        if actual != self._digest:
-            raise UnpackError(f"{self._what} {self._digest}: content digest is {actual} (corrupted or tampered blob)")
-
-
-def _read_json_blob(layout_dir: Path, descriptor: dict[str, Any], what: str) -> dict[str, Any]:
-    digest, size = _check_descriptor(descriptor, what)
-    if size > _MAX_JSON_BLOB:
-        raise UnpackError(f"{what} {digest}: {size} bytes is too large for a JSON document")
-    with open(_blob_path(layout_dir, digest), "rb") as f:
-        reader = _VerifyingReader(f, digest, size, what)
-        data = reader.read(size + 1)
-        reader.verify()
-    try:
-        document = json.loads(data)
-    except ValueError as e:
-        raise UnpackError(f"{what} {digest}: invalid JSON: {e}") from None
-    if not isinstance(document, dict):
-        raise UnpackError(f"{what} {digest}: not a JSON object")
-    return document
-
-
-def read_index(layout_dir: PathLike) -> dict[str, Any]:
-    layout_dir = Path(layout_dir)
-    try:
-        marker = json.loads((layout_dir / "oci-layout").read_text())
-        index = json.loads((layout_dir / "index.json").read_text())
-    except FileNotFoundError as e:
-        raise UnpackError(f"{layout_dir} is not an OCI image layout: {e.filename} is missing") from None
-    except ValueError as e:
-        raise UnpackError(f"{layout_dir}: invalid JSON in oci-layout or index.json: {e}") from None
-    if not isinstance(marker, dict) or marker.get("imageLayoutVersion") != "1.0.0":
-        raise UnpackError(f"{layout_dir}: unsupported oci-layout {marker!r}")
-    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
-        raise UnpackError(f"{layout_dir}/index.json has no `manifests` list")
-    return index
-
-
-def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str, Any]:
-    """The manifest descriptor tagged `ref`, or the layout's only manifest when `ref` is None."""
-    index = read_index(layout_dir)
-    manifests = [m for m in index["manifests"] if isinstance(m, dict)]
-    if ref is not None:
-        chosen = [m for m in manifests if (m.get("annotations") or {}).get(REF_NAME_ANNOTATION) == ref]
-        if not chosen:
-            names = sorted(str((m.get("annotations") or {}).get(REF_NAME_ANNOTATION)) for m in manifests)
-            raise UnpackError(f"{layout_dir}: no manifest tagged {ref!r} (tags: {', '.join(names) or 'none'})")
-    else:
-        chosen = manifests
-    if len(chosen) != 1:
-        raise UnpackError(
-            f"{layout_dir}: {len(chosen)} manifests{f' tagged {ref!r}' if ref else ''}; name one with a ref"
-        )
-    descriptor = chosen[0]
-    if descriptor.get("mediaType") in INDEX_MEDIA_TYPES:
-        raise UnpackError(f"{layout_dir}: {descriptor.get('digest')} is a nested index; name a single image")
-    if descriptor.get("mediaType") not in MANIFEST_MEDIA_TYPES:
-        raise UnpackError(f"{layout_dir}: unsupported manifest media type {descriptor.get('mediaType')!r}")
-    return descriptor
-
-
-def read_image(layout_dir: PathLike, ref: Optional[str] = None) -> tuple[dict, dict, dict]:
-    """(manifest descriptor, manifest, config blob), each blob checked against its digest."""
-    layout_dir = Path(layout_dir)
-    descriptor = select_manifest(layout_dir, ref)
-    manifest = _read_json_blob(layout_dir, descriptor, "manifest")
-    if manifest.get("mediaType", descriptor["mediaType"]) not in MANIFEST_MEDIA_TYPES:
-        raise UnpackError(f"manifest {descriptor['digest']}: unsupported media type {manifest.get('mediaType')!r}")
-    config_descriptor = manifest.get("config")
-    if not isinstance(config_descriptor, dict) or config_descriptor.get("mediaType") not in CONFIG_MEDIA_TYPES:
-        raise UnpackError(f"manifest {descriptor['digest']}: no image config of a known media type")
-    config = _read_json_blob(layout_dir, config_descriptor, "config")
-    layers = manifest.get("layers")
-    if not isinstance(layers, list):
-        raise UnpackError(f"manifest {descriptor['digest']}: no `layers` list")
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
-        raise UnpackError(
-            f"config {config_descriptor['digest']}: rootfs.diff_ids does not list one entry per layer "
-            f"({len(diff_ids) if isinstance(diff_ids, list) else 'none'} for {len(layers)} layers)"
-        )
-    return descriptor, manifest, config
 
 
 # --- applying layers ----------------------------------------------------------------------------------
@@ -386,7 +228,7 @@ class _LayerApplier:
         if not parts:
             return  # the root directory itself
         *parent, name = parts
-        if name.startswith(WHITEOUT_PREFIX):
+        if whiteout.is_whiteout(name):
             self._whiteout(member, parent, name)
             return
         if member.ischr() or member.isblk():
@@ -398,20 +240,21 @@ class _LayerApplier:
             self._mark_added([*directory, name])
 
     def _whiteout(self, member: tarfile.TarInfo, parent: list[str], name: str) -> None:
-        if name.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX) and name != OPAQUE_WHITEOUT:
-            return  # other .wh..wh. names are AUFS metadata
-        hidden = name[len(WHITEOUT_PREFIX):]
-        if name != OPAQUE_WHITEOUT and hidden in ("", ".", ".."):
-            raise UnpackError(f"{self.what}: invalid whiteout {member.name!r}")
+        try:
+            hides = whiteout.parse(name)
+        except whiteout.WhiteoutError as e:
+            raise UnpackError(f"{self.what}: {member.name!r}: {e}") from None
+        if hides is None:
+            return  # AUFS metadata
         with self.opened_dir(parent, member.name, create=False) as found:
             if found is None:
                 return
             directory, dir_fd = found
-            if name == OPAQUE_WHITEOUT:
+            if hides.hidden is None:
                 for child in sorted(os.listdir(dir_fd)):
                     self._prune(directory, dir_fd, child)
             else:
-                self._prune(directory, dir_fd, hidden)
+                self._prune(directory, dir_fd, hides.hidden)
 
     def _write(
         self, member: tarfile.TarInfo, tar: tarfile.TarFile, directory: list[str], dir_fd: int, name: str
@@ -520,18 +363,16 @@ def apply_layer(
 ) -> None:
     """Apply one layer blob to `rootfs`, checking its digest, size and (when given) diff_id as it streams."""
     layout_dir, rootfs = Path(layout_dir), Path(rootfs)
-    digest, size = _check_descriptor(descriptor, "layer")
+    digest, size = check_descriptor(descriptor, "layer")
     media_type = descriptor.get("mediaType")
-    if media_type not in _GZIP_LAYERS + _TAR_LAYERS:
+    if media_type not in GZIP_LAYERS + TAR_LAYERS:
         raise UnpackError(f"layer {digest}: unsupported media type {media_type!r} (gzip or plain tar only)")
-    if diff_id is not None:
-        match = _DIGEST.match(diff_id) if isinstance(diff_id, str) else None
-        if match is None:
-            raise UnpackError(f"layer {digest}: invalid diff_id {diff_id!r}")
-    with open(_blob_path(layout_dir, digest), "rb") as f:
-        blob = _VerifyingReader(f, digest, size, "layer")
-        stream: Any = gzip.GzipFile(fileobj=blob, mode="rb") if media_type in _GZIP_LAYERS else blob
-        tar_stream = _VerifyingReader(stream, diff_id, None, f"layer {digest}: uncompressed") if diff_id else stream
+    if diff_id is not None and not is_digest(diff_id):
+        raise UnpackError(f"layer {digest}: invalid diff_id {diff_id!r}")
+    with open(existing_blob(layout_dir, digest), "rb") as f:
+        blob = VerifyingReader(f, digest, size, "layer")
+        stream: Any = gzip.GzipFile(fileobj=blob, mode="rb") if media_type in GZIP_LAYERS else blob
+        tar_stream = VerifyingReader(stream, diff_id, None, f"layer {digest}: uncompressed") if diff_id else stream
         applier = _LayerApplier(rootfs, f"layer {digest}", preserve_owners)
         try:
             with tarfile.open(fileobj=tar_stream, mode="r|") as tar:  # type: ignore[call-overload]

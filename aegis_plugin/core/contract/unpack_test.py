@@ -12,7 +12,11 @@ from typing import Any, Optional
 
 import pytest
 
-from aegis_plugin.core.contract.unpack import REF_NAME_ANNOTATION, ImageConfig, UnpackError, unpack
+from aegis_plugin.core.contract.unpack import ImageConfig, UnpackError, unpack
+from aegis_plugin.core.oci.layout import REF_NAME_ANNOTATION, LayoutError
+
+# A refused image: its layout or a blob (the layout reader), or what a layer does to the rootfs (the unpacker).
+REFUSED = (LayoutError, UnpackError)
 
 # --- building tiny layouts ----------------------------------------------------------------------------
 
@@ -268,7 +272,7 @@ def test_escapes_and_bad_members_are_refused(
 ) -> None:
     layout.add_image(layers)
     rootfs = tmp_path / "sub" / "rootfs"
-    with pytest.raises(UnpackError, match=message):
+    with pytest.raises(REFUSED, match=message):
         unpack(layout.root, rootfs)
     assert not rootfs.exists(), "a failed unpack removes its partial rootfs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["layout", "sub"]
@@ -282,7 +286,7 @@ def test_layer_digest_mismatch(layout: Layout, tmp_path: Path) -> None:
     path = layout.path_of(layer)
     assert len(tampered) == path.stat().st_size  # same size: only the digest can tell
     path.write_bytes(tampered)
-    with pytest.raises(UnpackError, match=f"layer {layer}: content digest is sha256:[0-9a-f]{{64}}"):
+    with pytest.raises(REFUSED, match=f"layer {layer}: content digest is sha256:[0-9a-f]{{64}}"):
         unpack(layout.root, tmp_path / "rootfs")
     assert not (tmp_path / "rootfs").exists()
 
@@ -291,7 +295,7 @@ def test_layer_size_mismatch(layout: Layout, tmp_path: Path) -> None:
     image = layout.add_image([[("a", "file", {"data": b"a"})]])
     path = layout.path_of(image["layers"][0]["digest"])
     path.write_bytes(path.read_bytes() + b"trailing")
-    with pytest.raises(UnpackError, match="larger than the .* bytes declared"):
+    with pytest.raises(REFUSED, match="larger than the .* bytes declared"):
         unpack(layout.root, tmp_path / "rootfs")
 
 
@@ -299,17 +303,17 @@ def test_manifest_and_config_digests_are_checked(layout: Layout, tmp_path: Path)
     image = layout.add_image([[("a", "file")]])
     config = layout.path_of(image["config"]["digest"])
     config.write_bytes(config.read_bytes().replace(b"65532:65532", b"00000:00000"))
-    with pytest.raises(UnpackError, match=r"config sha256:.*content digest is"):
+    with pytest.raises(REFUSED, match=r"config sha256:.*content digest is"):
         unpack(layout.root, tmp_path / "rootfs")
     manifest = layout.path_of(image["manifest"]["digest"])
     manifest.write_bytes(manifest.read_bytes().replace(b'"schemaVersion": 2', b'"schemaVersion": 3'))
-    with pytest.raises(UnpackError, match=r"manifest sha256:.*content digest is"):
+    with pytest.raises(REFUSED, match=r"manifest sha256:.*content digest is"):
         unpack(layout.root, tmp_path / "rootfs")
 
 
 def test_diff_id_mismatch(layout: Layout, tmp_path: Path) -> None:
     layout.add_image([[("a", "file")]], diff_ids=["sha256:" + "0" * 64])
-    with pytest.raises(UnpackError, match="uncompressed sha256:0{64}: content digest is"):
+    with pytest.raises(REFUSED, match="uncompressed sha256:0{64}: content digest is"):
         unpack(layout.root, tmp_path / "rootfs")
 
 
@@ -325,22 +329,22 @@ def test_selecting_the_manifest_by_ref(layout: Layout, tmp_path: Path) -> None:
     result = unpack(layout.root, tmp_path / "two", ref="2.0.0")
     assert (tmp_path / "two/v").read_bytes() == b"2"
     assert result.manifest_digest == second["manifest"]["digest"]
-    with pytest.raises(UnpackError, match="2 manifests; name one with a ref"):
+    with pytest.raises(REFUSED, match="2 manifests; name one with a ref"):
         unpack(layout.root, tmp_path / "any")
-    with pytest.raises(UnpackError, match=r"no manifest tagged '3.0.0' \(tags: 1.0.0, 2.0.0\)"):
+    with pytest.raises(REFUSED, match=r"no manifest tagged '3.0.0' \(tags: 1.0.0, 2.0.0\)"):
         unpack(layout.root, tmp_path / "three", ref="3.0.0")
 
 
 def test_layout_errors(layout: Layout, tmp_path: Path) -> None:
-    with pytest.raises(UnpackError, match="not an OCI image layout: .*index.json is missing"):
+    with pytest.raises(REFUSED, match="not an OCI image layout: .*index.json is missing"):
         unpack(layout.root, tmp_path / "rootfs")
     image = layout.add_image([[("a", "file")]], ref=None)
     layout.path_of(image["layers"][0]["digest"]).unlink()
-    with pytest.raises(UnpackError, match="is missing from"):
+    with pytest.raises(REFUSED, match="is missing from"):
         unpack(layout.root, tmp_path / "rootfs")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
-    with pytest.raises(UnpackError, match="must be a new or empty directory"):
+    with pytest.raises(REFUSED, match="must be a new or empty directory"):
         unpack(layout.root, tmp_path / "full")
     assert (tmp_path / "full" / "x").exists()
 
@@ -353,7 +357,7 @@ def test_unsupported_layer_media_type(layout: Layout, tmp_path: Path) -> None:
     data = json.dumps(manifest).encode()
     layout.manifests[0] = dict(layout.manifests[0], digest=layout.blob(data), size=len(data))
     (layout.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": layout.manifests}))
-    with pytest.raises(UnpackError, match=r"unsupported media type .*zstd"):
+    with pytest.raises(REFUSED, match=r"unsupported media type .*zstd"):
         unpack(layout.root, tmp_path / "rootfs")
 
 
@@ -361,5 +365,5 @@ def test_invalid_digests_never_become_paths(layout: Layout, tmp_path: Path) -> N
     (layout.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:../../../etc/passwd",
         "size": 10}]}))
-    with pytest.raises(UnpackError, match="invalid digest"):
+    with pytest.raises(REFUSED, match="invalid digest"):
         unpack(layout.root, tmp_path / "rootfs")

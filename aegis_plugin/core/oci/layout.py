@@ -1,8 +1,11 @@
-"""OCI image layout directories (oci-layout, index.json, blobs/sha256/...).
+"""OCI image layout directories (oci-layout, index.json, blobs/sha256/...): the one writer and the one reader.
 
-Blobs are always copied (never hardlinked) so outputs are independent of
-their inputs, and re-hashed while copying so a stale or corrupted input can
-never be published under the wrong digest.
+Writing: blobs are always copied (never hardlinked) so outputs are independent of their inputs, and re-hashed
+while copying so a stale or corrupted input can never be published under the wrong digest.
+
+Reading (the contract test's unpacker, the publisher, the docker-archive writer): index.json -> manifest ->
+config, every blob checked against its descriptor's size and digest while it is read, as go-containerregistry's
+`layout` package does, so no two consumers can disagree about what an image holds.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Dict, Mapping, Union
+import re
+from pathlib import Path
+from typing import Any, BinaryIO, Mapping, Optional, Union
 
 from aegis_plugin.core.oci.image import (
     MEDIA_TYPE_INDEX,
@@ -19,12 +24,48 @@ from aegis_plugin.core.oci.image import (
     child_descriptors,
 )
 
+from aegis_plugin.core.errors import AegisError
+
 BlobSource = Union[str, os.PathLike, bytes]  # file path or content
+PathLike = Union[str, "os.PathLike[str]"]
 
 OCI_LAYOUT_FILE = "oci-layout"
 OCI_LAYOUT_CONTENT = b'{"imageLayoutVersion":"1.0.0"}'
 INDEX_FILE = "index.json"
 _CHUNK = 1024 * 1024
+
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+CONFIG_MEDIA_TYPES = (
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+)
+GZIP_LAYERS = (
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+TAR_LAYERS = (
+    "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar",
+)
+
+
+_ANY_DIGEST = re.compile(r"^(?P<algorithm>sha256|sha512):(?P<hex>[0-9a-f]+)$")
+_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_MAX_JSON_BLOB = 8 * 1024 * 1024  # manifests and configs are small; refuse to slurp anything bigger
+
+
+class LayoutError(AegisError, ValueError):
+    """The layout is invalid, or a blob does not match its descriptor."""
 
 
 def blob_path(layout_dir: Union[str, os.PathLike[str]], digest: str) -> str:
@@ -130,13 +171,151 @@ def write_layout(
         f.write(index)
 
 
-def read_index(layout_dir: Union[str, os.PathLike[str]]) -> Dict[str, Any]:
-    """Loads a layout's index.json after checking its oci-layout marker."""
-    layout_dir = os.fspath(layout_dir)
-    with open(os.path.join(layout_dir, OCI_LAYOUT_FILE), "rb") as f:
-        version = json.load(f).get("imageLayoutVersion")
-    if version != "1.0.0":
-        raise ValueError(f"{layout_dir}: unsupported imageLayoutVersion {version!r}")
-    with open(os.path.join(layout_dir, INDEX_FILE), "rb") as f:
-        result: Dict[str, Any] = json.load(f)
-    return result
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def check_descriptor(descriptor: Any, what: str) -> tuple[str, int]:
+    if not isinstance(descriptor, dict):
+        raise LayoutError(f"{what}: descriptor is not an object")
+    digest, size = descriptor.get("digest"), descriptor.get("size")
+    match = _ANY_DIGEST.match(digest) if isinstance(digest, str) else None
+    if match is None or len(match.group("hex")) != _HEX_LENGTH[match.group("algorithm")]:
+        raise LayoutError(f"{what}: invalid digest {digest!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise LayoutError(f"{what}: invalid size {size!r}")
+    return digest, size
+
+
+def existing_blob(layout_dir: PathLike, digest: str) -> Path:
+    """The blob's file, which must exist (any algorithm: a layout written by another tool may use sha512)."""
+    algorithm, _, hex_digest = digest.partition(":")
+    path = Path(layout_dir) / "blobs" / algorithm / hex_digest
+    if not path.is_file():
+        raise LayoutError(f"blob {digest} is missing from {layout_dir}")
+    return path
+
+
+class VerifyingReader:
+    """A read-only stream over a blob that hashes what passes through and checks it at the end."""
+
+    def __init__(self, raw: BinaryIO, digest: str, size: Optional[int], what: str) -> None:
+        self._raw = raw
+        self._digest = digest
+        self._size = size
+        self._what = what
+        self._hash = hashlib.new(digest.partition(":")[0])
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._hash.update(data)
+        self.count += len(data)
+        if self._size is not None and self.count > self._size:
+            raise LayoutError(f"{self._what} {self._digest}: blob is larger than the {self._size} bytes declared")
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+    def verify(self) -> None:
+        if self._size is not None and self.count != self._size:
+            raise LayoutError(
+                f"{self._what} {self._digest}: blob has {self.count} bytes, its descriptor says {self._size}"
+            )
+        actual = f"{self._hash.name}:{self._hash.hexdigest()}"
+        if actual != self._digest:
+            raise LayoutError(f"{self._what} {self._digest}: content digest is {actual} (corrupted or tampered blob)")
+
+
+def read_small_blob(layout_dir: PathLike, descriptor: dict[str, Any], what: str) -> bytes:
+    """A manifest's or config's bytes, checked against its descriptor (size, digest)."""
+    digest, size = check_descriptor(descriptor, what)
+    if size > _MAX_JSON_BLOB:
+        raise LayoutError(f"{what} {digest}: {size} bytes is too large for a JSON document")
+    with open(existing_blob(layout_dir, digest), "rb") as f:
+        reader = VerifyingReader(f, digest, size, what)
+        data = reader.read(size + 1)
+        reader.verify()
+    return data
+
+
+def read_json_blob(layout_dir: PathLike, descriptor: dict[str, Any], what: str) -> dict[str, Any]:
+    """A manifest or config blob, checked against its descriptor and parsed."""
+    data = read_small_blob(layout_dir, descriptor, what)
+    try:
+        document = json.loads(data)
+    except ValueError as e:
+        raise LayoutError(f"{what} {descriptor['digest']}: invalid JSON: {e}") from None
+    if not isinstance(document, dict):
+        raise LayoutError(f"{what} {descriptor['digest']}: not a JSON object")
+    return document
+
+
+def read_index(layout_dir: PathLike) -> dict[str, Any]:
+    """index.json, after checking the layout's oci-layout marker."""
+    layout_dir = Path(layout_dir)
+    try:
+        marker = json.loads((layout_dir / "oci-layout").read_text())
+        index = json.loads((layout_dir / "index.json").read_text())
+    except FileNotFoundError as e:
+        raise LayoutError(f"{layout_dir} is not an OCI image layout: {e.filename} is missing") from None
+    except ValueError as e:
+        raise LayoutError(f"{layout_dir}: invalid JSON in oci-layout or index.json: {e}") from None
+    if not isinstance(marker, dict) or marker.get("imageLayoutVersion") != "1.0.0":
+        raise LayoutError(f"{layout_dir}: unsupported oci-layout {marker!r}")
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        raise LayoutError(f"{layout_dir}/index.json has no `manifests` list")
+    return index
+
+
+def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str, Any]:
+    """The manifest descriptor tagged `ref`, or the layout's only manifest when `ref` is None."""
+    index = read_index(layout_dir)
+    manifests = [m for m in index["manifests"] if isinstance(m, dict)]
+    if ref is not None:
+        chosen = [m for m in manifests if (m.get("annotations") or {}).get(REF_NAME_ANNOTATION) == ref]
+        if not chosen:
+            names = sorted(str((m.get("annotations") or {}).get(REF_NAME_ANNOTATION)) for m in manifests)
+            raise LayoutError(f"{layout_dir}: no manifest tagged {ref!r} (tags: {', '.join(names) or 'none'})")
+    else:
+        chosen = manifests
+    if len(chosen) != 1:
+        raise LayoutError(
+            f"{layout_dir}: {len(chosen)} manifests{f' tagged {ref!r}' if ref else ''}; name one with a ref"
+        )
+    descriptor = chosen[0]
+    if descriptor.get("mediaType") in INDEX_MEDIA_TYPES:
+        raise LayoutError(f"{layout_dir}: {descriptor.get('digest')} is a nested index; name a single image")
+    if descriptor.get("mediaType") not in MANIFEST_MEDIA_TYPES:
+        raise LayoutError(f"{layout_dir}: unsupported manifest media type {descriptor.get('mediaType')!r}")
+    return descriptor
+
+
+def read_image(layout_dir: PathLike, ref: Optional[str] = None) -> tuple[dict, dict, dict]:
+    """(manifest descriptor, manifest, config blob), each blob checked against its digest."""
+    layout_dir = Path(layout_dir)
+    descriptor = select_manifest(layout_dir, ref)
+    manifest = read_json_blob(layout_dir, descriptor, "manifest")
+    if manifest.get("mediaType", descriptor["mediaType"]) not in MANIFEST_MEDIA_TYPES:
+        raise LayoutError(f"manifest {descriptor['digest']}: unsupported media type {manifest.get('mediaType')!r}")
+    config_descriptor = manifest.get("config")
+    if not isinstance(config_descriptor, dict) or config_descriptor.get("mediaType") not in CONFIG_MEDIA_TYPES:
+        raise LayoutError(f"manifest {descriptor['digest']}: no image config of a known media type")
+    config = read_json_blob(layout_dir, config_descriptor, "config")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        raise LayoutError(f"manifest {descriptor['digest']}: no `layers` list")
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(layers):
+        raise LayoutError(
+            f"config {config_descriptor['digest']}: rootfs.diff_ids does not list one entry per layer "
+            f"({len(diff_ids) if isinstance(diff_ids, list) else 'none'} for {len(layers)} layers)"
+        )
+    return descriptor, manifest, config
+
+
+def is_digest(value: object) -> bool:
+    """A well-formed sha256 or sha512 digest (a diff_id, a descriptor's digest)."""
+    match = _ANY_DIGEST.match(value) if isinstance(value, str) else None
+    return match is not None and len(match.group("hex")) == _HEX_LENGTH[match.group("algorithm")]

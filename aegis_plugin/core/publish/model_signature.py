@@ -12,12 +12,12 @@ never held in memory whole.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
 import secrets
 import shutil
-import tarfile
 import tempfile
 from typing import Callable, List
 
@@ -27,12 +27,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.sign import dsse
+from aegis_plugin.core.oci import flatten
+from aegis_plugin.core.sign import dsse, sigstore_internals
 from aegis_plugin.core.sign.identity import IdentityError, TrustedRoot, verify_signer
 from aegis_plugin.core.sign.signer import KeylessSigner, KeySigner, Signer, leaf_certificate
 from aegis_plugin.core.sign.tlog import LogEntry, LogEntryError
 
 MODEL_DIR = "app/model/"
+MODEL_PATH = "/" + MODEL_DIR  # as the final filesystem names it
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SUFFIX = "msig"
 
@@ -42,21 +44,21 @@ class ModelSignatureError(AegisError):
 
 
 def extract_model(manifest: bytes, layer_file: Callable[[str], str], directory: str) -> List[str]:
-    """Writes the `/app/model/` files of the image into `directory` and returns their names. The layers are
-    tried top first (the model layer sits near the top, so the large base layers are rarely read or
-    downloaded); `layer_file(digest)` gives the path of a layer blob (gzip or plain tar)."""
-    for digest in (layer["digest"] for layer in reversed(json.loads(manifest)["layers"])):
-        names = []
-        with tarfile.open(layer_file(digest)) as tar:  # gzip detected; members streamed
-            for member in tar:
-                name = member.name.lstrip("./")
-                if member.isfile() and name.startswith(MODEL_DIR) and "/" not in name[len(MODEL_DIR):]:
-                    names.append(name[len(MODEL_DIR):])
-                    with tar.extractfile(member) as source, open(os.path.join(directory, names[-1]), "wb") as f:  # type: ignore[union-attr]
-                        shutil.copyfileobj(source, f, 1 << 20)
-        if names:
-            return sorted(names)
-    raise ModelSignatureError(f"the image has no files under /{MODEL_DIR}")
+    """Writes the `/app/model/` files of the image's final filesystem into `directory` and returns their names:
+    every layer counts (the weights have layers of their own below the model's small files), read top first
+    with whiteouts (`core/oci/flatten.py`, the contract test's and the SBOM's view too). `layer_file(digest)`
+    gives the path of a layer blob (gzip or plain tar) when it is reached."""
+    digests = [layer["digest"] for layer in json.loads(manifest)["layers"]]
+    names = []
+    for path, member, tar in flatten.final_entries([functools.partial(layer_file, d) for d in digests]):
+        name = path[len(MODEL_PATH):] if path.startswith(MODEL_PATH) else ""
+        if member.isfile() and name and "/" not in name:
+            names.append(name)
+            with tar.extractfile(member) as source, open(os.path.join(directory, name), "wb") as f:  # type: ignore[union-attr]
+                shutil.copyfileobj(source, f, 1 << 20)
+    if not names:
+        raise ModelSignatureError(f"the image has no files under /{MODEL_DIR}")
+    return sorted(names)
 
 
 def sign(model_dir: str, signer: Signer) -> bytes:
@@ -79,10 +81,9 @@ def _sign_keyless(model_dir: str, signer: KeylessSigner) -> bytes:
 def statement(model_dir: str) -> bytes:
     """model-signing's in-toto statement for `model_dir` (its default hashing)."""
     from google.protobuf import json_format  # pants: no-infer-dep (model-signing brings protobuf with it)
-    from model_signing._signing.signing import Payload
 
     manifest = model_signing.hashing.Config().hash(model_dir)
-    return json_format.MessageToJson(Payload(manifest).statement.pb).encode()
+    return json_format.MessageToJson(sigstore_internals.model_signing_statement(manifest)).encode()
 
 
 def _sign_with_key(model_dir: str, key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.oci.layout import blob_path, read_index
+from aegis_plugin.core.oci.layout import blob_path, read_small_blob, select_manifest
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
-from aegis_plugin.core.registry.transport import RegistryError
 
 
 class TagConflictError(AegisError):
@@ -53,13 +52,9 @@ class LayoutImage:
 
     @classmethod
     def read(cls, layout: str) -> "LayoutImage":
-        index = read_index(layout)
-        manifests = index.get("manifests") or []
-        if len(manifests) != 1:
-            raise RegistryError(f"{layout}: expected one image in index.json, found {len(manifests)}")
-        descriptor = manifests[0]
-        with open(blob_path(layout, descriptor["digest"]), "rb") as f:
-            manifest = f.read()
+        """The layout's one image, its manifest checked against the index's descriptor."""
+        descriptor = select_manifest(layout)
+        manifest = read_small_blob(layout, descriptor, "manifest")
         return cls(layout, descriptor["mediaType"], descriptor["digest"], manifest)
 
     @property

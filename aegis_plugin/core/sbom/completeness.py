@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import csv
 import fnmatch
+import functools
 import io
 import json
 import posixpath
@@ -37,12 +38,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Tuple
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.oci import toc
+from aegis_plugin.core.oci import flatten, toc, whiteout
 
 DPKG_STATUS_DIR = toc.DPKG_STATUS_DIR
 STANDARD_TYPES = ("deb", "pypi", "model", "app", "allowed")
-_OPAQUE = ".wh..wh..opq"
-_WHITEOUT = ".wh."
 _MAX_SYMLINK_HOPS = 40
 
 
@@ -177,42 +176,19 @@ def check(report: Report, max_unattributed: int = 0, show: int = 5) -> None:
 
 
 def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict[str, Entry]:
-    """The final filesystem: absolute path -> entry. The content of dpkg `status.d` files and of
-    `<site_packages>/*.dist-info/RECORD` is kept for attribution.
+    """The final filesystem, as `core/oci/flatten.py` reads it (the publisher's view too): absolute path ->
+    entry. The content of dpkg `status.d` files and of `<site_packages>/*.dist-info/RECORD` is kept for
+    attribution.
 
     A layer is given as its blob, or as the table of contents its layer step wrote (a path ending in
     `toc.json`, see `core/oci/toc.py`): then nothing of the blob is read, however large."""
     fs: dict[str, Entry] = {}
-    for layer in layer_paths:
-        added: dict[str, Entry] = {}
-        deleted: list[str] = []  # whiteouts: subtrees to remove from the layers below
-        opaque: list[str] = []  # directories to empty of the layers below
-        for name, kind, linkname, read in _members(layer):
-            path = _normalize(name)
-            if path == "/":
-                continue
-            parent, base = posixpath.split(path)
-            if base == _OPAQUE:
-                opaque.append(parent)
-                continue
-            if base.startswith(_WHITEOUT):
-                if not base.startswith(_WHITEOUT + _WHITEOUT):  # other .wh..wh. names are AUFS metadata
-                    deleted.append(posixpath.join(parent, base[len(_WHITEOUT):]))
-                continue
-            added.pop(path, None)  # a later entry of the same layer wins, in its own position
-            added[path] = _entry(kind, linkname, read, path, added, fs, site_packages)
-        for path in deleted:
-            _remove_tree(fs, path)
-        for directory in opaque:
-            _remove_tree(fs, directory, keep_root=True)
-        for path, entry in added.items():
-            old = fs.get(path)
-            if old is not None and old.kind == "dir" and entry.kind != "dir":
-                _remove_tree(fs, path)
-            _drop_file_ancestors(fs, path)
-            if entry.kind == "dir" and old is not None and old.kind == "dir":
-                continue  # an existing directory keeps its contents
-            fs[path] = entry
+    layers = [functools.partial(_members, layer) for layer in layer_paths]
+    try:
+        for path, (_, kind, linkname, read) in flatten.final(layers, lambda m: m[0], lambda m: m[1] == "dir"):
+            fs[path] = _entry(kind, linkname, read, path, fs, site_packages)
+    except whiteout.WhiteoutError as e:
+        raise CompletenessError(str(e)) from None
     return fs
 
 
@@ -246,7 +222,7 @@ def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     return extracted.read() if extracted is not None else b""
 
 
-def _entry(kind: str, linkname: str | None, read: Callable[[], bytes], path: str, added: dict, fs: dict,
+def _entry(kind: str, linkname: str | None, read: Callable[[], bytes], path: str, fs: dict,
            site_packages: str | None) -> Entry:
     if kind == "dir":
         return Entry("dir")
@@ -254,7 +230,7 @@ def _entry(kind: str, linkname: str | None, read: Callable[[], bytes], path: str
         return Entry("symlink", linkname)
     if kind == "hardlink":
         target = _normalize(linkname or "")
-        source = added.get(target) or fs.get(target)
+        source = fs.get(target)  # read already when an upper layer holds it
         return Entry("file", target, source.data if source is not None else None)
     if kind == "file":
         return Entry("file", data=read() if _is_bookkeeping(path, site_packages) else None)

@@ -155,6 +155,13 @@ def test_whiteout_of_a_directory_removes_its_contents(tmp_path: Path) -> None:
     assert sorted(filesystem(layers)) == ["/ab"]
 
 
+def test_a_whiteout_naming_no_entry_is_refused_as_the_unpacker_refuses_it(tmp_path: Path) -> None:
+    layers = [write_layer(tmp_path / "1", [("file", "etc/motd", b"m")]),
+              write_layer(tmp_path / "2", [("file", "etc/.wh..", b"")])]
+    with pytest.raises(CompletenessError, match=r"/etc/\.wh\.\.: invalid whiteout '\.wh\.\.': it names no entry"):
+        filesystem(layers)
+
+
 def test_adding_one_stray_file_fails_check(tmp_path: Path, layers: list[str]) -> None:
     allow = ALLOW + ["/srv/data", "/usr/local/bin/*"]
     report = attribute(layers, SITE, COMPONENTS, allow)

@@ -1,0 +1,52 @@
+import io
+import tarfile
+from pathlib import Path
+
+from aegis_plugin.core.oci.flatten import final_entries
+
+
+def layer(path: Path, entries: list) -> str:
+    """A plain-tar layer of (name, content) files, (name, None) directories."""
+    with tarfile.open(path, "w") as tar:
+        for name, content in entries:
+            info = tarfile.TarInfo(name)
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return str(path)
+
+
+def final(layers: list) -> dict:
+    return {path: (tar.extractfile(member).read() if member.isfile() else None)
+            for path, member, tar in final_entries(layers)}
+
+
+def test_the_highest_layer_decides_and_whiteouts_hide_only_what_is_below(tmp_path: Path) -> None:
+    layers = [
+        layer(tmp_path / "0", [("app/", None), ("app/model/", None), ("app/model/w", b"old"), ("app/model/card", b"c"),
+                               ("etc/motd", b"m"), ("opt/a/b", b"b"), ("srv/x", b"x")]),
+        layer(tmp_path / "1", [("app/model/w", b"new"), ("etc/.wh.motd", b""), ("opt/.wh..wh..opq", b""),
+                               ("opt/kept", b"k"), ("srv", b"now a file")]),
+        layer(tmp_path / "2", [("etc/motd", b"again"), ("etc/.wh.motd", b""),  # its own file survives its whiteout
+                               ("lib", b"a file below"), ("var/log/x", b"x")]),
+        layer(tmp_path / "3", [("lib/x", b"a directory above"), ("var/", None), ("./dot", b"d"), ("/abs", b"a")]),
+    ]
+    assert final(layers) == {
+        "/app": None, "/app/model": None, "/app/model/w": b"new", "/app/model/card": b"c", "/etc/motd": b"again",
+        "/opt/kept": b"k", "/srv": b"now a file", "/lib/x": b"a directory above", "/var": None, "/var/log/x": b"x",
+        "/dot": b"d", "/abs": b"a",
+    }
+
+
+def test_layers_are_opened_top_first_and_only_when_reached(tmp_path: Path) -> None:
+    opened = []
+
+    def lazily(name: str, entries: list):
+        return lambda: (opened.append(name), layer(tmp_path / name, entries))[1]
+
+    entries = final_entries([lazily("base", [("a", b"1")]), lazily("top", [("b", b"2")])])
+    assert next(entries)[0] == "/b" and opened == ["top"]
+    assert [path for path, _, _ in entries] == ["/a"] and opened == ["top", "base"]
