@@ -15,6 +15,7 @@ from aegis_plugin.util_rules import (
     layers,
     lineage,
     mlflow,
+    model_inputs,
     sbom,
     source_revision,
 )
@@ -34,6 +35,7 @@ def rules():
         *layers.rules(),
         *lineage.rules(),
         *mlflow.rules(),
+        *model_inputs.rules(),
         *sbom.rules(),
         *source_revision.rules(),
         *AegisSubsystem.rules(),

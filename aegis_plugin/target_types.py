@@ -28,9 +28,9 @@ from pants.engine.target import (
 from pants.util.frozendict import FrozenDict
 from pants.util.strutil import help_text
 
-from aegis_plugin.core import versions
+from aegis_plugin.core import build_fields
 from aegis_plugin.core.mlflow import uri as mlflow_uri
-from aegis_plugin.core.guards_defaults import SEVERITIES
+from aegis_plugin.core.guards.defaults import SEVERITIES
 
 DEFAULT_BASE_IMAGE = "//3rdparty/debian:python3.11-bookworm"
 SUPPORTED_PLATFORMS = ("linux/amd64",)
@@ -71,10 +71,10 @@ class ModelIdField(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        if not versions.is_model_id(value):
+        if not build_fields.is_model_id(value):
             return (
                 f"{value!r} is not a valid model id: lowercase letters and digits separated by `.`, `_`, `__` or "
-                f"dashes, at most {versions.MAX_MODEL_ID_LENGTH} characters (it names the repository "
+                f"dashes, at most {build_fields.MAX_MODEL_ID_LENGTH} characters (it names the repository "
                 "`aegis/<model_id>`)"
             )
         return None
@@ -95,7 +95,7 @@ class ModelVersionField(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        return versions.check_version(value)
+        return build_fields.check_version(value)
 
 
 class WeightsField(StringField, AsyncFieldMixin):
@@ -128,7 +128,7 @@ class WeightsSha256Field(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        if not versions.is_sha256_digest(f"sha256:{value}"):
+        if not build_fields.is_sha256_digest(f"sha256:{value}"):
             return f"{value!r} is not 64 lowercase hex digits"
         return None
 
@@ -205,7 +205,7 @@ class AcceleratorField(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        if not versions.is_accelerator(value):
+        if not build_fields.is_accelerator(value):
             return f"{value!r} is not `cpu` or `cuda-MAJOR.MINOR` (e.g. `cuda-12.4`)"
         return None
 
@@ -225,7 +225,7 @@ class BaseImageField(_CheckedStringField):
     def problem(cls, value: str) -> Optional[str]:
         if value.startswith("//") or value.startswith(":"):
             return None
-        return versions.check_pinned_reference(value) or (
+        return build_fields.check_pinned_reference(value) or (
             f"{value!r}: registry base images are not supported yet; use a `debian_base` target address"
         )
 
@@ -267,7 +267,11 @@ class RepositoryField(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        return versions.check_repository(value)
+        return build_fields.check_repository(value)
+
+    def image_repository(self, model_id: str) -> str:
+        """The repository the image is tagged in: this field, else `aegis/<model_id>` (the one default)."""
+        return self.value or f"aegis/{model_id}"
 
 
 class ImageAnnotationsField(DictStringToStringField):
@@ -275,9 +279,9 @@ class ImageAnnotationsField(DictStringToStringField):
     help = help_text(
         f"""
         Extra OCI annotations for the image manifest and config, e.g.
-        `{{"org.opencontainers.image.vendor": "Acme"}}`: at most {versions.MAX_ANNOTATIONS}, keys of letters,
-        digits, `.`, `_`, `-` and `/` up to {versions.MAX_ANNOTATION_KEY_LENGTH} characters, values up to
-        {versions.MAX_ANNOTATION_VALUE_BYTES} bytes, {versions.MAX_ANNOTATIONS_BYTES} bytes in all. Keys Aegis
+        `{{"org.opencontainers.image.vendor": "Acme"}}`: at most {build_fields.MAX_ANNOTATIONS}, keys of letters,
+        digits, `.`, `_`, `-` and `/` up to {build_fields.MAX_ANNOTATION_KEY_LENGTH} characters, values up to
+        {build_fields.MAX_ANNOTATION_VALUE_BYTES} bytes, {build_fields.MAX_ANNOTATIONS_BYTES} bytes in all. Keys Aegis
         sets itself are refused: `org.opencontainers.image.{{ref.name,title,version,revision,source,created}}`
         and `io.containerd.*` (tools read the image's name and tag from these).
         """
@@ -288,7 +292,7 @@ class ImageAnnotationsField(DictStringToStringField):
         cls, raw_value: Optional[Dict[str, str]], address: Address
     ) -> Optional[FrozenDict[str, str]]:
         value = super().compute_value(raw_value, address)
-        problem = versions.check_annotations(value) if value else None
+        problem = build_fields.check_annotations(value) if value else None
         if problem:
             raise _invalid(cls.alias, address, problem)
         return value
@@ -531,7 +535,7 @@ class OsvDatabaseSha256Field(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        return None if versions.is_sha256_digest(f"sha256:{value}") else f"{value!r} is not a hex SHA-256"
+        return None if build_fields.is_sha256_digest(f"sha256:{value}") else f"{value!r} is not a hex SHA-256"
 
 
 class OsvDatabaseTarget(Target):
@@ -625,7 +629,7 @@ class MlflowFilesField(Field):
                 raise _invalid(cls.alias, address, str(e))
             if relative != name:
                 raise _invalid(cls.alias, address, f"write {name!r} as {relative!r}")
-            if not isinstance(sha256, str) or not versions.is_sha256_digest(f"sha256:{sha256}"):
+            if not isinstance(sha256, str) or not build_fields.is_sha256_digest(f"sha256:{sha256}"):
                 raise _invalid(cls.alias, address, f"{name!r}: {sha256!r} is not 64 lowercase hex digits")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise _invalid(cls.alias, address, f"{name!r}: the size {size!r} is not a whole number of bytes")
@@ -649,7 +653,7 @@ class MlflowGitCommitField(_CheckedStringField):
 
     @classmethod
     def problem(cls, value: str) -> Optional[str]:
-        return None if not value or versions.is_git_sha(value) else f"{value!r} is not a 40-digit git commit"
+        return None if not value or build_fields.is_git_sha(value) else f"{value!r} is not a 40-digit git commit"
 
 
 class MlflowParamsField(DictStringToStringField):

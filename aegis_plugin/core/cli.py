@@ -22,6 +22,7 @@ from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
 from aegis_plugin.core.oci.toc import write_toc
 from aegis_plugin.core.python import handler_check, requirements_lock, site_packages
+from aegis_plugin.core.specs import FilesLayerSpec, HandlerCheckSpec, ImageSpec, LayerEntrySpec
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
 # the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
@@ -62,47 +63,50 @@ def layer_blob(layer_dir: str) -> str:
 
 
 def files_layer(args: argparse.Namespace) -> None:
-    """A layer of files listed in a JSON spec: {entries: [{path, mode, source | text, check?, origin}],
-    mtime, description, compression?, checkpoint?: {name: path} of model files checked together}."""
-    with open(args.spec) as f:
-        spec = json.load(f)
-    if spec.get("checkpoint"):
+    """A layer of the files a `specs.FilesLayerSpec` lists, each checked as it says first."""
+    spec = FilesLayerSpec.from_json(_read_spec(args.spec))
+    if spec.checkpoint:
         try:
-            checkpoint.validate_checkpoint(spec["checkpoint"])
+            checkpoint.validate_checkpoint(dict(spec.checkpoint))
         except checkpoint.CheckpointError as e:
             raise UserError(f"field `weights`: {e}")
-    if spec.get("handler_check"):
-        _check_handler(spec["entries"], spec["handler_check"])
+    if spec.handler_check:
+        _check_handler(spec.entries, spec.handler_check)
     entries = []
-    for item in spec["entries"]:
-        if item.get("check") == "safetensors":
+    for item in spec.entries:
+        if item.check == "safetensors":
             try:
-                safetensors.validate(item["source"])
+                safetensors.validate(item.source)
             except safetensors.SafetensorsError as e:
-                raise UserError(f"{item['origin']}: {item['name']} is not a valid safetensors file: {e}")
-        if item.get("check") == "model_card":
+                raise UserError(f"{item.origin}: {item.name} is not a valid safetensors file: {e}")
+        if item.check == "model_card":
             try:
-                with open(item["source"], encoding="utf-8") as f:
+                with open(item.source, encoding="utf-8") as f:
                     model_card.validate(f.read())
             except (UnicodeDecodeError, model_card.CardError) as e:
-                raise UserError(f"{item['origin']}: {item['name']}: {e}")
-        if item.get("check") == "json":
+                raise UserError(f"{item.origin}: {item.name}: {e}")
+        if item.check == "json":
             try:
-                with open(item["source"], "rb") as f:
+                with open(item.source, "rb") as f:
                     json.load(f)
             except ValueError as e:
-                raise UserError(f"{item['origin']}: {item['name']} is not valid JSON: {e}")
-        if "text" in item:
-            entries.append(LayerEntry(item["path"], "file", item["mode"], data=item["text"].encode()))
+                raise UserError(f"{item.origin}: {item.name} is not valid JSON: {e}")
+        if item.text is not None:
+            entries.append(LayerEntry(item.path, "file", item.mode, data=item.text.encode()))
         else:
-            entries.append(LayerEntry(item["path"], "file", item["mode"], source=item["source"]))
-    info = _write_layer(entries, args.out, spec["mtime"], spec["description"], spec.get("compression", "gzip"))
+            entries.append(LayerEntry(item.path, "file", item.mode, source=item.source))
+    info = _write_layer(entries, args.out, spec.mtime, spec.description, spec.compression)
     _write_json(os.path.join(args.out, FILES_INFO), [f.to_json() for f in info.files])
-    cards = [item for item in spec["entries"] if item.get("check") == "model_card"]
+    cards = [item for item in spec.entries if item.check == "model_card"]
     if cards:
-        with open(cards[0]["source"], encoding="utf-8") as f:
+        with open(cards[0].source, encoding="utf-8") as f:
             card = model_card.parse(f.read())
         _write_json(os.path.join(args.out, MODEL_CARD_INFO), {"sections": card.sections, "fields": card.fields})
+
+
+def _read_spec(path: str) -> object:
+    with open(path) as f:
+        return json.load(f)
 
 
 def _write_json(path: str, data: object) -> None:
@@ -111,21 +115,20 @@ def _write_json(path: str, data: object) -> None:
         f.write("\n")
 
 
-def _check_handler(entries: list[dict], check: dict) -> None:
+def _check_handler(entries: tuple[LayerEntrySpec, ...], check: HandlerCheckSpec) -> None:
     """An image whose handler cannot start must not ship (see core/python/handler_check.py)."""
 
-    def source(item: dict, path: str) -> handler_check.SourceFile:
-        if "text" in item:
-            return handler_check.SourceFile(path, item["text"])
-        with open(item["source"], encoding="utf-8", errors="replace") as f:
+    def source(item: LayerEntrySpec, path: str) -> handler_check.SourceFile:
+        if item.text is not None:
+            return handler_check.SourceFile(path, item.text)
+        with open(item.source, encoding="utf-8", errors="replace") as f:
             return handler_check.SourceFile(path, f.read())
 
-    (handler,) = [e for e in entries if e["path"] == check["in_image"]]
-    prefix = check["first_party_dir"].rstrip("/") + "/"
-    first_party = [source(e, e["path"][len(prefix):]) for e in entries
-                   if e["path"].startswith(prefix) and e["path"].endswith(".py")]
+    (handler,) = [e for e in entries if e.path == check.in_image]
+    prefix = check.first_party_dir.rstrip("/") + "/"
+    first_party = [source(e, e.path[len(prefix):]) for e in entries if e.path.startswith(prefix) and e.path.endswith(".py")]
     try:
-        handler_check.check_handler(source(handler, check["handler"]), first_party, check["importable"])
+        handler_check.check_handler(source(handler, check.handler), first_party, list(check.importable))
     except handler_check.HandlerError as e:
         raise UserError(f"field `handler`: {e}")
 
@@ -198,23 +201,22 @@ def build_image(args: argparse.Namespace) -> None:
     """Config, manifest and index of one image: an OCI layout without the layer blobs, which the layer steps
     wrote under their layout names (the calling rule merges them in). With `docker_archive`, also image.tar,
     a second full copy of every byte, from the layer blobs given as inputs."""
-    with open(args.spec) as f:
-        spec = json.load(f)
+    spec = ImageSpec.from_json(_read_spec(args.spec))
     layers = []
-    for layer_dir in spec["layers"]:
+    for layer_dir in spec.layers:
         with open(os.path.join(layer_dir, LAYER_INFO)) as f:
             layers.append((layer_dir, json.load(f)))
-    created = datetime.fromtimestamp(spec["created"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.fromtimestamp(spec.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = image.build_config(
-        architecture=spec["architecture"],
-        os=spec["os"],
+        architecture=spec.architecture,
+        os=spec.os,
         diff_ids=[info["diff_id"] for _, info in layers],
         created=created,
-        user=spec["user"],
-        env=spec["env"],
-        entrypoint=spec["entrypoint"],
-        working_dir=spec["working_dir"],
-        labels=spec["labels"],
+        user=spec.user,
+        env=list(spec.env),
+        entrypoint=list(spec.entrypoint),
+        working_dir=spec.working_dir,
+        labels=dict(spec.labels),
         history=[{"created": created, "created_by": f"aegis: {info['description']}"} for _, info in layers],
     )
     config_desc = image.descriptor_for(image.MEDIA_TYPE_CONFIG, config)
@@ -222,24 +224,24 @@ def build_image(args: argparse.Namespace) -> None:
         image.Descriptor(media_type=info["media_type"], digest=info["digest"], size=info["size"])
         for _, info in layers
     ]
-    annotations = {**spec["annotations"], "org.opencontainers.image.created": created}
+    annotations = {**spec.annotations, "org.opencontainers.image.created": created}
     manifest = image.build_manifest(config=config_desc, layers=layer_descs, annotations=annotations)
-    platform = {"architecture": spec["architecture"], "os": spec["os"]}
+    platform = {"architecture": spec.architecture, "os": spec.os}
     manifest_desc = image.descriptor_for(image.MEDIA_TYPE_MANIFEST, manifest, platform=platform)
-    index = image.build_index([image.with_ref_name(manifest_desc, spec["ref_name"])])
+    index = image.build_index([image.with_ref_name(manifest_desc, spec.ref_name)])
     blobs = {config_desc.digest: config, manifest_desc.digest: manifest}
     layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
     layout.write_layout(os.path.join(args.out, "oci"), blobs, index,
                         external={info["digest"]: info["size"] for _, info in layers})
-    if spec.get("docker_archive"):
+    if spec.docker_archive:
         with tempfile.TemporaryDirectory(dir=".") as complete:
             layout.write_layout(complete, {**blobs, **layer_blobs}, index)
-            tarball.write_image_tar(os.path.join(args.out, "image.tar"), complete, spec["repo_tags"],
-                                    spec["created"])
+            tarball.write_image_tar(os.path.join(args.out, "image.tar"), complete, list(spec.repo_tags),
+                                    spec.created)
     summary = {
         "manifest_digest": manifest_desc.digest,
         "config_digest": config_desc.digest,
-        "repo_tags": spec["repo_tags"],
+        "repo_tags": list(spec.repo_tags),
         "layers": [{"description": info["description"], "digest": info["digest"], "size": info["size"],
                     "media_type": info["media_type"]} for _, info in layers],
         "compressed_size": sum(info["size"] for _, info in layers),

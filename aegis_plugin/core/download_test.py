@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import http.server
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aegis_plugin.core.download import DownloadError, download, has_secrets, redact_text, redact_url
-from aegis_plugin.core.local_servers import serving
+from aegis_plugin.testutil.local_servers import serving, serving_guarded_file
 
 CONTENT = b"pinned weights" * 1000
 requests: list = []  # paths the test server was asked for
@@ -104,25 +103,7 @@ def test_redact_text_hides_urls_and_bare_secret_parts() -> None:
 def guarded(tmp_path: Path):
     """Serves CONTENT at /w.bin to a request with USER:PASSWORD and SIGNED_QUERY only; else 403; 404 elsewhere."""
     seen: list = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append((self.path, self.headers.get("Authorization")))
-            expected_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-            if not self.path.startswith("/w.bin"):
-                self.send_error(404, f"nothing at {self.path}")  # a server that echoes the request
-            elif self.path != f"/w.bin?{SIGNED_QUERY}" or self.headers.get("Authorization") != expected_auth:
-                self.send_error(403, f"the signature of {self.path} does not match")
-            else:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(CONTENT)))
-                self.end_headers()
-                self.wfile.write(CONTENT)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+    with serving_guarded_file("/w.bin", CONTENT, USER, PASSWORD, SIGNED_QUERY, seen, echo=True) as port:
         yield port, seen
 
 

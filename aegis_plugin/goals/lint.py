@@ -22,8 +22,8 @@ from pants.engine.target import (
 )
 from pants.util.logging import LogLevel
 
-from aegis_plugin.core.guards_defaults import SEVERITIES
-from aegis_plugin.goals.package import GuardFacts, ModelImage, ModelPackageFieldSet
+from aegis_plugin.core.guards.defaults import SEVERITIES
+from aegis_plugin.goals.package import ModelImage, ModelPackageFieldSet
 from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.target_types import (
     FailOnSeverityField,
@@ -33,7 +33,7 @@ from aegis_plugin.target_types import (
     VexField,
 )
 from aegis_plugin.util_rules.core_process import AegisBuildError
-from aegis_plugin.util_rules.guards import GuardsRequest, GuardsResult, VulnerabilityGate
+from aegis_plugin.util_rules.guards import GuardFacts, GuardFactsRequest, GuardsRequest, GuardsResult, VulnerabilityGate
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ async def lint_model(
     package_fs = ModelPackageFieldSet.create(wrapped.target)
     image, facts, database = await MultiGet(
         Get(ModelImage, ModelPackageFieldSet, package_fs),
-        Get(GuardFacts, ModelPackageFieldSet, package_fs),
+        Get(GuardFacts, GuardFactsRequest(field_set.address)),
         Get(PinnedDatabase),
     )
     target_vex, repository_vex = await MultiGet(

@@ -9,15 +9,17 @@ import pytest
 
 from pants.backend.python import register as python_backend
 from pants.backend.python.target_types import PythonSourcesGeneratorTarget
-from pants.core.target_types import FileTarget, http_source
+from pants.core.target_types import FilesGeneratorTarget, FileTarget, http_source
 from pants.core import register as core_backend
 from pants.engine.addresses import Address
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.target import InferredDependencies
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
-from aegis_plugin.goals.package import (
+from aegis_plugin.util_rules.model_inputs import (
     InferModelPackageDependencies,
+    ModelInputs,
+    ModelInputsRequest,
     ModelPackageReferencesFieldSet,
 )
 from aegis_plugin import register as aegis_backend
@@ -27,10 +29,14 @@ from aegis_plugin.util_rules.lineage import Lineage, LineageRequest
 from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
 
 
-@pytest.fixture
+RESOLVES = ["--python-enable-resolves", "--python-resolves={'runtime': 'r.lock'}", "--python-default-resolve=runtime"]
+
+
+@pytest.fixture(scope="module")
 def rule_runner() -> RuleRunner:
+    """One rule graph for the module (building it is most of a test's time); each test writes the files it reads."""
     rule_runner = RuleRunner(
-        target_types=[ModelPackageTarget, DebianBaseTarget, FileTarget, PythonSourcesGeneratorTarget],
+        target_types=[ModelPackageTarget, DebianBaseTarget, FileTarget, FilesGeneratorTarget, PythonSourcesGeneratorTarget],
         objects={"http_source": http_source},
         rules=[
             *core_backend.rules(),
@@ -39,9 +45,10 @@ def rule_runner() -> RuleRunner:
             QueryRule(InferredDependencies, [InferModelPackageDependencies]),
             QueryRule(SourceRevision, [SourceRevisionRequest]),
             QueryRule(Lineage, [LineageRequest]),
+            QueryRule(ModelInputs, [ModelInputsRequest]),
         ],
     )
-    rule_runner.set_options([], env_inherit={"PATH"})
+    rule_runner.set_options(RESOLVES, env_inherit={"PATH"})
     return rule_runner
 
 
@@ -127,7 +134,7 @@ def test_source_revision_is_the_newest_commit_touching_the_inputs(rule_runner: R
     assert revision == SourceRevision(git_sha=first, commit_time=1704164645)
 
     rule_runner.write_files({"m/input.txt": "changed"})
-    rule_runner.set_options([], env_inherit={"PATH"})  # a new run: the revision is read once per run
+    rule_runner.set_options(RESOLVES, env_inherit={"PATH"})  # a new run: the revision is read once per run
     assert rule_runner.request(SourceRevision, [request]).git_sha == f"{first}-dirty"
 
 
@@ -176,3 +183,36 @@ def test_lineage_errors_name_the_target_and_field(rule_runner: RuleRunner) -> No
             _lineage(rule_runner, **fields)
         assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError)
         assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "fields,options,message",
+    [
+        ({"handler": '":tokenizer"'}, [], "m:m: field `handler`: m:tokenizer is not a `python_source` target"),
+        ({"base_image": '":weights"'}, [], "m:m: field `base_image`: m:weights is not a `debian_base` target"),
+        ({"weights": '"m/server/handler.py"'}, [],
+         "m:m: field `weights`: m/server/handler.py is not a `file`, `files` or `mlflow_artifacts` target"),
+        ({}, ["--aegis-runtime-resolves=['pytorch']"],
+         "m:m: field `handler`: m/server/handler.py is in resolve 'runtime', but images take third-party code from "
+         "`[aegis].runtime_resolves` ['pytorch'] only"),
+        ({"weights_sha256": f'"{"0" * 64}"'}, [],
+         f"m:m: field `weights_sha256`: m/w.safetensors has sha256 {hashlib.sha256(b'').hexdigest()}, "
+         f"expected {'0' * 64}"),
+        ({"weights": '"m/shards"', "weights_sha256": f'"{"0" * 64}"'}, [],
+         "m:m: field `weights_sha256` pins one weights file, but `weights` names 2 files"),
+        ({"model_card": '"nope.md"'}, [], "m:m: field `model_card`: "),
+    ],
+)
+def test_refused_inputs_name_the_target_and_field(
+    rule_runner: RuleRunner, fields: dict, options: list, message: str
+) -> None:
+    write_model(rule_runner, **fields)
+    rule_runner.write_files({
+        "m/shards/BUILD": 'files(name="shards", sources=["*.safetensors"])',
+        "m/shards/model-00001-of-00002.safetensors": "", "m/shards/model-00002-of-00002.safetensors": "",
+    })
+    rule_runner.set_options([*RESOLVES, *options], env_inherit={"PATH"})
+    with pytest.raises(ExecutionError) as e:
+        rule_runner.request(ModelInputs, [ModelInputsRequest(Address("m", target_name="m"))])
+    assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError), e.value
+    assert message in str(e.value)

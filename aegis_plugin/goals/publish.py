@@ -11,7 +11,6 @@ import json
 import os
 from dataclasses import dataclass
 
-from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
 from pants.base.build_environment import get_buildroot
 from pants.core.goals.publish import (
@@ -22,13 +21,12 @@ from pants.core.goals.publish import (
     PublishRequest,
 )
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
-from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs
+from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, MergeDigests, PathGlobs
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import WrappedTarget, WrappedTargetRequest
 
 from aegis_plugin.core.registry.reference import names_registry
-from aegis_plugin.goals.package import ModelInputs, ModelPackageFieldSet
+from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.target_types import ModelIdField, ModelVersionField, RepositoryField
@@ -67,7 +65,7 @@ class PublishModelFieldSet(PublishFieldSet):
 def target_repository(fs: PublishModelFieldSet, registry: str | None) -> str:
     """`repository` with its registry; the default `aegis/<model_id>` and any other registry-less one take
     `[aegis-publish].registry`."""
-    repository = fs.repository.value or f"aegis/{fs.model_id.value}"
+    repository = fs.repository.image_repository(fs.model_id.value)
     if names_registry(repository.split("/", 1)[0]):
         return repository
     if not registry:
@@ -79,29 +77,18 @@ def target_repository(fs: PublishModelFieldSet, registry: str | None) -> str:
 
 
 @rule(desc="Preparing to publish a model image")
-async def publish_model(
-    request: PublishModelRequest, publish: PublishSubsystem, aegis: AegisSubsystem, python_setup: PythonSetup
-) -> PublishProcesses:
+async def publish_model(request: PublishModelRequest, publish: PublishSubsystem, aegis: AegisSubsystem) -> PublishProcesses:
     fs = request.field_set
     target = f"{target_repository(fs, publish.registry)}:{fs.version.value}"
     (package,) = request.packages
-    output_path = os.path.dirname(package.artifacts[0].relpath or "")
-    wrapped = await Get(WrappedTarget, WrappedTargetRequest(fs.address, description_of_origin="the `publish` goal"))
-    inputs = await Get(ModelInputs, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target))
-    runtime_lock = python_setup.resolves[inputs.resolve]
-    locks, image_json = await MultiGet(
-        Get(DigestContents, PathGlobs([runtime_lock])),
-        Get(DigestContents, DigestSubset(package.digest, PathGlobs([f"{output_path}/image.json"]))),
-    )
-    base_layer = json.loads(image_json[0].content)["layers"][0]["digest"]
+    image = built_model_image(package)
+    output_path = image.output_path
+    # The lockfiles as `package` read them: Pants memoises the read within this run.
+    locks = {f.path: f.content for f in await Get(DigestContents, PathGlobs(image.lockfiles))}
     materials = [
-        {"uri": runtime_lock, "sha256": hashlib.sha256(locks[0].content).hexdigest()},
-        *(
-            {"uri": f.path, "sha256": hashlib.sha256(f.content).hexdigest()}
-            for f in await Get(DigestContents, Digest, inputs.base_lockfile.snapshot.digest)
-        ),
-        {"uri": "oci-layer:debian-base", "sha256": base_layer.split(":", 1)[1]},
-        *(dict(f) for f in (inputs.registry["files"] if inputs.registry else ())),
+        *({"uri": path, "sha256": hashlib.sha256(locks[path]).hexdigest()} for path in image.lockfiles),
+        {"uri": "oci-layer:debian-base", "sha256": image.base_layer_digest.split(":", 1)[1]},
+        *(dict(f) for f in (image.registry["files"] if image.registry else ())),
     ]
     # The facts of the SLSA provenance (core/publish/provenance.py makes the predicate of them).
     facts = {
@@ -109,10 +96,10 @@ async def publish_model(
         "target": str(fs.address),
         "version": fs.version.value,
         "source_url": aegis.source_url or "",
-        "git_sha": inputs.revision.git_sha,
+        "git_sha": image.git_sha,
         "materials": materials,
         "invocation": ["pants", "publish", str(fs.address)],
-        "training_run": inputs.registry,
+        "training_run": image.registry,
     }
     provenance_digest = await Get(
         Digest, CreateDigest([FileContent("provenance.json", json.dumps(facts, sort_keys=True, default=thaw).encode())])

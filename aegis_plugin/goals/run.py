@@ -14,6 +14,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 
 from aegis_plugin.goals.package import ModelPackageFieldSet
+from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelIdField
 from aegis_plugin.util_rules.core_process import CORE_INTERPRETER_CONSTRAINTS, CoreTool, CoreToolPexRequest
@@ -38,11 +39,11 @@ async def run_model_package(
         Get(VenvPex, VenvPexRequest(await Get(PexRequest, CoreToolPexRequest(CoreTool.CONTRACT_SERVE, contract.resolve)), environment)),
         Get(PythonExecutable, InterpreterConstraints, CORE_INTERPRETER_CONSTRAINTS),
     )
-    output_path = os.path.dirname(package.artifacts[0].relpath or "")
-    layout = await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{output_path}/oci/**"])))
+    image = built_model_image(package)
+    layout = await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{image.relpath}/**"])))
     return RunRequest(
         digest=await Get(Digest, MergeDigests([layout, driver.digest])),
-        args=[os.path.join("{chroot}", driver.pex.argv0), "--layout", os.path.join("{chroot}", output_path, "oci")],
+        args=[os.path.join("{chroot}", driver.pex.argv0), "--layout", os.path.join("{chroot}", image.relpath or "")],
         extra_env=environment.environment_dict(python=python),
         append_only_caches={**environment.append_only_caches, **(driver.append_only_caches or {})},
     )

@@ -19,6 +19,7 @@ from pants.engine.target import HydratedSources, HydrateSourcesRequest, WrappedT
 from pants.util.logging import LogLevel
 
 from aegis_plugin.goals.package import ModelPackageFieldSet
+from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelExamplesField, ModelIdField
 from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
@@ -70,15 +71,15 @@ async def run_contract_test(
             f"(Debian: `apt-get install bubblewrap`)"
         )
     # Only the OCI layout goes in: image.tar holds the same bytes again.
-    layout_prefix = os.path.dirname(package.artifacts[0].relpath or "")
+    image = built_model_image(package)
     layout = await Get(
         Digest,
         RemovePrefix(
-            await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{layout_prefix}/oci/**"]))),
-            layout_prefix,
+            await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{image.relpath}/**"]))),
+            image.output_path,
         ),
     )
-    argv = ["--layout", "oci", "--examples", examples.snapshot.files[0], "--report", "contract-report.json",
+    argv = ["--layout", os.path.basename(image.relpath or ""), "--examples", examples.snapshot.files[0], "--report", "contract-report.json",
             "--ready-timeout", str(subsystem.ready_timeout)]
     process = await Get(
         Process,

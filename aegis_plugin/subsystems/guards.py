@@ -5,7 +5,7 @@ from pants.option.option_types import SkipOption, StrListOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import help_text
 
-from aegis_plugin.core.guards_defaults import DENY_DEBIAN, DENY_PYTHON, SEVERITIES
+from aegis_plugin.core.guards.defaults import DENY_DEBIAN, DENY_PYTHON, SEVERITIES
 
 
 class GuardsSubsystem(Subsystem):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 
 import pytest
 
@@ -26,7 +25,7 @@ from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import MockGet, QueryRule, RuleRunner, run_rule_with_mocks
 
 from aegis_plugin import register as aegis_backend
-from aegis_plugin.core.local_servers import serving
+from aegis_plugin.testutil.local_servers import serving_guarded_file
 from aegis_plugin.util_rules.core_process import CoreCommand, CoreProcess, CoreResult
 from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest, download_pinned
 
@@ -88,23 +87,7 @@ def test_a_url_with_secrets_reaches_no_process() -> None:
 @pytest.fixture(scope="module")
 def origin():
     """Serves CONTENT at /w.bin to requests carrying USER:PASSWORD and QUERY; else 403 (404 elsewhere)."""
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-            if not self.path.startswith("/w.bin"):
-                self.send_error(404)
-            elif self.path != f"/w.bin?{QUERY}" or self.headers.get("Authorization") != auth:
-                self.send_error(403)
-            else:
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(CONTENT)))
-                self.end_headers()
-                self.wfile.write(CONTENT)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+    with serving_guarded_file("/w.bin", CONTENT, USER, PASSWORD, QUERY) as port:
         yield f"127.0.0.1:{port}"
 
 

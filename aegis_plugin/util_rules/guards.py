@@ -7,18 +7,36 @@ pinned database, the VEX documents and the scan date (so an acceptance expires o
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.target_types import PythonRequirementResolveField, PythonRequirementsField
 from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
-from pants.engine.fs import CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs
+from pants.base.specs import DirGlobSpec, RawSpecs
+from pants.engine.addresses import Address, Addresses
+from pants.engine.fs import (
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestSubset,
+    FileContent,
+    GlobMatchErrorBehavior,
+    MergeDigests,
+    PathGlobs,
+)
 from pants.engine.process import FallibleProcessResult, Process
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import Targets, WrappedTarget, WrappedTargetRequest
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
+from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.subsystems.guards import GuardsSubsystem
-from aegis_plugin.util_rules.core_process import CoreTool, CoreToolPexRequest, core_error
+from aegis_plugin.target_types import AcceleratorField, FrameworkField, SizeBudgetField
+from aegis_plugin.util_rules.core_process import CoreTool, CoreToolPexRequest, core_error, freeze
+from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
 
 REPORT_FILES = ("guards.json", "guards.sarif")
 
@@ -80,6 +98,64 @@ async def run_guards(request: GuardsRequest, guards: GuardsSubsystem) -> GuardsR
     findings = json.loads(contents[0].content)["findings"]
     errors = tuple(f["message"] for f in findings if f["level"] == "error")
     return GuardsResult(result.exit_code, result.stdout.decode(), report, errors)
+
+
+@dataclass(frozen=True)
+class GuardFactsRequest:
+    address: Address  # of a model_package
+
+
+@dataclass(frozen=True)
+class GuardFacts:
+    facts: FrozenDict[str, Any]  # core/guards/pitfalls.Facts of the target
+
+
+@rule
+async def guard_facts(request: GuardFactsRequest, guards: GuardsSubsystem, python_setup: PythonSetup) -> GuardFacts:
+    wrapped, inputs = await MultiGet(
+        Get(WrappedTarget, WrappedTargetRequest(request.address, description_of_origin="the pitfall guards")),
+        Get(ModelInputs, ModelInputsRequest(request.address)),
+    )
+    model = wrapped.target
+    # The requirement targets live next to their resolve's lockfile: read only those BUILD files, so an error
+    # in an unrelated BUILD file elsewhere in the repository cannot fail this package.
+    resolves = [r for r in (*guards.training_resolves, inputs.resolve) if r in python_setup.resolves]
+    requirement_dirs = sorted({os.path.dirname(python_setup.resolves[r]) for r in resolves})
+    addresses = await Get(
+        Addresses,
+        RawSpecs(
+            dir_globs=tuple(DirGlobSpec(d) for d in requirement_dirs),
+            description_of_origin="the directories of the resolves' lockfiles ([python].resolves)",
+            unmatched_glob_behavior=GlobMatchErrorBehavior.ignore,
+        ),
+    )
+    training: set[str] = set()
+    runtime: set[str] = set()
+    for tgt in await Get(Targets, Addresses, addresses):
+        if not tgt.has_field(PythonRequirementsField):
+            continue
+        resolve = tgt[PythonRequirementResolveField].normalized_value(python_setup)
+        names = {canonical_name(r.project_name) for r in tgt[PythonRequirementsField].value}
+        if resolve in guards.training_resolves:
+            training |= names
+        elif resolve == inputs.resolve:
+            runtime |= names
+    return GuardFacts(
+        freeze(
+            {
+                "target": str(model.address),
+                "build_file": os.path.join(model.address.spec_path, "BUILD"),
+                "python_lock": python_setup.resolves[inputs.resolve],
+                "debian_lock": inputs.base_lockfile.snapshot.files[0],
+                "accelerator": model[AcceleratorField].value,
+                "framework": canonical_name(model[FrameworkField].value),
+                "size_budget_mb": model[SizeBudgetField].value,
+                "deny_python": list(guards.deny_python),
+                "deny_debian": list(guards.deny_debian),
+                "training_only": sorted(training - runtime),
+            }
+        )
+    )
 
 
 def rules():

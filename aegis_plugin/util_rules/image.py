@@ -10,6 +10,7 @@ from pants.engine.fs import AddPrefix, Digest, DigestContents, DigestSubset, Mer
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
+from aegis_plugin.core.specs import ImageSpec, to_json
 from aegis_plugin.util_rules.core_process import CoreCommand, CoreProcess, CoreResult, freeze
 from aegis_plugin.util_rules.layers import Layer
 
@@ -37,23 +38,22 @@ class OciImage:
 
 @rule(desc="Assembling an OCI image")
 async def build_oci_image(request: OciImageRequest) -> OciImage:
-    spec = {
-        "layers": [f"layer{i}/out" for i in range(len(request.layers))],
-        "architecture": "amd64",
-        "os": "linux",
-        "created": request.created,
-        "user": NON_ROOT,
+    spec = ImageSpec(
+        layers=tuple(f"layer{i}/out" for i in range(len(request.layers))),
+        architecture="amd64",
+        os="linux",
+        created=request.created,
+        user=NON_ROOT,
         # The root filesystem is read-only at run time: never write bytecode next to the sources.
-        "env": ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1",
-                *request.env],
-        "entrypoint": list(request.entrypoint),
-        "working_dir": "/app",
-        "labels": dict(request.annotations),
-        "annotations": dict(request.annotations),
-        "ref_name": request.tag,
-        "repo_tags": [f"{request.repository}:{request.tag}"],
-        "docker_archive": request.docker_archive,
-    }
+        env=("PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", *request.env),
+        entrypoint=tuple(request.entrypoint),
+        working_dir="/app",
+        labels=request.annotations,
+        annotations=request.annotations,
+        ref_name=request.tag,
+        repo_tags=(f"{request.repository}:{request.tag}",),
+        docker_archive=request.docker_archive,
+    )
     # The layer descriptors only, unless image.tar needs the bytes.
     read = ["out/layer.json", *(["out/blobs/**"] if request.docker_archive else [])]
     subsets = await MultiGet(Get(Digest, DigestSubset(layer.digest, PathGlobs(read))) for layer in request.layers)
@@ -66,7 +66,7 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
             await Get(Digest, MergeDigests(layer_inputs)),
             description=f"Assembling the image of {request.context}",
             error_context=request.context,
-            spec=freeze(spec),
+            spec=freeze(to_json(spec)),
         ),
     )
     layer_blobs = await MultiGet(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.pex import Pex, PexLayout
@@ -27,11 +26,11 @@ from pants.engine.fs import (
     PathGlobs,
 )
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.util.frozendict import FrozenDict
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
 from aegis_plugin.core.download import redact_text
 from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
+from aegis_plugin.core.specs import FilesLayerSpec, HandlerCheckSpec, LayerEntrySpec, to_json
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.util_rules.core_process import (
     AegisBuildError,
@@ -203,7 +202,7 @@ class FilesLayerRequest:
     checkpoint: tuple[tuple[str, Digest], ...] = ()
     # For the app layer: the handler must start (core/python/handler_check.py): its path in the repository,
     # for messages, and the top-level modules the deps layer makes importable.
-    handler_check: FrozenDict[str, Any] | None = None
+    handler_check: HandlerCheckSpec | None = None
 
 
 @rule(desc="Building a files layer")
@@ -212,7 +211,7 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
     all_entries = await MultiGet(Get(DigestEntries, Digest, f.digest) for _, f in with_digest)
     inputs = await MultiGet(Get(Digest, AddPrefix(f.digest, f"in/{i}")) for i, f in with_digest)
     spec_entries = [
-        {"path": f.path, "origin": f.origin, "name": f.path.rsplit("/", 1)[-1], "text": f.text, "mode": 0o644}
+        LayerEntrySpec(f.path, f.origin, f.path.rsplit("/", 1)[-1], 0o644, text=f.text)
         for f in request.files
         if f.digest is None
     ]
@@ -222,17 +221,9 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
             raise AegisBuildError(f"{request.context}: {file.origin} must name exactly one file, got {len(files)}")
         for entry in files:
             path = f"{file.path}{entry.path}" if file.path.endswith("/") else file.path
-            spec_entries.append(
-                {
-                    "path": path,
-                    "origin": file.origin,
-                    "name": entry.path,
-                    "source": f"in/{index}/{entry.path}",
-                    # Modes come from the digest: sandbox files may be hardlinks with the wrong bits.
-                    "mode": 0o755 if entry.is_executable else 0o644,
-                    **({"check": file.check} if file.check else {}),
-                }
-            )
+            # Modes come from the digest: sandbox files may be hardlinks with the wrong bits.
+            spec_entries.append(LayerEntrySpec(path, file.origin, entry.path, 0o755 if entry.is_executable else 0o644,
+                                               source=f"in/{index}/{entry.path}", check=file.check))
     checkpoint_inputs = await MultiGet(
         Get(Digest, AddPrefix(d, f"checkpoint/{i}")) for i, (_, d) in enumerate(request.checkpoint)
     )
@@ -249,9 +240,8 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
             await Get(Digest, MergeDigests([*inputs, *checkpoint_inputs])),
             description=f"Building the {request.description} layer",
             error_context=request.context,
-            spec=freeze({"mtime": request.mtime, "description": request.description, "entries": spec_entries,
-                         "compression": request.compression, "checkpoint": checkpoint,
-                         "handler_check": request.handler_check}),
+            spec=freeze(to_json(FilesLayerSpec(request.mtime, request.description, tuple(spec_entries),
+                                               request.compression, checkpoint or None, request.handler_check))),
         ),
     )
     return await _layer(result)
@@ -297,9 +287,7 @@ async def build_app_layer(request: AppLayerRequest) -> Layer:
         *runtime,
         LayerFile(f"{APP_SRC}/", "the handler's first-party dependencies", first_party),
     )
-    handler_check = FrozenDict(
-        handler=handler_path, in_image=HANDLER_IN_IMAGE, first_party_dir=APP_SRC, importable=request.importable
-    )
+    handler_check = HandlerCheckSpec(handler_path, HANDLER_IN_IMAGE, APP_SRC, request.importable)
     return await Get(Layer, FilesLayerRequest(request.context, "app", files, request.mtime,
                                               handler_check=handler_check))
 

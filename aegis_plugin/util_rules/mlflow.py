@@ -40,6 +40,7 @@ from aegis_plugin.target_types import (
     MlflowSourceField,
 )
 from aegis_plugin.util_rules.core_process import AegisBuildError, CoreCommand, CoreProcess, CoreResult, freeze
+from aegis_plugin.util_rules.pants_internals import is_missing_digest
 
 _ENV = ("MLFLOW_TRACKING_URI", *mlflow_client.CREDENTIAL_VARS)
 # Pants' downloader reports a mismatch as "... digest Digest { hash: Fingerprint<HEX>, size_bytes: N } ...".
@@ -104,7 +105,7 @@ async def fetch_mlflow_files(request: MlflowFilesRequest, mlflow: MlflowSubsyste
         result = await Get(CoreResult, CoreProcess, _pinned_files_process(request, pinned, downloaded=False))
         return MlflowFiles(await Get(Digest, RemovePrefix(result.output_digest, "out")))
     except Exception as e:  # noqa: BLE001 - only a missing input is expected; anything else is re-raised
-        if "Missing digest" not in str(e) and "not present in" not in str(e):
+        if not is_missing_digest(e):
             raise
     env = await Get(EnvironmentVars, EnvironmentVarsRequest(_ENV))
     try:

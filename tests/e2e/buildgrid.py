@@ -10,7 +10,7 @@ from typing import Iterator
 
 import pytest
 
-from aegis_plugin.core.local_servers import accepts_connections, free_port, running_process
+from aegis_plugin.testutil.local_servers import accepts_connections, free_port, running_process
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from aegis_plugin.core.local_servers import free_port, running_process
+from aegis_plugin.testutil.local_servers import free_port, running_process
 from tests.e2e.buildgrid import buildgrid, counters
 from tests.e2e.clones import Clone, make_clone, tree_digests
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from aegis_plugin.core.debian.lock import DebPackage
-from aegis_plugin.core.local_servers import serving
+from aegis_plugin.testutil.local_servers import serving
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from aegis_plugin.core.guards.findings import Finding
 from aegis_plugin.core.guards.inventory import Inventory, Package
 from aegis_plugin.core.guards.osv import normalize
-from aegis_plugin.core.guards_defaults import DENY_DEBIAN, DENY_PYTHON
+from aegis_plugin.core.guards.defaults import DENY_DEBIAN, DENY_PYTHON
 
 # CUDA builds: wheels and Debian packages that only make sense with an NVIDIA GPU.
 _CUDA_PYTHON = re.compile(r"^(nvidia-.*|.*-cu\d+|.*-cuda\d*(x)?|cupy-cuda.*|jax-cuda.*|tensorflow-gpu|onnxruntime-gpu)$")

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Optional
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
-from aegis_plugin.core.guards_defaults import SEVERITIES as LEVELS
+from aegis_plugin.core.guards.defaults import SEVERITIES as LEVELS
 
 _QUALITATIVE = {"low": "low", "moderate": "medium", "medium": "medium", "high": "high", "critical": "critical",
                 "important": "high"}

@@ -1,7 +1,7 @@
 """Whether an image's handler can start: it compiles, every import resolves in the image, and it defines what
 the runtime loads.
 
-The runtime (core/runtime/server.py) imports `/app/server/handler.py` when the container starts and exits 1
+The runtime (core/runtime/model.py) imports `/app/server/handler.py` when the container starts and exits 1
 if that raises, so a handler with a syntax error, or with an import the image cannot satisfy, ships an image
 that never serves. These checks read the source only (nothing is imported or run), so they hold for any
 target platform.
@@ -205,7 +205,7 @@ def _check_import(
 
 
 def _check_definitions(handler: SourceFile, tree: ast.Module) -> None:
-    """What Model.load and Model.construct in core/runtime/server.py require of the handler module."""
+    """What Model.load and Model.construct in core/runtime/model.py require of the handler module."""
     bound = _bindings(tree.body)
     if "*" in bound:  # `from x import *` may bind anything
         return

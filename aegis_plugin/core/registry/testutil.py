@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from aegis_plugin.core.local_servers import free_port, running_process, serving
+from aegis_plugin.testutil.local_servers import free_port, running_process, serving
 from aegis_plugin.core.oci.layout import write_layout
 from aegis_plugin.core.registry.push import LayoutImage
 

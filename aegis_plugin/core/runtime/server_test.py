@@ -26,8 +26,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
-from aegis_plugin.core.runtime import server as server_module
-from aegis_plugin.core.runtime.server import Config, accelerator_problem
+from aegis_plugin.core.runtime import http_api
+from aegis_plugin.core.runtime.config import Config
+from aegis_plugin.core.runtime.model import accelerator_problem
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 MODEL = "toy"
@@ -400,7 +401,7 @@ def test_server_metadata(shared: Server) -> None:
     reply = call(shared.port, "GET", "/v2")
     assert reply.status == 200
     assert reply.body == {
-        "name": "aegis", "version": server_module.RUNTIME_VERSION, "extensions": ["binary_tensor_data"]
+        "name": "aegis", "version": http_api.RUNTIME_VERSION, "extensions": ["binary_tensor_data"]
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, Mapping
 
 from cryptography.hazmat.primitives import serialization
 
+from aegis_plugin.core.sign import sigstore_internals
 from aegis_plugin.core.sign.signer import KeylessSigner, SigningError
 
 TOKEN_ENV = "SIGSTORE_ID_TOKEN"
@@ -65,15 +66,14 @@ def certificate_identity(token_claims: Mapping[str, Any]) -> str:
 def sigstore_signer(token: str, staging: bool = False) -> Iterator[KeylessSigner]:
     """A signer holding one ephemeral key and its Fulcio certificate for all of a publish's signatures."""
     from sigstore.errors import Error
-    from sigstore.models import ClientTrustConfig, SigningConfig
+    from sigstore.models import ClientTrustConfig
     from sigstore.oidc import IdentityToken
     from sigstore.sign import Signer, SigningContext
 
     instance = "staging" if staging else "production"
     try:
         config = ClientTrustConfig.staging() if staging else ClientTrustConfig.production()
-        # Rekor v1: cosign's tag-schema signatures carry the log's signed entry timestamp, which only v1 gives.
-        services = SigningConfig(config.signing_config._inner, tlog_version=1)
+        services = sigstore_internals.rekor_v1_signing_config(config)
         context = SigningContext(fulcio=services.get_fulcio(), rekor=services.get_tlogs()[0],
                                  trusted_root=config.trusted_root)
         chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in config.trusted_root.get_fulcio_certs())

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.sign import dsse, keys
+from aegis_plugin.core.sign import dsse, keys, sigstore_internals
 from aegis_plugin.core.sign.tlog import LogEntry
 
 
@@ -81,8 +81,7 @@ class KeylessSigner:
 
         bundle_object = _logged(self.session.sign_dsse, Statement(statement))
         bundle = json.loads(bundle_object.to_json())
-        # The envelope exactly as Sigstore serialised it for Rekor: the log entry holds the hash of these bytes.
-        envelope = bundle_object._dsse_envelope.to_json().encode()
+        envelope = sigstore_internals.dsse_envelope_bytes(bundle_object)
         return envelope, self._signed(bundle, b"", hashlib.sha256(envelope).hexdigest())
 
     def _signed(self, bundle: Mapping[str, Any], signature: bytes, logged_hash: str) -> Signed:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from aegis_plugin.core.sign import dsse
+from aegis_plugin.core.sign import dsse, sigstore_internals
 from aegis_plugin.core.sign import identity as identity_module
 
 
@@ -158,12 +158,10 @@ class LocalSigstoreSession:
                                                   "signature": _b64(signature)}}, body)
 
     def sign_dsse(self, input_):
-        from sigstore.dsse import Envelope
-
-        payload = input_._contents
+        payload = sigstore_internals.statement_bytes(input_)
         signature = self.key.sign(dsse.pae(dsse.PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
         envelope = {"payload": _b64(payload), "payloadType": dsse.PAYLOAD_TYPE, "signatures": [{"sig": _b64(signature)}]}
-        stored = Envelope._from_json(json.dumps(envelope)).to_json().encode()
+        stored = sigstore_internals.envelope_from_json(json.dumps(envelope)).to_json().encode()
         body = {"apiVersion": "0.0.1", "kind": "dsse", "spec": {
             "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(stored).hexdigest()},
             "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},

@@ -3,6 +3,7 @@ its PID; an in-process HTTP server runs on a thread. Stdlib only: the test helpe
 (the registry's, the Debian fetcher's, the remote-cache test's) share it."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
 import os
@@ -71,3 +72,33 @@ def serving(server: http.server.HTTPServer) -> Iterator[int]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextlib.contextmanager
+def serving_guarded_file(path: str, content: bytes, username: str, password: str, query: str,
+                         seen: list | None = None, echo: bool = False) -> Iterator[int]:
+    """Serves `content` at `path` only to a GET with Basic `username:password` and exactly `query` (a signed
+    URL's); 403 otherwise, 404 at any other path. With `echo`, each error message repeats the request's path, as
+    some servers do (what a redacting client must not pass on). `seen` gets each request's (path, Authorization).
+    Yields the port."""
+    expected_auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if seen is not None:
+                seen.append((self.path, self.headers.get("Authorization")))
+            if not self.path.startswith(path):
+                self.send_error(404, f"nothing at {self.path}" if echo else None)
+            elif self.path != f"{path}?{query}" or self.headers.get("Authorization") != expected_auth:
+                self.send_error(403, f"the signature of {self.path} does not match" if echo else None)
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield port

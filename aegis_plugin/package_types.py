@@ -1,0 +1,34 @@
+"""What `package` hands the other goals: the typed artifact of a `model_package` (as Pants' docker backend's
+`package_types.py`), so that `test`, `run` and `publish` never cut paths out of dist/ or re-read image.json."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact
+from pants.util.frozendict import FrozenDict
+
+
+@dataclass(frozen=True)
+class BuiltModelImage(BuiltPackageArtifact):
+    """The image a `model_package` builds, typed for the goals that use it (`test`, `run`, `publish`), as Pants'
+    `BuiltDockerImage`: `relpath` is its OCI layout directory, e.g. `models.fraud/fraud/oci`."""
+
+    manifest_digest: str = ""  # "sha256:<hex>"
+    repository: str = ""  # without registry when the target names none
+    tag: str = ""
+    base_layer_digest: str = ""  # the Debian base layer's blob, a material of the SLSA provenance
+    git_sha: str = ""  # the source revision of its inputs
+    lockfiles: tuple[str, ...] = ()  # the runtime resolve's lockfile, then the base's Debian lockfile
+    registry: FrozenDict[str, Any] | None = None  # the MLflow provenance of the model files (util_rules/mlflow.py)
+
+    @property
+    def output_path(self) -> str:
+        """The package's directory under dist/: the layout, image.json and the SBOMs."""
+        return os.path.dirname(self.relpath or "")
+
+
+def built_model_image(package: BuiltPackage) -> BuiltModelImage:
+    """The image of a `model_package`'s BuiltPackage."""
+    return next(a for a in package.artifacts if isinstance(a, BuiltModelImage))
