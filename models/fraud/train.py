@@ -22,6 +22,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from tokenizers import Tokenizer
 
 from models.shared.textfeatures import token_bags, train_word_tokenizer
+from models.shared.training import adam_step, quantize
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,9 +34,8 @@ HIDDEN = 16
 STEPS = 600
 LEARNING_RATE = 0.02
 L2 = 1e-3
-# Stored weights are rounded to this grid: last-bit differences between CPUs' math kernels (SIMD exp/log,
-# BLAS summation order) then cannot change the committed bytes. 1/4096 is far below what matters here.
-WEIGHT_GRID = 4096
+# Stored weights are rounded to models/shared/training.py's grid: last-bit differences between CPUs' math
+# kernels (SIMD exp/log, BLAS summation order) then cannot change the committed bytes.
 
 # Merchant descriptor vocabulary: (category words, fraud log-odds contribution, share of transactions).
 # The risky categories are the classic cash-out channels: instruments that are easy to resell or move.
@@ -182,17 +182,8 @@ def train_mlp(rng: np.random.Generator, x_num: np.ndarray, bags: np.ndarray, y: 
         }
         for name in ("output.weight", "hidden.weight", "token_embedding.weight"):
             grads[name] += L2 * params[name]
-        for name, grad in grads.items():
-            moment1[name] = 0.9 * moment1[name] + 0.1 * grad
-            moment2[name] = 0.999 * moment2[name] + 0.001 * grad * grad
-            m_hat = moment1[name] / (1.0 - 0.9**step)
-            v_hat = moment2[name] / (1.0 - 0.999**step)
-            params[name] = params[name] - LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-8)
+        adam_step(params, grads, moment1, moment2, step, LEARNING_RATE)
     return params
-
-
-def quantize(value: np.ndarray) -> np.ndarray:
-    return (np.round(value * WEIGHT_GRID) / WEIGHT_GRID).astype(np.float32)
 
 
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:

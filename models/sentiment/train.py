@@ -19,6 +19,7 @@ from safetensors.numpy import save_file
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from models.shared.textfeatures import token_bags, train_word_tokenizer
+from models.shared.training import quantize  # stored weights on a grid: CPU math cannot change the bytes
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +29,6 @@ TEST_FRACTION = 0.25
 STEPS = 2000
 LEARNING_RATE = 10.0
 L2 = 1e-4
-WEIGHT_GRID = 4096  # stored weights are rounded to this grid: CPU math differences cannot change the bytes
 LABEL_NOISE = 0.05
 
 PRODUCTS = ["kettle", "headphones", "backpack", "lamp", "blender", "jacket", "charger", "mattress", "camera",
@@ -75,10 +75,6 @@ def train_logistic(bags: np.ndarray, y: np.ndarray) -> dict:
         weight = weight - LEARNING_RATE * (bags.T @ error + L2 * weight)
         bias = bias - LEARNING_RATE * np.array([error.sum()])
     return {"token.weight": weight, "bias": bias}
-
-
-def quantize(value: np.ndarray) -> np.ndarray:
-    return (np.round(value * WEIGHT_GRID) / WEIGHT_GRID).astype(np.float32)
 
 
 def main(argv=None) -> dict:

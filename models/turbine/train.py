@@ -20,6 +20,8 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
+from models.shared.training import adam_step, quantize
+
 HERE = Path(__file__).resolve().parent
 
 MODEL_FORMAT = "aegis-turbine-mlp/1"  # server/handler.py checks it
@@ -34,9 +36,8 @@ HIDDEN = 24
 STEPS = 500
 LEARNING_RATE = 0.02
 L2 = 1e-4
-# Stored weights are rounded to this grid: last-bit differences between CPUs' math kernels (SIMD exp/log,
-# BLAS summation order) then cannot change the committed bytes. 1/4096 is far below what matters here.
-WEIGHT_GRID = 4096
+# Stored weights are rounded to models/shared/training.py's grid: last-bit differences between CPUs' math
+# kernels (SIMD exp/log, BLAS summation order) then cannot change the committed bytes.
 
 
 def make_dataset(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,17 +102,8 @@ def train_mlp(rng: np.random.Generator, x: np.ndarray, label: np.ndarray) -> dic
             "hidden.weight": d_pre.T @ f["z"] + L2 * params["hidden.weight"],
             "hidden.bias": d_pre.sum(axis=0),
         }
-        for name, grad in grads.items():
-            moment1[name] = 0.9 * moment1[name] + 0.1 * grad
-            moment2[name] = 0.999 * moment2[name] + 0.001 * grad * grad
-            m_hat = moment1[name] / (1.0 - 0.9**step)
-            v_hat = moment2[name] / (1.0 - 0.999**step)
-            params[name] = params[name] - LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-8)
+        adam_step(params, grads, moment1, moment2, step, LEARNING_RATE)
     return params
-
-
-def quantize(value: np.ndarray) -> np.ndarray:
-    return (np.round(value * WEIGHT_GRID) / WEIGHT_GRID).astype(np.float32)
 
 
 def examples(params: dict, x: np.ndarray, label: np.ndarray) -> list:
