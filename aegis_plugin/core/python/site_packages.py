@@ -196,9 +196,11 @@ def _text_file_notices(root: str) -> tuple[str, ...]:
             if os.path.islink(path) or os.path.getsize(path) > _TEXT_FILE_MAX:
                 continue
             with open(path, "rb") as f:
-                data = f.read()
-            if b"\0" not in data[:8192]:
-                found.extend(notices.source_notice_lines(data.decode("utf-8", errors="replace")))
+                head = f.read(8192)
+                if b"\0" in head:
+                    continue  # compiled: the rest is not read
+                data = head + f.read()
+            found.extend(notices.source_notice_lines(data.decode("utf-8", errors="replace")))
     return notices.distinct(found)
 
 

@@ -1,9 +1,9 @@
 """SBOM completeness: does every file in the image belong to a component the SBOM names?
 
 The image's filesystem is what its layers give when applied in order (OCI image spec, "Applying
-changesets"): a `.wh.<name>` entry deletes `<name>` from the layers below, `.wh..wh..opq` empties its
-directory of everything from the layers below, and a non-directory replaces a directory together with its
-contents. Only regular files of that final filesystem are counted; a hardlink is a regular file of its own.
+changesets"), read as `core/oci/flatten.py` reads it: a `.wh.<name>` entry deletes `<name>` from the layers
+below, `.wh..wh..opq` empties its directory of everything from the layers below, and a non-directory replaces
+a directory together with its contents. Only regular files of that final filesystem are counted; a hardlink is a regular file of its own.
 Directories and symlinks carry no content and are not counted.
 
 Each regular file is attributed, the first source that claims it winning:
@@ -341,21 +341,3 @@ def _resolve_parents(fs: dict[str, Entry], path: str) -> str:
         resolved = candidate
         i += 1
     return _normalize(f"{resolved}/{parts[-1]}") if parts else "/"
-
-
-def _remove_tree(fs: dict[str, Entry], path: str, keep_root: bool = False) -> None:
-    prefix = path.rstrip("/") + "/"
-    for p in [p for p in fs if p.startswith(prefix)]:
-        del fs[p]
-    if not keep_root:
-        fs.pop(path, None)
-
-
-def _drop_file_ancestors(fs: dict[str, Entry], path: str) -> None:
-    """An entry below a path that a lower layer made a file makes that path a directory."""
-    parent = posixpath.dirname(path)
-    while parent != "/":
-        entry = fs.get(parent)
-        if entry is not None and entry.kind in ("file", "other"):
-            del fs[parent]
-        parent = posixpath.dirname(parent)

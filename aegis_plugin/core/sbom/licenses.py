@@ -216,11 +216,10 @@ def conjunction(expressions: Sequence[Optional[str]]) -> Optional[str]:
 
 def image_concluded(inv: Inventory, refs: LicenseRefs) -> Optional[str]:
     """The image's concluded license: its parts' (every Debian package, distribution, the model and the app)."""
-    card_license = declared_expression(card_facts.facts(inv.model.card).license, "model", refs)
     return conjunction([
         *(debian_expression(p.licenses, refs, p.name, p.copyright_file) for p in inv.debian),
         *(declared_expression(d.license, "pypi", refs) for d in inv.python),
-        card_license, card_license,
+        declared_expression(card_facts.facts(inv.model.card).license, "model", refs),  # the model's and the app's
     ])
 
 
