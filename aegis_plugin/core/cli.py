@@ -21,7 +21,10 @@ from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
 from aegis_plugin.core.oci.toc import write_toc
-from aegis_plugin.core.python import handler_check, requirements_lock, site_packages
+from aegis_plugin.core.python import (
+    dependencies, handler_check, markers, requirements_lock, simple_index, site_packages, wheels,
+)
+from aegis_plugin.core.python.interpreter import MACHINES, Interpreter
 from aegis_plugin.core.specs import FilesLayerSpec, HandlerCheckSpec, ImageSpec, LayerEntrySpec
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
@@ -30,6 +33,7 @@ LAYER_INFO = "layer.json"  # the blob's descriptor: digest, diff_id, size, media
 LAYER_TOC = "toc.json"  # every entry of the blob, for steps that must not re-read it (core/oci/toc.py)
 # What each layer step reports for the SBOM (see aegis_plugin/core/sbom/inventory.py for the whole format):
 INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"python": [...]}
+WHEELS_INFO = "wheels.json"  # locate-wheels: [{name, version, filename, url, sha256, size}] of every wheel
 FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
 MODEL_CARD_INFO = "model_card.json"  # files-layer with a model card: its {sections, fields}
 
@@ -145,25 +149,42 @@ def debian_layer(args: argparse.Namespace) -> None:
     _write_json(os.path.join(args.out, INVENTORY), {"debian": [p.to_json() for p in base.packages]})
 
 
-def deps_layer(args: argparse.Namespace) -> None:
-    """The third-party layer, plus the lock subset and the list of what it installs."""
+def locate_wheels(args: argparse.Namespace) -> None:
+    """Where the lock's wheels for the platform are (out/wheels.json): the index names each pinned file."""
     with open(args.lock) as f:
         locked = requirements_lock.parse(f.read())
-    dists = site_packages.distributions(args.pex)
-    lock_text = requirements_lock.subset(locked, {d.name: d.version for d in dists}, os.path.basename(args.lock))
-    installed = site_packages.build_site_packages(args.pex, args.prefix)
+    found = simple_index.locate(locked, args.index, Interpreter(args.platform), os.path.basename(args.lock))
+    os.makedirs(args.out, exist_ok=True)
+    _write_json(os.path.join(args.out, WHEELS_INFO), [w.to_json() for w in found])
+
+
+def deps_layer(args: argparse.Namespace) -> None:
+    """The third-party layer, from the locked wheels the handler's requirements need on the platform, plus the
+    lock subset and the list of what it installs."""
+    lock_name = os.path.basename(args.lock)
+    with open(args.lock) as f:
+        locked = requirements_lock.parse(f.read())
+    wheel_paths = {
+        wheels.parse_name(name).name: os.path.join(args.wheels, name) for name in sorted(os.listdir(args.wheels))
+    }
+    needed = dependencies.closure(args.require, wheel_paths, Interpreter(args.platform), lock_name)
+    requested = {markers.parse_requirement(r).name for r in args.require}
+    installed_dir = tempfile.mkdtemp(prefix="installed-", dir=".")
+    site_packages.install_wheels([wheel_paths[name] for name in needed], requested, installed_dir)
+    dists = site_packages.distributions(installed_dir)
+    lock_text = requirements_lock.subset(locked, {d.name: d.version for d in dists}, lock_name)
+    installed = site_packages.build_site_packages(installed_dir, args.prefix)
     # The SBOM takes the distributions' files from their RECORDs: no per-file digests needed.
-    _write_layer(installed.entries, args.out, 0, f"python distributions from {os.path.basename(args.lock)}",
-                 file_digests=False)
+    _write_layer(installed.entries, args.out, 0, f"python distributions from {lock_name}", file_digests=False)
     with open(os.path.join(args.out, "requirements.lock"), "wb") as f:
         f.write(lock_text)
     hashes = {(r.name, r.version): r.hashes for r in locked}
     python = []
     for d in dists:
-        parties = site_packages.declared_parties(args.pex, d)
+        parties = site_packages.declared_parties(installed_dir, d)
         python.append({
             "name": d.name, "version": d.version, "wheel": d.wheel, "hashes": sorted(hashes[d.name, d.version]),
-            "license": site_packages.declared_license(args.pex, d), "authors": list(parties.authors),
+            "license": site_packages.declared_license(installed_dir, d), "authors": list(parties.authors),
             "maintainers": list(parties.maintainers), "copyright": list(parties.copyright),
             "files": installed.files[d.wheel],
         })
@@ -261,8 +282,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--debs", required=True)
     cmd.set_defaults(run=debian_layer)
+    cmd = commands.add_parser("locate-wheels")
+    cmd.add_argument("--lock", required=True)
+    cmd.add_argument("--index", required=True, help="a PEP 691 package index, e.g. Pants' [python-repos].indexes")
+    cmd.add_argument("--platform", required=True, choices=sorted(MACHINES))
+    cmd.set_defaults(run=locate_wheels)
     cmd = commands.add_parser("deps-layer")
-    cmd.add_argument("--pex", required=True)
+    cmd.add_argument("--wheels", required=True, help="a directory of the located wheels (locate-wheels)")
+    cmd.add_argument("--require", action="append", default=[], help="a requirement of the handler (repeatable)")
+    cmd.add_argument("--platform", required=True, choices=sorted(MACHINES))
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--prefix", required=True)
     cmd.set_defaults(run=deps_layer)

@@ -144,7 +144,9 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
                                base_lockfile.files[0]),
         ),
-        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve)),
+        # One platform today (SUPPORTED_PLATFORMS): the wheels are chosen for it, not for the build machine.
+        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve,
+                                    fs.platforms.value[0])),
         *(Get(Layer, FilesLayerRequest, r) for r in weights_requests),
     ])
 

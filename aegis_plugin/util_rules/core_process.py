@@ -36,7 +36,8 @@ class CoreCommand(Enum):
 
     FILES_LAYER = "files-layer"  # core/cli.py: files_layer -> oci/layer.py
     DEBIAN_LAYER = "debian-layer"  # core/cli.py: debian_layer -> debian/rootfs.py
-    DEPS_LAYER = "deps-layer"  # core/cli.py: deps_layer -> python/site_packages.py
+    LOCATE_WHEELS = "locate-wheels"  # core/cli.py: locate_wheels -> python/simple_index.py
+    DEPS_LAYER = "deps-layer"  # core/cli.py: deps_layer -> python/dependencies.py, wheels.py, site_packages.py
     IMAGE = "image"  # core/cli.py: image -> oci/image.py, oci/layout.py, oci/tarball.py
     FETCH = "fetch"  # core/cli.py: fetch -> download.py
     PINNED_FILES = "pinned-files"  # core/cli.py: pinned_files (registry files into the cache)

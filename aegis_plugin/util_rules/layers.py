@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pants.backend.python.subsystems.repos import PythonRepos
 from pants.backend.python.subsystems.setup import PythonSetup
-from pants.backend.python.util_rules.pex import Pex, PexLayout
-from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
+from pants.backend.python.target_types import PythonRequirementsField
 from pants.backend.python.util_rules.python_sources import PythonSourceFiles, StrippedPythonSourceFiles
 from pants.engine.addresses import Address
 from pants.engine.fs import (
@@ -25,10 +25,12 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
+from pants.core.target_types import http_source
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 
 from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
-from aegis_plugin.core.download import redact_text
+from aegis_plugin.core.download import has_secrets, redact_text, redact_url
 from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
 from aegis_plugin.core.specs import FilesLayerSpec, HandlerCheckSpec, LayerEntrySpec, to_json
 from aegis_plugin.subsystems.aegis import AegisSubsystem
@@ -40,6 +42,7 @@ from aegis_plugin.util_rules.core_process import (
     core_files,
     freeze,
 )
+from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
 
 
 APP_SITE_PACKAGES = "/app/site-packages"  # third-party distributions, on PYTHONPATH
@@ -137,36 +140,84 @@ class DepsLayerRequest:
     context: str
     handler: Address
     resolve: str
+    platform: str = "linux/amd64"
+
+
+@dataclass(frozen=True)
+class LockedWheelsRequest:
+    context: str
+    resolve: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class LockedWheels:
+    """Every wheel of the resolve's lock that applies to the platform, downloaded by its pinned sha256 and
+    size, under `wheels/`: one cache entry per file, shared by every image and resolve that pins it."""
+
+    digest: Digest
+
+
+@rule(desc="Downloading the locked wheels")
+async def locked_wheels(request: LockedWheelsRequest, python_setup: PythonSetup, repos: PythonRepos) -> LockedWheels:
+    lockfile = python_setup.resolves[request.resolve]
+    if not repos.indexes:
+        raise AegisBuildError(f"{request.context}: [python-repos].indexes is empty: the locked wheels need an index")
+    index = repos.indexes[0]
+    if has_secrets(index):
+        raise AegisBuildError(
+            f"{request.context}: [python-repos].indexes: {redact_url(index)} carries credentials or a query, which "
+            "would become part of a cache key; use an index URL without them"
+        )
+    located = await Get(
+        CoreResult,
+        CoreProcess(
+            CoreCommand.LOCATE_WHEELS,
+            ("--lock", lockfile, "--index", index, "--platform", request.platform),
+            await Get(Digest, PathGlobs([lockfile])),
+            description=f"Locating the wheels of {lockfile} for {request.platform}",
+            error_context=f"{request.context} (resolve {request.resolve!r})",
+        ),
+    )
+    (listing,) = await Get(DigestContents, DigestSubset(located.output_digest, PathGlobs(["out/wheels.json"])))
+    downloads = await MultiGet(
+        Get(
+            PinnedDownload,
+            PinnedDownloadRequest(
+                f"{request.context} (resolve {request.resolve!r}, {wheel['filename']})",
+                http_source(wheel["url"], len=wheel["size"], sha256=wheel["sha256"], filename=wheel["filename"]),
+            ),
+        )
+        for wheel in json.loads(listing.content)
+    )
+    merged = await Get(Digest, MergeDigests(d.digest for d in downloads))
+    return LockedWheels(await Get(Digest, AddPrefix(merged, "wheels")))
 
 
 @rule(desc="Building the Python dependencies layer")
 async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup) -> Layer:
     lockfile = python_setup.resolves[request.resolve]
-    # A loose-layout PEX of the handler's third-party requirements only: one installed wheel per directory.
-    loose_pex, lock_digest = await MultiGet(
-        Get(
-            Pex,
-            PexFromTargetsRequest(
-                [request.handler],
-                output_filename="runtime-deps.pex",
-                internal_only=False,
-                include_source_files=False,
-                layout=PexLayout.LOOSE,
-                # Not `--no-compress` for the lock's repository PEX, although zipping GBs of CUDA wheels is
-                # wasted time: pex 2.1.137 keeps both kinds of wheel zip under one cache directory, and once an
-                # uncompressed one exists there, a later compressed build of the same wheel (any other tool PEX)
-                # fails with "No such file or directory: .../installed_wheel_zips/<hash>/<wheel>".
-                description=f"Resolving the runtime dependencies of {request.handler}",
-            ),
-        ),
+    transitive, wheels, lock_digest = await MultiGet(
+        Get(TransitiveTargets, TransitiveTargetsRequest([request.handler])),
+        Get(LockedWheels, LockedWheelsRequest(request.context, request.resolve, request.platform)),
         Get(Digest, PathGlobs([lockfile])),
     )
+    # The handler's third-party requirements: the layer holds their closure on the platform, nothing else.
+    requirements = sorted({
+        str(requirement)
+        for target in transitive.closure
+        if target.has_field(PythonRequirementsField)
+        for requirement in target[PythonRequirementsField].value
+    })
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreCommand.DEPS_LAYER,
-            ("--pex", loose_pex.name, "--lock", lockfile, "--prefix", APP_SITE_PACKAGES),
-            await Get(Digest, MergeDigests([loose_pex.digest, lock_digest])),
+            (
+                "--wheels", "wheels", "--lock", lockfile, "--platform", request.platform,
+                "--prefix", APP_SITE_PACKAGES, *(f"--require={r}" for r in requirements),
+            ),
+            await Get(Digest, MergeDigests([wheels.digest, lock_digest])),
             description=f"Building the Python dependencies layer from resolve {request.resolve!r}",
             error_context=request.context,
         ),

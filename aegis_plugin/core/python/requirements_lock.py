@@ -28,6 +28,12 @@ class LockedRequirement:
     def hashes(self) -> tuple[str, ...]:
         return tuple(re.findall(r"--hash=(sha256:[0-9a-f]{64})", self.text))
 
+    @property
+    def marker(self) -> str:
+        """The environment marker of the pin (`; sys_platform == 'win32'`), "" when it applies everywhere."""
+        first_line = self.text.split("\n", 1)[0].rstrip(" \\")
+        return first_line.partition(";")[2].strip()
+
 
 class RequirementsLockError(AegisError, ValueError):
     pass

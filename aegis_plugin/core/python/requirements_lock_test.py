@@ -20,6 +20,7 @@ def test_parse() -> None:
     assert [(r.name, r.version) for r in locked] == [("numpy", "2.4.6"), ("safe-tensors", "0.8.0")]
     assert locked[0].hashes == (H1, H2)
     assert "# via" not in locked[0].text and "python_version" in locked[1].text
+    assert (locked[0].marker, locked[1].marker) == ("", "python_version >= '3.9'")
 
 
 def test_subset_is_exactly_the_installed_distributions() -> None:

@@ -1,7 +1,7 @@
-"""The runtime dependencies layer: a plain `site-packages` merged from a loose-layout PEX.
+"""The runtime dependencies layer: a plain `site-packages` merged from installed wheels.
 
-A PEX built with `--layout loose` keeps each distribution as an installed-wheel tree under
-`.deps/<wheel file name>/`. Merging those trees gives a site-packages directory for the image's own
+Each distribution is installed on its own under `<root>/.deps/<wheel file name>/` (the layout a loose-layout
+PEX keeps, see `install_wheels`); merging those trees gives a site-packages directory for the image's own
 interpreter with no interpreter run at build time, which also works for a foreign platform.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from aegis_plugin.core import notices
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci.layer import LayerEntry
+from aegis_plugin.core.python import wheels
 from aegis_plugin.core.python.requirements_lock import canonical_name
 
 
@@ -33,10 +34,10 @@ class SitePackagesError(AegisError, ValueError):
     pass
 
 
-def distributions(pex_dir: str) -> list[Distribution]:
-    deps_dir = os.path.join(pex_dir, ".deps")
+def distributions(installed_dir: str) -> list[Distribution]:
+    deps_dir = os.path.join(installed_dir, ".deps")
     if not os.path.isdir(deps_dir):
-        raise SitePackagesError(f"{pex_dir} is not a loose-layout PEX (no .deps directory)")
+        raise SitePackagesError(f"{installed_dir} holds no installed wheels (no .deps directory)")
     result = []
     for wheel in sorted(os.listdir(deps_dir)):
         if not wheel.endswith(".whl"):
@@ -46,17 +47,25 @@ def distributions(pex_dir: str) -> list[Distribution]:
     return result
 
 
+def install_wheels(wheel_paths: list[str], requested: set[str], installed_dir: str) -> None:
+    """Installs each wheel into `<installed_dir>/.deps/<wheel file name>/`; `requested` names (canonical) the
+    distributions asked for directly, which get a REQUESTED file."""
+    for path in sorted(wheel_paths):
+        name = wheels.parse_name(os.path.basename(path))
+        wheels.install(path, os.path.join(installed_dir, ".deps", name.filename), name.name in requested)
+
+
 @dataclass(frozen=True)
 class SitePackages:
     entries: list[LayerEntry]  # sorted by path
     files: dict[str, list[str]]  # wheel file name -> absolute paths of its files in the image, sorted
 
 
-def site_packages_entries(pex_dir: str, prefix: str) -> list[LayerEntry]:
-    return build_site_packages(pex_dir, prefix).entries
+def site_packages_entries(installed_dir: str, prefix: str) -> list[LayerEntry]:
+    return build_site_packages(installed_dir, prefix).entries
 
 
-def build_site_packages(pex_dir: str, prefix: str) -> SitePackages:
+def build_site_packages(installed_dir: str, prefix: str) -> SitePackages:
     """Layer entries for every file of every distribution, under `prefix` (e.g. /app/site-packages).
 
     Modes are normalised (0644 files, 0755 directories): shared libraries load without the exec bit, and
@@ -69,8 +78,8 @@ def build_site_packages(pex_dir: str, prefix: str) -> SitePackages:
     entries: dict[str, LayerEntry] = {}
     owners: dict[str, str] = {}
     files_of: dict[str, list[str]] = {}
-    for dist in distributions(pex_dir):
-        root = os.path.join(pex_dir, ".deps", dist.wheel)
+    for dist in distributions(installed_dir):
+        root = os.path.join(installed_dir, ".deps", dist.wheel)
         files = []
         for dirpath, dirnames, filenames in os.walk(root):
             rel_dir = os.path.relpath(dirpath, root)
@@ -110,8 +119,8 @@ def _same_bytes(entry: LayerEntry, source: str) -> bool:
             and filecmp.cmp(entry.source, source, shallow=False))
 
 
-def _dist_info(pex_dir: str, dist: Distribution) -> str | None:
-    root = os.path.join(pex_dir, ".deps", dist.wheel)
+def _dist_info(installed_dir: str, dist: Distribution) -> str | None:
+    root = os.path.join(installed_dir, ".deps", dist.wheel)
     dist_infos = [d for d in sorted(os.listdir(root)) if d.endswith(".dist-info")]
     return os.path.join(root, dist_infos[0]) if dist_infos else None
 
@@ -123,10 +132,10 @@ def _metadata(dist_info: str) -> email.message.Message:
     return email.parser.Parser(policy=email.policy.compat32).parsestr(text, headersonly=True)
 
 
-def declared_license(pex_dir: str, dist: Distribution) -> str | None:
+def declared_license(installed_dir: str, dist: Distribution) -> str | None:
     """The license a distribution declares in its METADATA: `License-Expression` (PEP 639), else a
     one-line `License` field, else its `License ::` classifiers joined with AND; None when it declares none."""
-    dist_info = _dist_info(pex_dir, dist)
+    dist_info = _dist_info(installed_dir, dist)
     if dist_info is None:
         return None
     metadata = _metadata(dist_info)
@@ -154,12 +163,12 @@ class Parties:
     copyright: tuple[str, ...]
 
 
-def declared_parties(pex_dir: str, dist: Distribution) -> Parties:
+def declared_parties(installed_dir: str, dist: Distribution) -> Parties:
     """`Author`/`Author-email` and `Maintainer`/`Maintainer-email` (core metadata 2.1+ allows a list of
     `Name <email>` in the -email fields), and the notices of the license files (PEP 639's `licenses/`, or the
     LICENSE/COPYING/NOTICE/AUTHORS files older wheels put in the dist-info) or, when those state none (an
     Apache-2.0 text carries no notice), of every text file the distribution installs."""
-    dist_info = _dist_info(pex_dir, dist)
+    dist_info = _dist_info(installed_dir, dist)
     if dist_info is None:
         return Parties((), (), ())
     metadata = _metadata(dist_info)
@@ -175,7 +184,7 @@ def declared_parties(pex_dir: str, dist: Distribution) -> Parties:
     return Parties(
         authors=_people(metadata, "Author"),
         maintainers=_people(metadata, "Maintainer"),
-        copyright=copyright or _text_file_notices(os.path.join(pex_dir, ".deps", dist.wheel)),
+        copyright=copyright or _text_file_notices(os.path.join(installed_dir, ".deps", dist.wheel)),
     )
 
 

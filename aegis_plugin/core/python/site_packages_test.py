@@ -86,7 +86,7 @@ def test_two_wheels_installing_the_same_bytes_share_the_file(tmp_path) -> None:
 
 
 def test_not_a_loose_pex(tmp_path) -> None:
-    with pytest.raises(SitePackagesError, match="not a loose-layout PEX"):
+    with pytest.raises(SitePackagesError, match="holds no installed wheels"):
         distributions(str(tmp_path))
 
 
