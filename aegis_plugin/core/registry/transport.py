@@ -58,6 +58,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect())
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_ERROR_BODY_MAX = 64 << 10
 
 
 def _origin(url: str) -> Tuple[str, str, Optional[int]]:
@@ -98,6 +99,10 @@ class Transport:
     credentials: Optional[Credentials] = None
     plain_http: bool = False
     timeout: float = 120
+    # The most a registry's answer may hold in memory (manifests, tokens, signatures and attestations: an SBOM
+    # attestation is a few MB); layers are streamed to files (`sink`). A larger answer is an error, so a hostile
+    # or broken registry cannot make `aegis verify` or `publish` exhaust memory.
+    max_body: int = 64 << 20
     token_hosts: FrozenSet[str] = frozenset()  # token services on other hosts trusted with the credentials
     # scope -> Authorization header value: a secret (Basic is the password in base64), so never in repr()
     _auth: Dict[str, str] = field(default_factory=dict, repr=False)
@@ -150,9 +155,15 @@ class Transport:
                 if sink is not None and r.status == 200:
                     shutil.copyfileobj(r, sink, 1 << 20)
                     return Response(r.status, r.headers, b"")
-                return Response(r.status, r.headers, r.read())
+                body = r.read(self.max_body + 1)
+                if len(body) > self.max_body:
+                    raise RegistryError(
+                        f"{self.registry}: {method} {urllib.parse.urlsplit(url).path}: the answer is larger than "
+                        f"{self.max_body} bytes, more than Aegis reads into memory"
+                    )
+                return Response(r.status, r.headers, body)
         except urllib.error.HTTPError as e:
-            return Response(e.code, e.headers, e.read())
+            return Response(e.code, e.headers, e.read(_ERROR_BODY_MAX))  # for the message only
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise RegistryError(f"{self.registry}: cannot reach the registry ({reason})") from None

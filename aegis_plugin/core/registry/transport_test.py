@@ -73,6 +73,15 @@ def test_bearer_token_is_fetched_with_basic_credentials_and_reused(server) -> No
                                                         "/v2/ml/x/tags/list"]
 
 
+def test_an_answer_larger_than_the_memory_cap_is_refused() -> None:
+    with recording_server(lambda path, _: (200, {}, b"x" * 100)) as (address, _):
+        transport = Transport(address, plain_http=True, max_body=99)
+        with pytest.raises(RegistryError, match=r"GET /v2/ml/x/blobs/sha256:0: the answer is larger than 99 bytes"):
+            transport.request("GET", "/v2/ml/x/blobs/sha256:0", scope=SCOPE)
+        assert Transport(address, plain_http=True, max_body=100).request(
+            "GET", "/v2/ml/x/blobs/sha256:0", scope=SCOPE).body == b"x" * 100
+
+
 def test_a_refused_token_is_one_clear_error(server) -> None:
     address, _ = server
     transport = Transport(address, Credentials("ci", "wrong"), plain_http=True)
