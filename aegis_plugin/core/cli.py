@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from aegis_plugin.core import download as pinned_download
 from aegis_plugin.core.debian import rootfs
 from aegis_plugin.core.debian.lock import parse_lock
+from aegis_plugin.core.digests import file_digests
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, tarball
@@ -182,11 +183,12 @@ def deps_layer(args: argparse.Namespace) -> None:
     python = []
     for d in dists:
         parties = site_packages.declared_parties(installed_dir, d)
+        wheel_sha256, wheel_sha512 = file_digests(os.path.join(args.wheels, d.wheel))
         python.append({
             "name": d.name, "version": d.version, "wheel": d.wheel, "hashes": sorted(hashes[d.name, d.version]),
             "license": site_packages.declared_license(installed_dir, d), "authors": list(parties.authors),
             "maintainers": list(parties.maintainers), "copyright": list(parties.copyright),
-            "files": installed.files[d.wheel],
+            "files": installed.files[d.wheel], "wheel_sha256": wheel_sha256, "wheel_sha512": wheel_sha512,
         })
     _write_json(os.path.join(args.out, INVENTORY), {"python": python})
 

@@ -115,12 +115,17 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     assert {p["name"]: p["copyrightText"] for p in spdx2_packages}["tokenizers"] == "NONE"  # no notice in any file
     assert "LicenseRef-debian-libcrypt1-copyright" in {p["name"]: p for p in spdx2_packages}["libcrypt1"][
         "licenseConcluded"]
-    # BSI TR-03183-2: the SBOM's creator (with its URL), every component's creator (with an e-mail or URL) and
-    # the completeness of every dependency list are there; the SHA-512 of each .deb and wheel is not (yet).
-    bsi = subprocess.run([str(SBOMCHECK.resolve()), "-s", "spdx3", "-c", "bsi", str(out / "sbom.spdx3.json")],
+    # BSI TR-03183-2: the SBOM's creator (with its URL), every component's creator (with an e-mail or URL), the
+    # completeness of every dependency list, and each .deb's and wheel's file name with its SHA-512 (as a
+    # "structured" distribution file) are there; the image, the model and the app name no distribution file yet.
+    bsi = subprocess.run([str(SBOMCHECK.resolve()), "-s", "spdx3", "-c", "bsi", "-v", str(out / "sbom.spdx3.json")],
                          capture_output=True, text=True).stdout
-    for row in ("Creator of the SBOM", "Dependency Completeness", "Component Creators", "Component Names"):
+    for row in ("Creator of the SBOM", "Dependency Completeness", "Component Creators", "Component Names",
+                "Structured Properties", "Deployable Component Hashes", "Distribution Licenses"):
         assert re.search(rf"^{row} +\| True$", bsi, re.M), bsi
+    missing_filenames = re.search(r"^filename \((\d+)\): (.*)$", bsi, re.M)
+    assert missing_filenames and missing_filenames.group(2).split(", ") == [
+        "aegis/fraud-detector", "fraud-detector", "fraud-detector-server"], bsi
 
     # Suppliers come from the image's own records: each Debian package's Maintainer (its dpkg status in the
     # base layer), each distribution's METADATA (in the deps layer).

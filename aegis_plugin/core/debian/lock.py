@@ -20,7 +20,6 @@ against it before use.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import urllib.parse
@@ -29,6 +28,7 @@ from typing import Iterable
 
 from aegis_plugin.core.debian.deb822 import format_paragraph, parse_paragraphs
 from aegis_plugin.core.debian.errors import DebianError
+from aegis_plugin.core.digests import file_digests
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -123,23 +123,17 @@ def fetch_url(mirror: str, pkg: DebPackage) -> str:
     return mirror.rstrip("/") + "/" + urllib.parse.quote(pkg.filename, safe="/+~")
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify_deb(path: str | os.PathLike[str], pkg: DebPackage) -> None:
-    """Raise a one-line LockError unless the file at ``path`` is exactly the locked .deb."""
+def verify_deb(path: str | os.PathLike[str], pkg: DebPackage) -> str:
+    """Raise a one-line LockError unless the file at ``path`` is exactly the locked .deb; its sha512 (which
+    the SBOM gives the package's distribution file) otherwise."""
     size = os.stat(path).st_size
     if size != pkg.size:
         raise LockError(
             f"{pkg.name} {pkg.version}: {os.fspath(path)} has size {size}, the lock expects {pkg.size}"
         )
-    actual = file_sha256(path)
+    actual, sha512 = file_digests(path)
     if actual != pkg.sha256:
         raise LockError(
             f"{pkg.name} {pkg.version}: {os.fspath(path)} has sha256 {actual}, the lock expects {pkg.sha256}"
         )
+    return sha512

@@ -257,6 +257,7 @@ class InstalledPackage:
     copyright: tuple[str, ...]  # the copyright notices of that file, in its order
     files: tuple[str, ...]  # absolute paths of its files and symlinks, sorted
     copyright_file: str = ""  # the path of that file in the image ("" if it ships none)
+    sha512: str = ""  # of the .deb, the package's distribution file (BSI TR-03183-2 asks for SHA-512)
 
     def to_json(self) -> dict:
         pkg = self.package
@@ -264,7 +265,7 @@ class InstalledPackage:
             "name": pkg.name, "version": pkg.version, "architecture": pkg.architecture, "source": pkg.source,
             "source_version": pkg.source_version, "sha256": pkg.sha256, "maintainer": self.maintainer,
             "licenses": list(self.licenses), "copyright": list(self.copyright), "files": list(self.files),
-            "copyright_file": self.copyright_file,
+            "copyright_file": self.copyright_file, "sha512": self.sha512,
         }
 
 
@@ -294,8 +295,9 @@ def build_base(
     tree = _Tree()
     controls: dict[str, DebControl] = {}
     owned: dict[str, list[str]] = {}
+    sha512: dict[str, str] = {}
     for pkg, deb in pairs:
-        verify_deb(deb, pkg)
+        sha512[pkg.name] = verify_deb(deb, pkg)
         control = read_control(deb)
         fields = control.fields
         shown = (fields.get("Package"), fields.get("Version"), fields.get("Architecture"))
@@ -317,6 +319,7 @@ def build_base(
             copyright=copyright_notices(text),
             files=tuple(sorted(set(owned[pkg.name]))),
             copyright_file=path,
+            sha512=sha512[pkg.name],
         ))
     return Base([tree.items[path].entry for path in sorted(tree.items)], installed)
 

@@ -150,6 +150,9 @@ def test_installed_packages_report_their_files_and_licenses(
     assert "/usr/bin/python3.11-alias" in packages["python3.11-minimal"].files
     as_json = libc.to_json()
     assert (as_json["source"], as_json["sha256"], as_json["licenses"]) == ("libc6", libc.package.sha256, ["LGPL-2.1"])
+    # The .deb's SHA-512, for the SBOM's distribution file, from the same read that checked its sha256.
+    (libc_deb,) = [d for d in debs[0] if d.name.startswith("libc6")]
+    assert as_json["sha512"] == hashlib.sha512(libc_deb.read_bytes()).hexdigest()
 
 
 def test_os_files(tmp_path: Path, debs: tuple[list[Path], list[DebPackage]]) -> None:

@@ -13,12 +13,14 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
                   "licenses": ["GPL-2+", ...] (DEP-5 short names; may be empty),
                   "copyright": ["1995-2013 Jean-loup Gailly and Mark Adler", ...] (may be empty),
                   "files": ["/usr/bin/x", ...],
-                  "copyright_file" (optional): "/usr/share/doc/x/copyright" (where those were read; "" if none)}],
+                  "copyright_file" (optional): "/usr/share/doc/x/copyright" (where those were read; "" if none),
+                  "sha512" (optional): of the .deb, its distribution file}],
       "python": [{"name" (PEP 503 normalised), "version", "wheel": "numpy-2.4.6-cp311-...whl",
                   "hashes": ["sha256:<hex>", ...] (the lock's hashes of the installed wheel),
                   "license": "BSD-3-Clause" or null, "authors": ["Name <email>" | "email" | "Name", ...],
                   "maintainers": [...] (both in the metadata's order), "copyright": [notices of its license
-                  files, else of its text files; empty: none in any], "files": ["/app/site-packages/numpy/__init__.py", ...]}],
+                  files, else of its text files; empty: none in any], "files": ["/app/site-packages/numpy/__init__.py", ...],
+                  "wheel_sha256", "wheel_sha512" (optional): of the installed wheel, its distribution file}],
       "model":  {"model_id", "version", "framework", "framework_version", "accelerator",
                  "files": [{"path": "/app/model/weights.safetensors", "sha256", "sha1", "size",
                             "role": "weights" | "tokenizer" | "model_card" | "config" | "other"}],
@@ -52,6 +54,7 @@ from aegis_plugin.core.errors import AegisError
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_SHA512 = re.compile(r"^[0-9a-f]{128}$")
 _GIT_SHA = re.compile(r"^[0-9a-f]{40}(?:-dirty)?$")
 _PYPI_NAME = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -98,6 +101,7 @@ class DebianPackage:
     copyright: Tuple[str, ...]  # notices from the copyright file, sorted
     files: Tuple[str, ...]  # absolute paths in the image, sorted
     copyright_file: str = ""  # the copyright file's path in the image; "" when the package ships none
+    sha512: str = ""  # of the .deb; "" when the layer step did not report it
 
     @property
     def deb_filename(self) -> str:
@@ -117,6 +121,8 @@ class PythonDist:
     maintainers: Tuple[str, ...]
     copyright: Tuple[str, ...]  # notices from its license files, else its text files; empty: none in any
     files: Tuple[str, ...]
+    wheel_sha256: str = ""  # of the installed wheel (one of `hashes`); "" when the layer step did not report it
+    wheel_sha512: str = ""
 
     @property
     def sha256s(self) -> Tuple[str, ...]:
@@ -282,6 +288,10 @@ class _Reader:
             self.fail(f"expected a string or null, got {_show(value)}", key)
         return value.strip() or None
 
+    def optional_text(self, key: str, pattern: "re.Pattern[str]", what: str) -> str:
+        """`text(key, ...)` when the key is present; "" when it is absent."""
+        return self.text(key, pattern, what) if key in self.data else ""
+
     def integer(self, key: str) -> int:
         value = self.data[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -364,7 +374,7 @@ def _creator(data: Any) -> Creator:
 
 def _debian(data: Any, where: str) -> DebianPackage:
     r = _Reader(data, where, ("name", "version", "architecture", "source", "source_version", "sha256",
-                              "maintainer", "licenses", "copyright", "files"), optional=("copyright_file",))
+                              "maintainer", "licenses", "copyright", "files"), optional=("copyright_file", "sha512"))
     return DebianPackage(
         name=r.text("name"),
         version=r.text("version"),
@@ -377,12 +387,13 @@ def _debian(data: Any, where: str) -> DebianPackage:
         copyright=r.strings("copyright"),
         files=r.paths("files"),
         copyright_file=r.optional_str("copyright_file") or "",
+        sha512=r.optional_text("sha512", _SHA512, "128 lowercase hex digits"),
     )
 
 
 def _python(data: Any, where: str) -> PythonDist:
     r = _Reader(data, where, ("name", "version", "wheel", "hashes", "license", "authors", "maintainers",
-                              "copyright", "files"))
+                              "copyright", "files"), optional=("wheel_sha256", "wheel_sha512"))
     name = r.text("name", _PYPI_NAME, "a PEP 503 normalised name (lowercase, runs of -_. as one -)")
     wheel = r.text("wheel")
     if not wheel.endswith(".whl") or "/" in wheel:
@@ -400,6 +411,8 @@ def _python(data: Any, where: str) -> PythonDist:
         maintainers=r.ordered_strings("maintainers"),
         copyright=r.strings("copyright"),
         files=r.paths("files"),
+        wheel_sha256=r.optional_text("wheel_sha256", _SHA256, "64 lowercase hex digits"),
+        wheel_sha512=r.optional_text("wheel_sha512", _SHA512, "128 lowercase hex digits"),
     )
 
 

@@ -65,6 +65,8 @@ _DELETE = object()
     "change, message",
     [
         (_set("debian.0.sha256", "abc"), r"debian\[0\]\.sha256: expected 64 lowercase hex digits"),
+        (_set("debian.0.sha512", "0" * 64), r"debian\[0\]\.sha512: expected 128 lowercase hex digits"),
+        (_set("python.0.wheel_sha512", "F" * 128), r"python\[0\]\.wheel_sha512: expected 128 lowercase hex"),
         (_set("python.1.name", "Safe_Tensors"), r"python\[1\]\.name: expected a PEP 503 normalised name"),
         (_set("python.0.hashes", ["md5:00"]), r"python\[0\]\.hashes\[0\]: expected \"sha256:\""),
         (_set("python.0.hashes", []), r"python\[0\]\.hashes: expected at least one hash"),

@@ -13,6 +13,8 @@ the same, from the same inventory:
   owner, the configured organisation), each a Person or Organization element carrying its e-mail or
   URL as an external identifier, and ``software_copyrightText``, from ``parties.py``'s records;
 - the model's and the app's files as ``software_File`` elements with their sha256;
+- each Debian package's .deb and each distribution's wheel as a ``software_File`` (name, sha256 and sha512,
+  purpose ``archive``, additional purpose ``container``) linked by ``hasDistributionArtifact``, for BSI;
 - declared and concluded licenses as ``simplelicensing_LicenseExpression`` elements, linked by
   ``hasDeclaredLicense``/``hasConcludedLicense`` (concluded = declared; the image's, every part's ANDed, as in
   the SPDX 2.3 document);
@@ -100,6 +102,19 @@ class _Graph:
             self.relate(spdx_id, "hasConcludedLicense", [self.license(concluded or license)])
         return spdx_id
 
+    def distribution(self, package_id: str, filename: str, sha256: str, sha512: str) -> None:
+        """The file the package was installed from (a .deb, a wheel), linked by `hasDistributionArtifact`: its
+        name and SHA-512 are what BSI TR-03183-2 asks of each component; an archive of files is "structured",
+        which SPDX 3 says as the additional purpose `container`."""
+        if not (filename and sha512):
+            return
+        file_id = self.add({
+            "type": "software_File", "spdxId": _local_id("Distribution", filename), "name": filename,
+            "verifiedUsing": [_sha256(sha256), {"type": "Hash", "algorithm": "sha512", "hashValue": sha512}],
+            "software_primaryPurpose": "archive", "software_additionalPurpose": ["container"],
+        })
+        self.relate(package_id, "hasDistributionArtifact", [file_id])
+
     def file(self, f: Union[ModelFile, AppFile]) -> str:
         return self.add({"type": "software_File", "spdxId": _local_id("File", common.file_ref(f.path)),
                          "name": f.path, "verifiedUsing": [_sha256(f.sha256)]})
@@ -121,22 +136,26 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
     contained = []
     for pkg in inv.debian:
         purl = common.debian_purl(pkg)
-        contained.append(graph.package(
+        deb_id = graph.package(
             "Deb", purl, pkg.name, pkg.version, "library", parties.parse(pkg.maintainer),
             originators=[parties.parse(pkg.maintainer)], copyright=pkg.copyright,
             license=licenses.debian_expression(pkg.licenses, refs, pkg.name, pkg.copyright_file),
             software_packageUrl=purl, verifiedUsing=[_sha256(pkg.sha256)],
-        ))
+        )
+        graph.distribution(deb_id, pkg.deb_filename, pkg.sha256, pkg.sha512)
+        contained.append(deb_id)
     dists = []
     for dist in inv.python:
         purl = common.python_purl(dist)
-        dists.append(graph.package(
+        dist_id = graph.package(
             "PyPI", purl, dist.name, dist.version, "library", parties.first(dist.maintainers, dist.authors),
             originators=[parties.parse(a) for a in dist.authors + dist.maintainers],
             copyright=dist.copyright or [common.NO_NOTICE],
             license=licenses.declared_expression(dist.license, "pypi", refs),
             software_packageUrl=purl, verifiedUsing=[_sha256(h) for h in dist.sha256s],
-        ))
+        )
+        graph.distribution(dist_id, dist.wheel, dist.wheel_sha256, dist.wheel_sha512)
+        dists.append(dist_id)
     contained += dists
 
     model_id = graph.package(

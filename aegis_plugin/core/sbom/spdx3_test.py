@@ -77,6 +77,19 @@ def test_packages_with_who_licenses_and_files(graph: Dict[str, Dict[str, Any]]) 
             "complete" if relationship["relationshipType"] in ("contains", "dependsOn") else None)
 
 
+def test_each_package_names_the_file_it_was_installed_from(graph: Dict[str, Dict[str, Any]]) -> None:
+    for name, filename in [("libc6", "libc6_2.36-9+deb12u14_amd64.deb"),
+                           ("numpy", "numpy-2.4.6-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")]:
+        package = _named(graph, name)
+        (artifact,) = _relations(graph, package["spdxId"], "hasDistributionArtifact")
+        file = graph[artifact]
+        assert (file["type"], file["name"]) == ("software_File", filename)
+        assert [h["algorithm"] for h in file["verifiedUsing"]] == ["sha256", "sha512"]
+        assert file["verifiedUsing"][0]["hashValue"] in [h["hashValue"] for h in package["verifiedUsing"]]
+        assert len(file["verifiedUsing"][1]["hashValue"]) == 128
+        assert (file["software_primaryPurpose"], file["software_additionalPurpose"]) == ("archive", ["container"])
+
+
 def test_bytes_are_canonical_and_independent_of_input_order(data: bytes) -> None:
     assert data.endswith(b"}\n") and b"urn:aegis" not in data
     assert build_spdx3(testutil.shuffled(testutil.inventory(), 3)) == data

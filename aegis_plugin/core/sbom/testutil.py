@@ -57,6 +57,7 @@ def _deb(name: str, version: str, source: str, source_version: str, licenses: li
         "source_version": source_version, "sha256": _hex(f"deb:{name}"),
         "maintainer": f"{source} Maintainers <{source}@lists.debian.org>", "licenses": licenses,
         "copyright": [f"2001-2024 The {source} authors"], "files": files,
+        "sha512": hashlib.sha512(f"deb:{name}".encode()).hexdigest(),
     }
 
 
@@ -67,6 +68,7 @@ def _dist(name: str, version: str, license: Any, files: list) -> Dict[str, Any]:
         "hashes": [f"sha256:{_hex(f'whl:{name}')}"], "license": license,
         "authors": [f"{name} author <a@{name}.invalid>"],
         "maintainers": [], "copyright": [f"Copyright (c) 2024 {name} author"], "files": files,
+        "wheel_sha256": _hex(f"whl:{name}"), "wheel_sha512": hashlib.sha512(f"whl:{name}".encode()).hexdigest(),
     }
 
 
