@@ -16,8 +16,9 @@ MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 LAYER_MEDIA_TYPES = (
-    "application/vnd.oci.image.layer.v1.tar",
+    MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_LAYER_GZIP,
     "application/vnd.oci.image.layer.v1.tar+zstd",
 )

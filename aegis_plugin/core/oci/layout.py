@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Optional, Union
 
 from aegis_plugin.core.oci.image import (
+    ANNOTATION_REF_NAME,
+    MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_TAR,
     MEDIA_TYPE_MANIFEST,
     check_digest,
     child_descriptors,
@@ -34,27 +38,27 @@ OCI_LAYOUT_CONTENT = b'{"imageLayoutVersion":"1.0.0"}'
 INDEX_FILE = "index.json"
 _CHUNK = 1024 * 1024
 
-REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+REF_NAME_ANNOTATION = ANNOTATION_REF_NAME
 
 MANIFEST_MEDIA_TYPES = (
-    "application/vnd.oci.image.manifest.v1+json",
+    MEDIA_TYPE_MANIFEST,
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 INDEX_MEDIA_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
+    MEDIA_TYPE_INDEX,
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 CONFIG_MEDIA_TYPES = (
-    "application/vnd.oci.image.config.v1+json",
+    MEDIA_TYPE_CONFIG,
     "application/vnd.docker.container.image.v1+json",
 )
 GZIP_LAYERS = (
-    "application/vnd.oci.image.layer.v1.tar+gzip",
+    MEDIA_TYPE_LAYER_GZIP,
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
 )
 TAR_LAYERS = (
-    "application/vnd.oci.image.layer.v1.tar",
+    MEDIA_TYPE_LAYER_TAR,
     "application/vnd.oci.image.layer.nondistributable.v1.tar",
 )
 
@@ -178,8 +182,7 @@ def check_descriptor(descriptor: Any, what: str) -> tuple[str, int]:
     if not isinstance(descriptor, dict):
         raise LayoutError(f"{what}: descriptor is not an object")
     digest, size = descriptor.get("digest"), descriptor.get("size")
-    match = _ANY_DIGEST.match(digest) if isinstance(digest, str) else None
-    if match is None or len(match.group("hex")) != _HEX_LENGTH[match.group("algorithm")]:
+    if not is_digest(digest):
         raise LayoutError(f"{what}: invalid digest {digest!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise LayoutError(f"{what}: invalid size {size!r}")

@@ -1,0 +1,108 @@
+"""`build_model_image`'s own refusals, on mocked inputs and layers (as Pants' docker backend tests its build
+rule): each is one line naming the target and field, found without building anything."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.util_rules.python_sources import PythonSourceFiles
+from pants.core.util_rules.source_files import SourceFiles
+from pants.engine.addresses import Address
+from pants.engine.fs import (
+    EMPTY_DIGEST, EMPTY_SNAPSHOT, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, Snapshot,
+)
+from pants.engine.target import HydratedSources
+from pants.testutil.option_util import create_subsystem
+from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
+
+from aegis_plugin.goals.package import ModelPackageFieldSet, build_model_image
+from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.target_types import ModelPackageTarget
+from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.image import OciImage, OciImageRequest
+from aegis_plugin.util_rules.layers import (
+    AppLayerRequest, DebianLayerRequest, DepsLayerRequest, FilesLayerRequest, Layer,
+)
+from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
+from aegis_plugin.util_rules.sbom import Sbom, SbomRequest
+from aegis_plugin.util_rules.source_revision import SourceRevision
+
+ADDRESS = Address("models/fraud", target_name="fraud")
+CONTEXT = "models/fraud:fraud"
+WEIGHTS = "/app/model/weights.safetensors"
+
+
+def inputs(weights: tuple = ((WEIGHTS, EMPTY_DIGEST),), tokenizer: bool = True) -> ModelInputs:
+    return ModelInputs(
+        context=CONTEXT, weights=weights, tokenizer=EMPTY_DIGEST if tokenizer else None, model_card=EMPTY_DIGEST,
+        handler=Address("models/fraud/server", relative_file_path="handler.py"),
+        handler_source=HydratedSources(
+            Snapshot.create_for_testing(["models/fraud/server/handler.py"], []), None, None),
+        handler_sources=PythonSourceFiles(SourceFiles(EMPTY_SNAPSHOT, ()), ()),
+        resolve="runtime", base=Address("3rdparty/debian", target_name="python3.11-bookworm"),
+        base_lockfile=HydratedSources(Snapshot.create_for_testing(["3rdparty/debian/b.lock"], []), None, None),
+        python="/usr/bin/python3.11", revision=SourceRevision("1" * 40, 0), model_revision=SourceRevision("2" * 40, 0),
+    )
+
+
+def not_reached(request: object) -> None:
+    raise AssertionError(f"the rule went on to {type(request).__name__}")
+
+
+def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: str = "numpy") -> None:
+    target = ModelPackageTarget({"model_id": "fraud-detector", "version": "1.0.0", "weights": ":w", "handler": "h.py",
+                                 "model_card": "card.md", "framework": framework}, ADDRESS)
+    deps = [{"name": "numpy", "version": "2.4.6", "files": []}, {"name": "safetensors", "version": "0.8.0", "files": []}]
+
+    def contents(request: DigestSubset) -> DigestContents:
+        if "out/model_card.json" in request.globs.globs:
+            card = json.dumps({"fields": card_fields or {}}).encode()
+            return DigestContents([FileContent("out/model_card.json", card)])
+        return DigestContents([FileContent("out/inventory.json", json.dumps({"python": deps}).encode()),
+                               FileContent("out/requirements.lock", b"")])
+
+    layer = Layer(EMPTY_DIGEST, "sha256:" + "0" * 64)
+    run_rule_with_mocks(
+        build_model_image,
+        rule_args=[
+            ModelPackageFieldSet.create(target), create_subsystem(AegisSubsystem), create_subsystem(PythonSetup),
+        ],
+        mock_gets=[
+            MockGet(output_type=ModelInputs, input_types=(ModelInputsRequest,), mock=lambda _: model_inputs),
+            MockGet(output_type=Layer, input_types=(FilesLayerRequest,), mock=lambda _: layer),
+            MockGet(output_type=Layer, input_types=(DebianLayerRequest,), mock=lambda _: layer),
+            MockGet(output_type=Layer, input_types=(DepsLayerRequest,), mock=lambda _: layer),
+            MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=contents),
+            # Every refusal comes before these steps.
+            MockGet(output_type=Layer, input_types=(AppLayerRequest,), mock=not_reached),
+            MockGet(output_type=Sbom, input_types=(SbomRequest,), mock=not_reached),
+            MockGet(output_type=OciImage, input_types=(OciImageRequest,), mock=not_reached),
+            MockGet(output_type=Digest, input_types=(MergeDigests,), mock=not_reached),
+        ],
+    )
+
+
+def test_a_tokenizer_given_twice() -> None:
+    with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `tokenizer`: the checkpoint named by `weights` has "
+                                              r"its own tokenizer.json: drop one of them$"):
+        run(inputs(weights=((WEIGHTS, EMPTY_DIGEST), ("/app/model/tokenizer.json", EMPTY_DIGEST))))
+
+
+def test_a_model_card_inside_the_checkpoint() -> None:
+    with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `weights`: the checkpoint has a model_card.md"):
+        run(inputs(weights=((WEIGHTS, EMPTY_DIGEST), ("/app/model/model_card.md", EMPTY_DIGEST)), tokenizer=False))
+
+
+def test_a_framework_the_handler_does_not_depend_on() -> None:
+    with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `framework`: 'torch' is not among the handler's "
+                                              r"runtime dependencies \(numpy, safetensors\)$"):
+        run(inputs(), framework="torch")
+
+
+@pytest.mark.parametrize("key, value", [("model_id", "churn"), ("version", "2.0.0"), ("framework", "safetensors")])
+def test_a_card_that_disagrees_with_the_target(key: str, value: str) -> None:
+    with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `model_card`: the card says {key} '{value}', but "
+                                              rf"the target's `{key}` is '[^']+': update one of them$"):
+        run(inputs(), card_fields={key: value})
