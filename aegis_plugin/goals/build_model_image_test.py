@@ -54,7 +54,8 @@ def not_reached(request: object) -> None:
 def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: str = "numpy") -> None:
     target = ModelPackageTarget({"model_id": "fraud-detector", "version": "1.0.0", "weights": ":w", "handler": "h.py",
                                  "model_card": "card.md", "framework": framework}, ADDRESS)
-    deps = [{"name": "numpy", "version": "2.4.6", "files": []}, {"name": "safetensors", "version": "0.8.0", "files": []}]
+    deps = [{"name": name, "version": version, "files": []} for name, version in [("numpy", "2.4.6"),
+                                                                                ("safetensors", "0.8.0")]]
 
     def contents(request: DigestSubset) -> DigestContents:
         if "out/model_card.json" in request.globs.globs:

@@ -12,6 +12,7 @@ from pants.backend.python.subsystems.repos import PythonRepos
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PythonRequirementsField
 from pants.backend.python.util_rules.python_sources import PythonSourceFiles, StrippedPythonSourceFiles
+from pants.core.target_types import http_source
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
@@ -25,7 +26,6 @@ from pants.engine.fs import (
     MergeDigests,
     PathGlobs,
 )
-from pants.core.target_types import http_source
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 

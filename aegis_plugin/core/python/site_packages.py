@@ -72,7 +72,7 @@ def build_site_packages(installed_dir: str, prefix: str) -> SitePackages:
     sandbox file modes are not to be trusted. Two wheels installing the same file is an error, unless both
     copies are the same bytes (the empty `__init__.py` of a namespace package several wheels share, such as
     `nvidia/__init__.py` of the CUDA runtime wheels): the first wheel's copy ships. A
-    distribution whose installed tree has no RECORD (PEX keeps none) gets one, as an installer writes it,
+    distribution whose installed tree has no RECORD (an installer that keeps none) gets one, as pip writes it,
     so tools and scanners can tell which files each distribution owns.
     """
     entries: dict[str, LayerEntry] = {}
@@ -84,7 +84,7 @@ def build_site_packages(installed_dir: str, prefix: str) -> SitePackages:
         for dirpath, dirnames, filenames in os.walk(root):
             rel_dir = os.path.relpath(dirpath, root)
             if rel_dir == ".":
-                # PEX's own bookkeeping (.layout.json) and the wheel's scripts/data (.prefix/) stay out.
+                # An installer's own bookkeeping at the top of a tree (dot-files, a .prefix/ of scripts) stays out.
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
                 filenames = [f for f in filenames if not f.startswith(".")]
             dirnames.sort()

@@ -18,8 +18,8 @@ from aegis_plugin.core.python.site_packages import (
 )
 
 
-def make_loose_pex(root: Path, wheels: dict[str, dict[str, bytes]]) -> Path:
-    """A loose-layout PEX: each wheel an installed tree under .deps/<wheel file name>/."""
+def make_installed(root: Path, wheels: dict[str, dict[str, bytes]]) -> Path:
+    """Installed wheels: each an installed tree under .deps/<wheel file name>/."""
     for wheel, files in wheels.items():
         base = root / ".deps" / wheel
         (base / ".layout.json").parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +31,7 @@ def make_loose_pex(root: Path, wheels: dict[str, dict[str, bytes]]) -> Path:
 
 
 def test_distributions_and_entries_with_a_generated_record(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {
+    pex = make_installed(tmp_path / "pex", {
         "Foo_Bar-1.2.0-py3-none-any.whl": {
             "foo_bar/__init__.py": b"X = 1\n",
             "foo_bar-1.2.0.dist-info/METADATA": b"Name: Foo_Bar\nVersion: 1.2.0\n",
@@ -54,7 +54,7 @@ def test_distributions_and_entries_with_a_generated_record(tmp_path) -> None:
 
 
 def test_an_existing_record_is_kept(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {
+    pex = make_installed(tmp_path / "pex", {
         "a-1.0-py3-none-any.whl": {"a.py": b"", "a-1.0.dist-info/RECORD": b"a.py,,\n"},
     })
     entries = {e.path: e for e in site_packages_entries(str(pex), "/sp")}
@@ -62,7 +62,7 @@ def test_an_existing_record_is_kept(tmp_path) -> None:
 
 
 def test_two_wheels_installing_one_file(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {
+    pex = make_installed(tmp_path / "pex", {
         "a-1.0-py3-none-any.whl": {"shared.py": b"1"},
         "b-1.0-py3-none-any.whl": {"shared.py": b"2"},
     })
@@ -72,7 +72,7 @@ def test_two_wheels_installing_one_file(tmp_path) -> None:
 
 def test_two_wheels_installing_the_same_bytes_share_the_file(tmp_path) -> None:
     """Namespace packages: every nvidia-*-cu12 wheel installs the same empty nvidia/__init__.py."""
-    pex = make_loose_pex(tmp_path / "pex", {
+    pex = make_installed(tmp_path / "pex", {
         "nvidia_a-1.0-py3-none-any.whl": {"nvidia/__init__.py": b"", "nvidia/a/lib.so": b"a"},
         "nvidia_b-1.0-py3-none-any.whl": {"nvidia/__init__.py": b"", "nvidia/b/lib.so": b"b"},
     })
@@ -91,7 +91,7 @@ def test_not_a_loose_pex(tmp_path) -> None:
 
 
 def test_each_wheel_reports_its_files_including_the_generated_record(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {
+    pex = make_installed(tmp_path / "pex", {
         "a-1.0-py3-none-any.whl": {"a.py": b"", "a-1.0.dist-info/METADATA": b"Name: a\n"},
         "b-2.0-py3-none-any.whl": {"b/__init__.py": b"", "b-2.0.dist-info/RECORD": b"b/__init__.py,,\n"},
     })
@@ -122,7 +122,7 @@ def test_each_wheel_reports_its_files_including_the_generated_record(tmp_path) -
     ],
 )
 def test_declared_license(tmp_path, metadata: bytes, expected) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
+    pex = make_installed(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
     assert declared_license(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")) == expected
 
 
@@ -141,13 +141,13 @@ def test_declared_license(tmp_path, metadata: bytes, expected) -> None:
     ],
 )
 def test_declared_parties(tmp_path, metadata: bytes, authors, maintainers) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
+    pex = make_installed(tmp_path / "pex", {"x-1-py3-none-any.whl": {"x-1.dist-info/METADATA": metadata}})
     parties = declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl"))
     assert parties == Parties(authors=authors, maintainers=maintainers, copyright=())
 
 
 def test_copyright_notices_of_license_files(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {
+    pex = make_installed(tmp_path / "pex", {"x-1-py3-none-any.whl": {
         "x-1.dist-info/METADATA": b"Name: x\n",
         "x-1.dist-info/licenses/LICENSE": b"MIT License\n\nCopyright (c) 2018 Alex\n\nPermission is granted\n",
         "x-1.dist-info/licenses/vendor/zlib/COPYING": "  Copyright © 1995-2013  Jean-loup Gailly\n".encode(),
@@ -160,7 +160,7 @@ def test_copyright_notices_of_license_files(tmp_path) -> None:
 
 
 def test_copyright_notices_of_text_files_when_license_files_state_none(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {
+    pex = make_installed(tmp_path / "pex", {"x-1-py3-none-any.whl": {
         "x-1.dist-info/METADATA": b"Name: x\n",
         "x-1.dist-info/licenses/LICENSE": b"Apache License\nVersion 2.0, January 2004\n",
         "x/__init__.py": b"# Copyright 2020 The X Team. All rights reserved.\nCOPYRIGHT = 'copyright 3'\n",
@@ -174,7 +174,7 @@ def test_copyright_notices_of_text_files_when_license_files_state_none(tmp_path)
 
 
 def test_no_copyright_notice_in_any_text_file(tmp_path) -> None:
-    pex = make_loose_pex(tmp_path / "pex", {"x-1-py3-none-any.whl": {
+    pex = make_installed(tmp_path / "pex", {"x-1-py3-none-any.whl": {
         "x-1.dist-info/METADATA": b"Name: x\n", "x/__init__.py": b"'''The copyright holders are named elsewhere.'''\n",
     }})
     assert declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")).copyright == ()
