@@ -75,7 +75,9 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     assert sorted(pypi) == sorted(python_lock)
     for name, component in pypi.items():
         assert component["version"] == python_lock[name][0]
-        assert {h["content"] for h in component["hashes"]} <= python_lock[name][1]
+        # The installed wheel's own digests: its sha256 is one the lock pins, and its sha512 beside it.
+        hashes = {h["alg"]: h["content"] for h in component["hashes"]}
+        assert sorted(hashes) == ["SHA-256", "SHA-512"] and hashes["SHA-256"] in python_lock[name][1], hashes
     assert types["machine-learning-model"] == 1 and types["application"] == 1
     (model,) = [c for c in components if c["type"] == "machine-learning-model"]
     card = model["modelCard"]

@@ -42,7 +42,8 @@ def test_extras_bring_their_requirements(wheels: dict[str, str]) -> None:
 
 
 def test_a_requirement_the_lock_does_not_pin(wheels: dict[str, str]) -> None:
-    with pytest.raises(DependencyError, match="mpmath requires pytest, which pytorch.lock does not pin for linux/amd64"):
+    with pytest.raises(DependencyError,
+                       match="mpmath requires pytest, which pytorch.lock does not pin for linux/amd64"):
         closure(["mpmath[develop]"], wheels, AMD64, "pytorch.lock")
     with pytest.raises(DependencyError, match="the handler requires scipy"):
         closure(["scipy"], wheels, AMD64, "pytorch.lock")

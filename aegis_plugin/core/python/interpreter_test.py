@@ -6,8 +6,9 @@ from aegis_plugin.core.python.interpreter import Interpreter, InterpreterError
 def test_wheel_tags_prefer_the_most_specific() -> None:
     tags = Interpreter("linux/amd64").wheel_tags()
     assert tags[0] == "cp311-cp311-manylinux_2_36_x86_64"
-    order = ["cp311-cp311-manylinux_2_28_x86_64", "cp311-cp311-manylinux2014_x86_64", "cp311-abi3-manylinux_2_17_x86_64",
-             "cp310-abi3-manylinux_2_17_x86_64", "cp38-abi3-manylinux1_x86_64", "py3-none-manylinux_2_17_x86_64",
+    order = ["cp311-cp311-manylinux_2_28_x86_64", "cp311-cp311-manylinux2014_x86_64",
+             "cp311-abi3-manylinux_2_17_x86_64", "cp310-abi3-manylinux_2_17_x86_64", "cp38-abi3-manylinux1_x86_64",
+             "py3-none-manylinux_2_17_x86_64",
              "cp311-none-any", "py3-none-any", "py30-none-any"]
     assert [tags.index(t) for t in order] == sorted(tags.index(t) for t in order)
     # Newer glibc than Debian 12's, another CPython's ABI, another architecture: never.

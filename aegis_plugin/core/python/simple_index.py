@@ -73,7 +73,8 @@ def locate(locked: list[LockedRequirement], index_url: str, interpreter: Interpr
     with ThreadPoolExecutor(max_workers=8) as pool:
         pages = list(pool.map(lambda r: page(index_url, r.name), wanted))
     supported = interpreter.wheel_tags()
-    return [_best_wheel(r, base, content, supported, interpreter, lock_name) for r, (base, content) in zip(wanted, pages)]
+    return [_best_wheel(pin, base, content, supported, interpreter, lock_name)
+            for pin, (base, content) in zip(wanted, pages)]
 
 
 def _best_wheel(pin: LockedRequirement, base_url: str, content: dict[str, Any], supported: list[str],

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 # jsonschema checks the "iri"/"iri-reference" formats with rfc3987-syntax, which compiles 38 grammars when it
 # is imported: 1.5 s of every SBOM step, so of every code edit. Without it, those two formats are checked
@@ -95,6 +95,13 @@ def _prop(name: str, value: str) -> Property:
 
 def _sha256(hexdigest: str) -> HashType:
     return HashType(alg=HashAlgorithm.SHA_256, content=hexdigest)
+
+
+_ALGORITHMS = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512}
+
+
+def _hashes(file_hashes: Iterable[Tuple[str, str]]) -> List[HashType]:
+    return [HashType(alg=_ALGORITHMS[alg], content=value) for alg, value in file_hashes]
 
 
 def _license(expression: str) -> License:
@@ -172,7 +179,7 @@ def _debian_component(pkg: DebianPackage) -> Component:
         version=pkg.version,
         bom_ref=purl,
         purl=PackageURL.from_string(purl),
-        hashes=[_sha256(pkg.sha256)],
+        hashes=_hashes(pkg.file_hashes),
         licenses=debian_licenses(pkg.licenses, pkg.copyright_file),
         supplier=_entity(parties.parse(pkg.maintainer)),
         copyright="\n".join(pkg.copyright) or None,
@@ -193,7 +200,7 @@ def _python_component(dist: PythonDist) -> Component:
         version=dist.version,
         bom_ref=purl,
         purl=PackageURL.from_string(purl),
-        hashes=[_sha256(h) for h in dist.sha256s],
+        hashes=_hashes(dist.file_hashes),
         licenses=declared_licenses(dist.license),
         supplier=_entity(parties.first(dist.maintainers, dist.authors)),
         authors=_contacts(dist.authors),

@@ -108,7 +108,7 @@ def test_debian_packages(bom: Dict[str, Any]) -> None:
         purl = f"pkg:deb/debian/{pkg.name}@{pkg.version.replace('+', '%2B')}?arch=amd64&distro=debian-12"
         component = _component(bom, purl)
         assert component["purl"] == purl and component["type"] == "library"
-        assert _hashes(component) == {"SHA-256": pkg.sha256}
+        assert _hashes(component) == {"SHA-256": pkg.sha256, "SHA-512": pkg.sha512}
         assert [o["location"] for o in component["evidence"]["occurrences"]] == list(pkg.files)
     libc6 = _component(bom, "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64&distro=debian-12")
     assert [lic["license"].get("id") or lic["license"]["name"] for lic in libc6["licenses"]] == [
@@ -129,7 +129,7 @@ def test_python_distributions(bom: Dict[str, Any]) -> None:
     for dist in inv.python:
         component = _component(bom, f"pkg:pypi/{dist.name}@{dist.version}")
         assert component["purl"] == f"pkg:pypi/{dist.name}@{dist.version}"
-        assert _hashes(component) == {"SHA-256": dist.sha256s[0]}
+        assert _hashes(component) == {"SHA-256": dist.wheel_sha256, "SHA-512": dist.wheel_sha512}
         assert {"name": "aegis:python:wheel", "value": dist.wheel} in component["properties"]
     numpy = _component(bom, "pkg:pypi/numpy@2.4.6")
     assert numpy["licenses"] == [

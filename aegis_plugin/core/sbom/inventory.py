@@ -19,7 +19,8 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
                   "hashes": ["sha256:<hex>", ...] (the lock's hashes of the installed wheel),
                   "license": "BSD-3-Clause" or null, "authors": ["Name <email>" | "email" | "Name", ...],
                   "maintainers": [...] (both in the metadata's order), "copyright": [notices of its license
-                  files, else of its text files; empty: none in any], "files": ["/app/site-packages/numpy/__init__.py", ...],
+                  files, else of its text files; empty: none in any],
+                  "files": ["/app/site-packages/numpy/__init__.py", ...],
                   "wheel_sha256", "wheel_sha512" (optional): of the installed wheel, its distribution file}],
       "model":  {"model_id", "version", "framework", "framework_version", "accelerator",
                  "files": [{"path": "/app/model/weights.safetensors", "sha256", "sha1", "size",
@@ -104,6 +105,11 @@ class DebianPackage:
     sha512: str = ""  # of the .deb; "" when the layer step did not report it
 
     @property
+    def file_hashes(self) -> Tuple[Tuple[str, str], ...]:
+        """(algorithm, hex) of the .deb: its sha256, and its sha512 when known."""
+        return (("sha256", self.sha256),) + ((("sha512", self.sha512),) if self.sha512 else ())
+
+    @property
     def deb_filename(self) -> str:
         """The .deb's name as Debian's archive spells it (the epoch is not part of file names)."""
         version = self.version.split(":", 1)[1] if ":" in self.version else self.version
@@ -127,6 +133,14 @@ class PythonDist:
     @property
     def sha256s(self) -> Tuple[str, ...]:
         return tuple(h.split(":", 1)[1] for h in self.hashes)
+
+    @property
+    def file_hashes(self) -> Tuple[Tuple[str, str], ...]:
+        """(algorithm, hex) of the installed wheel when the layer step reported it; else the lock's sha256 of
+        each file it pins for the release (one of which was installed)."""
+        if self.wheel_sha256:
+            return (("sha256", self.wheel_sha256),) + ((("sha512", self.wheel_sha512),) if self.wheel_sha512 else ())
+        return tuple(("sha256", h) for h in self.sha256s)
 
 
 @dataclass(frozen=True)

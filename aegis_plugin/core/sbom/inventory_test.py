@@ -32,6 +32,18 @@ def test_deb_filename_drops_the_epoch() -> None:
     assert libcrypt.deb_filename == "libcrypt1_4.4.33-2_amd64.deb"
 
 
+def test_file_hashes_are_the_installed_files_own() -> None:
+    data = testutil.inventory()
+    numpy = next(d for d in data["python"] if d["name"] == "numpy")
+    numpy["hashes"].append("sha256:" + "f" * 64)  # another file of the release, for another platform
+    dist = next(d for d in from_dict(data).python if d.name == "numpy")
+    assert dist.file_hashes == (("sha256", numpy["wheel_sha256"]), ("sha512", numpy["wheel_sha512"]))
+    # An inventory from before the layer step reported the wheel: the lock's hashes, as then.
+    del numpy["wheel_sha256"], numpy["wheel_sha512"]
+    dist = next(d for d in from_dict(data).python if d.name == "numpy")
+    assert dist.file_hashes == tuple(("sha256", h) for h in dist.sha256s) and len(dist.file_hashes) == 2
+
+
 def test_card_lookup_ignores_case_and_dashes() -> None:
     card = from_dict(testutil.inventory()).model.card
     assert card.section("out of scope use") == card.sections["Out-of-scope use"]

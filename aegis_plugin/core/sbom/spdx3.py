@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from aegis_plugin.core.sbom import card as card_facts
 from aegis_plugin.core.sbom import common, licenses, parties
@@ -110,7 +110,7 @@ class _Graph:
             return
         file_id = self.add({
             "type": "software_File", "spdxId": _local_id("Distribution", filename), "name": filename,
-            "verifiedUsing": [_sha256(sha256), {"type": "Hash", "algorithm": "sha512", "hashValue": sha512}],
+            "verifiedUsing": _hashes([("sha256", sha256), ("sha512", sha512)]),
             "software_primaryPurpose": "archive", "software_additionalPurpose": ["container"],
         })
         self.relate(package_id, "hasDistributionArtifact", [file_id])
@@ -118,6 +118,10 @@ class _Graph:
     def file(self, f: Union[ModelFile, AppFile]) -> str:
         return self.add({"type": "software_File", "spdxId": _local_id("File", common.file_ref(f.path)),
                          "name": f.path, "verifiedUsing": [_sha256(f.sha256)]})
+
+
+def _hashes(file_hashes: Iterable[Tuple[str, str]]) -> List[Dict[str, str]]:
+    return [{"type": "Hash", "algorithm": alg, "hashValue": value} for alg, value in file_hashes]
 
 
 def _sha256(hexdigest: str) -> Dict[str, str]:
@@ -140,7 +144,7 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
             "Deb", purl, pkg.name, pkg.version, "library", parties.parse(pkg.maintainer),
             originators=[parties.parse(pkg.maintainer)], copyright=pkg.copyright,
             license=licenses.debian_expression(pkg.licenses, refs, pkg.name, pkg.copyright_file),
-            software_packageUrl=purl, verifiedUsing=[_sha256(pkg.sha256)],
+            software_packageUrl=purl, verifiedUsing=_hashes(pkg.file_hashes),
         )
         graph.distribution(deb_id, pkg.deb_filename, pkg.sha256, pkg.sha512)
         contained.append(deb_id)
@@ -152,7 +156,7 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
             originators=[parties.parse(a) for a in dist.authors + dist.maintainers],
             copyright=dist.copyright or [common.NO_NOTICE],
             license=licenses.declared_expression(dist.license, "pypi", refs),
-            software_packageUrl=purl, verifiedUsing=[_sha256(h) for h in dist.sha256s],
+            software_packageUrl=purl, verifiedUsing=_hashes(dist.file_hashes),
         )
         graph.distribution(dist_id, dist.wheel, dist.wheel_sha256, dist.wheel_sha512)
         dists.append(dist_id)

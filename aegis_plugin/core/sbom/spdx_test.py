@@ -78,7 +78,9 @@ def test_debian_and_python_packages(doc: Dict[str, Any]) -> None:
     for pkg in inv.debian:
         package = _package(doc, pkg.name)
         assert package["versionInfo"] == pkg.version
-        assert package["checksums"] == [{"algorithm": "SHA256", "checksumValue": pkg.sha256}]
+        # The .deb's own digests: the lock's sha256 and the sha512 the layer step took in the same read.
+        assert package["checksums"] == [{"algorithm": "SHA256", "checksumValue": pkg.sha256},
+                                        {"algorithm": "SHA512", "checksumValue": pkg.sha512}]
         assert package["externalRefs"] == [
             {"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
              "referenceLocator": common.debian_purl(pkg)}
@@ -86,7 +88,9 @@ def test_debian_and_python_packages(doc: Dict[str, Any]) -> None:
         assert package["packageFileName"] == pkg.deb_filename and package["filesAnalyzed"] is False
     for dist in inv.python:
         package = _package(doc, dist.name)
-        assert package["checksums"] == [{"algorithm": "SHA256", "checksumValue": dist.sha256s[0]}]
+        # The installed wheel's digests (packageFileName), not every file the lock pins for the release.
+        assert package["checksums"] == [{"algorithm": "SHA256", "checksumValue": dist.wheel_sha256},
+                                        {"algorithm": "SHA512", "checksumValue": dist.wheel_sha512}]
         assert package["externalRefs"][0]["referenceLocator"] == f"pkg:pypi/{dist.name}@{dist.version}"
         assert package["packageFileName"] == dist.wheel
     assert _package(doc, "libc6")["licenseDeclared"] == (
