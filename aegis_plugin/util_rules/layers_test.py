@@ -1,4 +1,5 @@
-"""The locked-wheels rule with mocked processes and downloads: what it asks the index for, and what it refuses."""
+"""The layer rules with mocked processes and downloads: what they ask for, and what they refuse before any
+process runs (each refusal one line naming the target and what to change)."""
 from __future__ import annotations
 
 import json
@@ -8,14 +9,19 @@ import pytest
 from pants.backend.python.subsystems.repos import PythonRepos
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.engine.fs import (
-    EMPTY_DIGEST, AddPrefix, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs,
+    EMPTY_DIGEST, AddPrefix, Digest, DigestContents, DigestEntries, DigestSubset, DownloadFile, FileContent,
+    FileDigest, FileEntry, MergeDigests, PathGlobs,
 )
 from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 
 from aegis_plugin.util_rules.core_process import AegisBuildError, CoreProcess, CoreResult
 from aegis_plugin.util_rules.download import PinnedDownload, PinnedDownloadRequest
-from aegis_plugin.util_rules.layers import LockedWheels, LockedWheelsRequest, locked_wheels
+from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.util_rules.layers import (
+    DebianLayerRequest, FilesLayerRequest, LayerFile, LockedWheels, LockedWheelsRequest, build_debian_layer,
+    build_files_layer, locked_wheels,
+)
 
 LOCK = "3rdparty/python/runtime.lock"
 WHEEL = {"name": "numpy", "version": "2.4.6", "filename": "numpy-2.4.6-cp311-cp311-manylinux_2_28_x86_64.whl",
@@ -69,3 +75,75 @@ def test_an_index_that_cannot_be_a_cache_key_is_refused(indexes: list[str], mess
     with pytest.raises(AegisBuildError, match=message) as error:
         run(indexes, {})
     assert "s3cret" not in str(error.value)
+
+
+def not_reached(request: object) -> None:
+    raise AssertionError(f"the rule went on to {type(request).__name__}")
+
+
+DEB = """Package: libfoo1
+Version: 1.0-1
+Architecture: amd64
+Source: foo
+Source-Version: 1.0-1
+Suite: {suite}
+Filename: pool/main/f/foo/libfoo1_1.0-1_amd64.deb
+Size: 3
+SHA256: {sha256}
+"""
+
+
+def run_debian(suite: str, mirrors: dict, download) -> None:
+    lock = DEB.format(suite=suite, sha256="a" * 64).encode()
+    run_rule_with_mocks(
+        build_debian_layer,
+        rule_args=[DebianLayerRequest("models/x:x: field `base_image`", EMPTY_DIGEST, "b.lock"),
+                   create_subsystem(AegisSubsystem, debian_mirrors=mirrors)],
+        mock_gets=[
+            MockGet(output_type=DigestContents, input_types=(Digest,),
+                    mock=lambda _: DigestContents([FileContent("b.lock", lock)])),
+            MockGet(output_type=Digest, input_types=(DownloadFile,), mock=download),
+            MockGet(output_type=Digest, input_types=(MergeDigests,), mock=not_reached),
+            MockGet(output_type=Digest, input_types=(AddPrefix,), mock=not_reached),
+            MockGet(output_type=CoreResult, input_types=(CoreProcess,), mock=not_reached),
+            MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=not_reached),
+        ],
+    )
+
+
+def test_a_suite_no_archive_serves() -> None:
+    with pytest.raises(AegisBuildError, match=r"^models/x:x: field `base_image`: no Debian archive serves suite "
+                                              r"'trixie-nowhere' for libfoo1: add it to the apt sources or set "
+                                              r"`\[aegis\].debian_mirrors`$"):
+        run_debian("trixie-nowhere", {}, not_reached)
+
+
+def test_each_package_is_fetched_from_its_suites_mirror_by_its_pin() -> None:
+    asked = []
+
+    def download(request: DownloadFile) -> Digest:
+        asked.append((request.url, request.expected_digest))
+        return EMPTY_DIGEST
+
+    with pytest.raises(AssertionError, match="the rule went on to MergeDigests"):  # the step after the downloads
+        run_debian("bookworm", {"bookworm": "https://mirror.example.invalid/debian/"}, download)
+    assert asked == [("https://mirror.example.invalid/debian/pool/main/f/foo/libfoo1_1.0-1_amd64.deb",
+                      FileDigest("a" * 64, 3))]
+
+
+def test_a_layer_file_that_names_several_files() -> None:
+    tokenizer = LayerFile("/app/model/tokenizer.json", "field `tokenizer`", EMPTY_DIGEST)
+    request = FilesLayerRequest("models/x:x", "model files", (tokenizer,), 0)
+    two = DigestEntries([FileEntry("a.json", FileDigest("b" * 64, 1)), FileEntry("b.json", FileDigest("c" * 64, 1))])
+    with pytest.raises(AegisBuildError, match=r"^models/x:x: field `tokenizer` must name exactly one file, got 2$"):
+        run_rule_with_mocks(
+            build_files_layer,
+            rule_args=[request],
+            mock_gets=[
+                MockGet(output_type=DigestEntries, input_types=(Digest,), mock=lambda _: two),
+                MockGet(output_type=Digest, input_types=(AddPrefix,), mock=lambda _: EMPTY_DIGEST),
+                MockGet(output_type=Digest, input_types=(MergeDigests,), mock=not_reached),
+                MockGet(output_type=CoreResult, input_types=(CoreProcess,), mock=not_reached),
+                MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=not_reached),
+            ],
+        )
