@@ -8,12 +8,13 @@ mirror serving the same files gives the same wheels.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aegis_plugin.core.download import redact_url
 from aegis_plugin.core.errors import AegisError
@@ -46,7 +47,9 @@ def project_page(index_url: str, name: str, timeout: float = 60) -> tuple[str, d
     url = urllib.parse.urljoin(index_url.rstrip("/") + "/", f"{name}/")
     request = urllib.request.Request(url, headers={"Accept": _ACCEPT})
     last_error = ""
-    for _ in range(3):
+    for attempt in range(3):
+        if attempt:
+            time.sleep(2 ** (attempt - 1))
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 content_type = response.headers.get("Content-Type", "")
@@ -55,7 +58,10 @@ def project_page(index_url: str, name: str, timeout: float = 60) -> tuple[str, d
                         f"{redact_url(url)} answered {content_type or 'no content type'}, not PEP 691 JSON "
                         f"({_ACCEPT}): point [python-repos].indexes at an index that serves it"
                     )
-                return response.geturl(), json.load(response)
+                page = json.load(response)
+                if not isinstance(page, dict):
+                    raise ValueError("the page is not a JSON object")
+                return response.geturl(), page
         except urllib.error.HTTPError as e:
             last_error = f"HTTP {e.code} {e.reason}"
             if 400 <= e.code < 500:
@@ -65,13 +71,13 @@ def project_page(index_url: str, name: str, timeout: float = 60) -> tuple[str, d
     raise PackageIndexError(f"cannot read {redact_url(url)}: {last_error}")
 
 
-def locate(locked: list[LockedRequirement], index_url: str, interpreter: Interpreter, lock_name: str,
-           page: Callable[[str, str], tuple[str, dict[str, Any]]] = project_page) -> list[LocatedWheel]:
+def locate(locked: list[LockedRequirement], index_url: str, interpreter: Interpreter, lock_name: str
+           ) -> list[LocatedWheel]:
     """The best wheel for `interpreter` of every pin whose marker holds there, in the lock's order."""
     environment = interpreter.marker_environment()
     wanted = [r for r in locked if markers.evaluate(r.marker, environment)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        pages = list(pool.map(lambda r: page(index_url, r.name), wanted))
+        pages = list(pool.map(lambda r: project_page(index_url, r.name), wanted))
     supported = interpreter.wheel_tags()
     return [_best_wheel(pin, base, content, supported, interpreter, lock_name)
             for pin, (base, content) in zip(wanted, pages)]
