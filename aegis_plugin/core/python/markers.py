@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from aegis_plugin.core.download import redact_text
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.python.requirements_lock import canonical_name
 
@@ -35,7 +36,8 @@ def parse_requirement(text: str) -> Requirement:
     """`name[extras] specifier ; marker` (the version is the lock's business; a URL requirement is refused)."""
     match = _REQUIREMENT.match(text)
     if not match or match.group("rest").strip().startswith("@"):
-        raise MarkerError(f"not a requirement on an index distribution: {text!r}")
+        # A direct URL may carry a token (`pkg @ https://user:token@host/...`): never in a message.
+        raise MarkerError(f"not a requirement on an index distribution: {redact_text(text)!r}")
     extras = frozenset(canonical_name(e.strip()) for e in (match.group("extras") or "").split(",") if e.strip())
     return Requirement(canonical_name(match.group("name")), extras, (match.group("marker") or "").strip())
 

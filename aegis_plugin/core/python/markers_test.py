@@ -51,5 +51,6 @@ def test_requires_dist_lines() -> None:
         "huggingface-hub", frozenset({"cli", "torch"}), 'extra == "hub"'
     )
     assert parse_requirement("numpy").name == "numpy"
-    with pytest.raises(MarkerError, match="index distribution"):
-        parse_requirement("foo @ https://example.invalid/foo-1.whl")
+    with pytest.raises(MarkerError, match="index distribution") as error:
+        parse_requirement("foo @ https://ci:s3cret-t0ken@example.invalid/foo-1.whl")
+    assert "s3cret-t0ken" not in str(error.value) and "https://***@example.invalid/foo-1.whl" in str(error.value)
