@@ -56,7 +56,16 @@ from aegis_plugin.util_rules.layers import (
 )
 from aegis_plugin.util_rules.mlflow import registry_inventory, registry_manifest_fields
 from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
-from aegis_plugin.util_rules.sbom import CYCLONEDX_FILE, SBOM_IN_IMAGE, SPDX3_FILE, SPDX_FILE, Sbom, SbomRequest
+from aegis_plugin.util_rules.sbom import (
+    CYCLONEDX_FILE,
+    SBOM_IN_IMAGE,
+    SPDX3_FILE,
+    SPDX_FILE,
+    Sbom,
+    SbomRequest,
+    Spdx3,
+    Spdx3Request,
+)
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,12 @@ class ModelPackageFieldSet(PackageFieldSet):
 
 @dataclass(frozen=True)
 class ModelImage:
-    """A built image before the guards: its files (OCI layout, image.json, the SBOMs, image.tar when asked) at
-    the root, and what the package's typed artifact says of it."""
+    """A built image before the guards: its files (OCI layout, image.json, the CycloneDX and SPDX 2.3 SBOMs,
+    image.tar when asked) at the root, and what the package's typed artifact says of it."""
 
     digest: Digest
     artifact: BuiltModelImage
+    spdx3: Spdx3Request  # the SPDX 3 SBOM, which names the finished image, is written beside the guards
 
 
 @rule(desc="Building a model image")
@@ -282,6 +292,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             lockfiles=(python_setup.resolves[inputs.resolve], *inputs.base_lockfile.snapshot.files),
             registry=inputs.registry,
         ),
+        Spdx3Request(context, sbom.inventory, image.digest, image.manifest_digest),
     )
 
 
@@ -305,13 +316,16 @@ async def _check_output_path_is_its_own(fs: ModelPackageFieldSet) -> None:
 async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
     image, facts = await MultiGet(Get(ModelImage, ModelPackageFieldSet, fs), Get(GuardFacts, GuardFactsRequest(fs.address)))
     await _check_output_path_is_its_own(fs)
-    guarded = await Get(GuardsResult, GuardsRequest(str(fs.address), image.digest, facts.facts))
+    guarded, spdx3 = await MultiGet(
+        Get(GuardsResult, GuardsRequest(str(fs.address), image.digest, facts.facts)),
+        Get(Spdx3, Spdx3Request, image.spdx3),
+    )
     if guarded.errors:
         more = f" (and {len(guarded.errors) - 1} more: see `pants lint {fs.address}`)" if len(guarded.errors) > 1 else ""
         raise AegisBuildError(guarded.errors[0] + more)
     output_path = image.artifact.output_path
     return BuiltPackage(
-        await Get(Digest, AddPrefix(image.digest, output_path)),
+        await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([image.digest, spdx3.digest])), output_path)),
         (
             image.artifact,
             BuiltPackageArtifact(f"{output_path}/{CYCLONEDX_FILE}"),

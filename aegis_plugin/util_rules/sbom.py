@@ -3,9 +3,10 @@
 Each layer step writes its part of the inventory next to its layer (see `aegis_plugin/core/cli.py`): the
 Debian packages with their licenses and files, the Python distributions with their lock hashes, licenses and
 files, and every file of the model and the app with its hashes. This rule joins those parts with the image's
-facts into one inventory (`aegis_plugin/core/sbom/inventory.py`) and runs the SBOM tool once: it writes both
-documents and fails when a file of the layers belongs to no component (read from each layer's table of
-contents, `core/oci/toc.py`).
+facts into one inventory (`aegis_plugin/core/sbom/inventory.py`) and runs the SBOM tool: it writes the
+CycloneDX and SPDX 2.3 documents and fails when a file of the layers belongs to no component (read from each
+layer's table of contents, `core/oci/toc.py`). The SPDX 3 document names the image's manifest, so it is
+written from the same inventory once the image exists (`write_spdx3`), beside the pitfall guards.
 """
 from __future__ import annotations
 
@@ -62,6 +63,20 @@ class Sbom:
     digest: Digest  # sbom.cdx.json, sbom.spdx.json, sbom-completeness.json
     spdx: Digest  # sbom.spdx.json alone, for the image
     summary: str  # one line for the console
+    inventory: Digest  # inventory.json, for the SPDX 3 document
+
+
+@dataclass(frozen=True)
+class Spdx3Request:
+    context: str
+    inventory: Digest  # Sbom.inventory
+    layout: Digest  # the image's files: oci/ at the root
+    manifest_digest: str  # "sha256:<hex>" of the image's manifest, in `layout`
+
+
+@dataclass(frozen=True)
+class Spdx3:
+    digest: Digest  # sbom.spdx3.json
 
 
 @rule(desc="Writing the SBOMs of a model image")
@@ -77,6 +92,10 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
         Get(DigestContents, DigestSubset(layer.digest, PathGlobs([f"out/{name}"]))) for layer, name in reports
     )
     base, deps, app_files, *model_reports = [json.loads(c[0].content) if c else None for c in contents]
+    # The layers that ship the model and the app are those components' deployable files (BSI TR-03183-2).
+    infos = await MultiGet(Get(DigestContents, DigestSubset(layer.digest, PathGlobs(["out/layer.json"])))
+                           for layer in (*request.model_files, request.app))
+    model_blobs, app_blobs = [_blob(c) for c in infos[:-1]], [_blob(infos[-1])]
     model_files = sorted((f for files in model_reports[: len(request.model_files)] for f in files),
                          key=lambda f: f["path"])
     (card,) = [card for card in model_reports[len(request.model_files):] if card is not None]
@@ -92,8 +111,9 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
             **request.model,
             "files": [{**f, "role": request.model_file_roles.get(f["path"], "other")} for f in model_files],
             "card": card,
+            "blobs": model_blobs,
         },
-        "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files]},
+        "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files], "blobs": app_blobs},
     }
     # In image order, as the tables of contents the layer steps wrote beside their blobs: the blobs
     # themselves (GBs of weights and CUDA libraries) never enter this step.
@@ -129,7 +149,29 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
         f"{counts['attributed']} of {counts['total']} image files attributed, {counts['by_type']['allowed']} "
         f"allow-listed"
     )
-    return Sbom(out, spdx, summary)
+    return Sbom(out, spdx, summary, inventory_digest)
+
+
+def _blob(layer_info: DigestContents) -> dict[str, Any]:
+    info = json.loads(layer_info[0].content)
+    return {"digest": info["digest"], "sha512": info["sha512"], "size": info["size"], "media_type": info["media_type"]}
+
+
+@rule(desc="Writing the SPDX 3 SBOM of a model image")
+async def write_spdx3(request: Spdx3Request, sbom: SbomSubsystem) -> Spdx3:
+    manifest = f"oci/blobs/sha256/{request.manifest_digest[len('sha256:'):]}"
+    blob = await Get(Digest, DigestSubset(request.layout, PathGlobs([manifest])))
+    result = await Get(
+        CoreResult,
+        CoreProcess(
+            CoreToolPexRequest(CoreTool.SBOM, sbom.resolve),
+            ("--inventory", "inventory.json", "--image-manifest", manifest),
+            await Get(Digest, MergeDigests([request.inventory, blob])),
+            description=f"Writing the SPDX 3 SBOM of {request.context}",
+            error_context=request.context,
+        ),
+    )
+    return Spdx3(await Get(Digest, RemovePrefix(result.output_digest, "out")))
 
 
 def rules():

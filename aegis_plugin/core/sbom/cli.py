@@ -1,14 +1,19 @@
-"""Write and check the SBOMs of an image, as one command:
+"""Write and check the SBOMs of an image:
 
     python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR \
         [--layers L1 L2 ... --site-packages /app/site-packages --allow GLOB ...]
 
-writes DIR/sbom.cdx.json (CycloneDX 1.6), DIR/sbom.spdx.json (SPDX 2.3) and DIR/sbom.spdx3.json (SPDX 3.0.1
-JSON-LD), after validating the first two (the CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools
-for SPDX 2.3; no SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX project's checker on it).
-With `--layers` (the image's layer blobs or tables of contents, lowest first) it also measures completeness:
-every regular file of the image must belong to a component of the inventory (or match an `--allow` glob);
-the counts go to DIR/sbom-completeness.json.
+writes DIR/sbom.cdx.json (CycloneDX 1.6) and DIR/sbom.spdx.json (SPDX 2.3), after validating them (the
+CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for SPDX 2.3). With `--layers` (the image's
+layer blobs or tables of contents, lowest first) it also measures completeness: every regular file of the
+image must belong to a component of the inventory (or match an `--allow` glob); the counts go to
+DIR/sbom-completeness.json.
+
+    python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR --image-manifest BLOB
+
+writes DIR/sbom.spdx3.json (SPDX 3.0.1 JSON-LD) of the finished image whose manifest is BLOB (a file named by
+its sha256, as in an OCI layout). No SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX
+project's checker on it.
 
 Exit status 0 when everything is written; 2 with one `aegis: ...` line on stderr for a malformed inventory,
 an invalid document or unattributed files, and then nothing is written.
@@ -17,18 +22,20 @@ an invalid document or unattributed files, and then nothing is written.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sbom import completeness
 from aegis_plugin.core.sbom import inventory as inventory_module
 from aegis_plugin.core.sbom.common import app_name
-from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx, validate_cyclonedx
 from aegis_plugin.core.sbom.spdx import build_spdx, validate_spdx
+from aegis_plugin.core.sbom.inventory import Blob
 from aegis_plugin.core.sbom.spdx3 import build_spdx3
 
 MODULE = "aegis_plugin.core.sbom.cli"
@@ -54,23 +61,21 @@ def completeness_report(
     return completeness.attribute(list(layers), site_packages, components, list(allow))
 
 
-def _write(out: str, cdx: bytes, spdx: bytes, spdx3: bytes, report: Optional[completeness.Report]) -> None:
-    """Validates and writes all documents, or fails leaving ``out`` untouched."""
+def _write(out: str, documents: Mapping[str, bytes], report: Optional[completeness.Report] = None,
+           check: Callable[[str], List[str]] = lambda staging: []) -> None:
+    """Writes ``documents`` (file name -> bytes) and ``report``, or fails leaving ``out`` untouched when
+    ``check`` (given the directory they were staged in) finds problems."""
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".sbom-", dir=parent)
     try:
-        with open(os.path.join(staging, CYCLONEDX_FILE), "wb") as f:
-            f.write(cdx)
-        with open(os.path.join(staging, SPDX_FILE), "wb") as f:
-            f.write(spdx)
-        with open(os.path.join(staging, SPDX3_FILE), "wb") as f:
-            f.write(spdx3)
+        for name, content in documents.items():
+            with open(os.path.join(staging, name), "wb") as f:
+                f.write(content)
         if report is not None:
             with open(os.path.join(staging, COMPLETENESS_FILE), "w", encoding="utf-8") as f:
                 f.write(report.to_json())
-        problems = [f"{CYCLONEDX_FILE}: {m}" for m in validate_cyclonedx(cdx)]
-        problems += [f"{SPDX_FILE}: {m}" for m in validate_spdx(os.path.join(staging, SPDX_FILE))]
+        problems = check(staging)
         if problems:
             more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
             raise _Failure(f"the SBOM is invalid: {problems[0]}{more}")
@@ -81,10 +86,40 @@ def _write(out: str, cdx: bytes, spdx: bytes, spdx3: bytes, report: Optional[com
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _validate(staging: str) -> List[str]:
+    """The CycloneDX JSON schema through cyclonedx-python-lib, and spdx-tools for SPDX 2.3. Imported here:
+    the SPDX 3 step, which runs on every edit, has no use for cyclonedx-python-lib's start-up."""
+    from aegis_plugin.core.sbom.cyclonedx import validate_cyclonedx
+
+    with open(os.path.join(staging, CYCLONEDX_FILE), "rb") as f:
+        problems = [f"{CYCLONEDX_FILE}: {m}" for m in validate_cyclonedx(f.read())]
+    return problems + [f"{SPDX_FILE}: {m}" for m in validate_spdx(os.path.join(staging, SPDX_FILE))]
+
+
+def manifest_blob(path: str) -> Blob:
+    """The image manifest at ``path``, a file of an OCI layout's blobs/sha256/ (named by its own sha256)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise _Failure(f"cannot read the image manifest {path}: {e.strerror or e}") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    if os.path.basename(path) != sha256:
+        raise _Failure(f"the image manifest {path} is not the blob its name says (its sha256 is {sha256})")
+    try:
+        media_type = json.loads(data)["mediaType"]
+    except (ValueError, KeyError, TypeError):
+        raise _Failure(f"the image manifest {path} is not a JSON manifest with a mediaType") from None
+    return Blob(digest=f"sha256:{sha256}", sha512=hashlib.sha512(data).hexdigest(), size=len(data),
+                media_type=str(media_type))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {MODULE}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--inventory", required=True, help="the inventory JSON (see inventory.py)")
-    parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE}, {SPDX_FILE} and {SPDX3_FILE}")
+    parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE} and {SPDX_FILE}, or {SPDX3_FILE}")
+    parser.add_argument("--image-manifest", default=None,
+                        help=f"the finished image's manifest blob: write only {SPDX3_FILE}, which names it")
     parser.add_argument("--layers", nargs="*", default=None, help="the image's layers, lowest first: blobs, or the toc.json their layer steps wrote")
     parser.add_argument("--site-packages", default="/app/site-packages",
                         help="the image directory holding the Python distributions' .dist-info")
@@ -93,6 +128,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         inv = inventory_module.load(args.inventory)
+        if args.image_manifest is not None:
+            _write(args.out, {SPDX3_FILE: build_spdx3(inv, manifest_blob(args.image_manifest))})
+            return 0
         report = None
         if args.layers is not None:
             report = completeness_report(inv, args.layers, args.site_packages, args.allow)
@@ -101,7 +139,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except completeness.CompletenessError as e:
                 raise _Failure(f"{e}: give them to a component (a package, the model or the app), or allow them "
                                f"knowingly with `[aegis-sbom].allow`") from None
-        _write(args.out, build_cyclonedx(inv), build_spdx(inv), build_spdx3(inv), report)
+        from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx  # see _validate
+
+        _write(args.out, {CYCLONEDX_FILE: build_cyclonedx(inv), SPDX_FILE: build_spdx(inv)}, report, _validate)
     except AegisError as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2

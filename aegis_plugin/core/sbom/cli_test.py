@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -7,17 +8,49 @@ import pytest
 
 from aegis_plugin.core.sbom import cli, testutil
 from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx
+from aegis_plugin.core.sbom.inventory import Blob
 from aegis_plugin.core.sbom.spdx import build_spdx
 from aegis_plugin.core.sbom.spdx3 import build_spdx3
 
 
-def test_writes_every_document(tmp_path: Path) -> None:
+def test_writes_the_documents_of_the_layers(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(testutil.inventory()))
     assert cli.main(["--inventory", str(inventory), "--out", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sbom.cdx.json", "sbom.spdx.json"]
     assert (tmp_path / "out" / "sbom.cdx.json").read_bytes() == build_cyclonedx(testutil.inventory())
     assert (tmp_path / "out" / "sbom.spdx.json").read_bytes() == build_spdx(testutil.inventory())
-    assert (tmp_path / "out" / "sbom.spdx3.json").read_bytes() == build_spdx3(testutil.inventory())
+
+
+def _manifest(directory: Path, name: str = "") -> Path:
+    data = b'{"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}'
+    path = directory / (name or hashlib.sha256(data).hexdigest())
+    path.write_bytes(data)
+    return path
+
+
+def test_writes_the_spdx3_document_of_the_finished_image(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(testutil.inventory()))
+    manifest = _manifest(tmp_path)
+    args = ["--inventory", str(inventory), "--out", str(tmp_path / "out"), "--image-manifest", str(manifest)]
+    assert cli.main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sbom.spdx3.json"]
+    data = manifest.read_bytes()
+    expected = Blob(f"sha256:{manifest.name}", hashlib.sha512(data).hexdigest(), len(data),
+                    "application/vnd.oci.image.manifest.v1+json")
+    assert (tmp_path / "out" / "sbom.spdx3.json").read_bytes() == build_spdx3(testutil.inventory(), expected)
+
+
+def test_a_manifest_not_named_by_its_digest_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(testutil.inventory()))
+    manifest = _manifest(tmp_path, "0" * 64)
+    args = ["--inventory", str(inventory), "--out", str(tmp_path / "out"), "--image-manifest", str(manifest)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"aegis: the image manifest {manifest} is not the blob its name says") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_inventory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Optional
 
 from packageurl import PackageURL
 
@@ -33,13 +33,15 @@ def python_purl(dist: PythonDist) -> str:
     return PackageURL(type="pypi", name=dist.name, version=dist.version).to_string()
 
 
-def image_purl(image: Image) -> str:
-    """The image before it has a digest. An ``oci`` purl's version is the manifest digest, which the SBOM
-    cannot name without depending on the finished image (and an image may carry its own SBOM), so this purl
-    names the image by its last repository component with ``tag`` and ``arch`` qualifiers and no version;
-    whoever pushes the image by digest can state the digest next to the SBOM (an attestation's subject)."""
+def image_purl(image: Image, manifest_digest: Optional[str] = None) -> str:
+    """An ``oci`` purl's version is the manifest digest, which only a document written after the image can
+    name (the SPDX 2.3 SBOM travels inside the image, and CycloneDX is written beside it): without it, this
+    purl names the image by its last repository component with ``tag`` and ``arch`` qualifiers and no
+    version, and whoever pushes the image by digest states the digest next to the SBOM (an attestation's
+    subject)."""
     name = image.name.rsplit("/", 1)[-1].lower()
-    return PackageURL(type="oci", name=name, qualifiers={"tag": image.version, "arch": image.architecture}).to_string()
+    return PackageURL(type="oci", name=name, version=manifest_digest,
+                      qualifiers={"tag": image.version, "arch": image.architecture}).to_string()
 
 
 def image_ref(inv: Inventory) -> str:

@@ -13,8 +13,12 @@ the same, from the same inventory:
   owner, the configured organisation), each a Person or Organization element carrying its e-mail or
   URL as an external identifier, and ``software_copyrightText``, from ``parties.py``'s records;
 - the model's and the app's files as ``software_File`` elements with their sha256;
-- each Debian package's .deb and each distribution's wheel as a ``software_File`` (name, sha256 and sha512,
-  purpose ``archive``, additional purpose ``container``) linked by ``hasDistributionArtifact``, for BSI;
+- each component's deployable files as ``software_File`` elements (name, sha256 and sha512, purpose
+  ``archive``, additional purpose ``container``) linked by ``hasDistributionArtifact``, for BSI: a Debian
+  package's .deb, a distribution's wheel, the image layers that ship the model and the app (named by their
+  OCI layout path, ``blobs/sha256/<hex>``, with their media type), and the image's manifest, which exists only
+  once the image does: this document is written after the image, outside it (the image carries the SPDX 2.3
+  one), and so also names the image's purl by its manifest digest;
 - declared and concluded licenses as ``simplelicensing_LicenseExpression`` elements, linked by
   ``hasDeclaredLicense``/``hasConcludedLicense`` (concluded = declared; the image's, every part's ANDed, as in
   the SPDX 2.3 document);
@@ -34,7 +38,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from aegis_plugin.core.sbom import card as card_facts
 from aegis_plugin.core.sbom import common, licenses, parties
-from aegis_plugin.core.sbom.inventory import AppFile, Inventory, ModelFile, from_dict
+from aegis_plugin.core.sbom.inventory import AppFile, Blob, Inventory, ModelFile, from_dict
 from aegis_plugin.core.sbom.spdx import document_namespace
 
 CONTEXT = "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"
@@ -102,18 +106,26 @@ class _Graph:
             self.relate(spdx_id, "hasConcludedLicense", [self.license(concluded or license)])
         return spdx_id
 
-    def distribution(self, package_id: str, filename: str, sha256: str, sha512: str) -> None:
-        """The file the package was installed from (a .deb, a wheel), linked by `hasDistributionArtifact`: its
-        name and SHA-512 are what BSI TR-03183-2 asks of each component; an archive of files is "structured",
-        which SPDX 3 says as the additional purpose `container`."""
+    def distribution(
+        self, package_id: str, filename: str, sha256: str, sha512: str, content_type: Optional[str] = None
+    ) -> None:
+        """A file the package is deployed as (a .deb, a wheel, an image layer or manifest), linked by
+        `hasDistributionArtifact`: its name and SHA-512 are what BSI TR-03183-2 asks of each component; an
+        archive of files is "structured", which SPDX 3 says as the additional purpose `container`."""
         if not (filename and sha512):
             return
-        file_id = self.add({
+        element = {
             "type": "software_File", "spdxId": _local_id("Distribution", filename), "name": filename,
             "verifiedUsing": _hashes([("sha256", sha256), ("sha512", sha512)]),
             "software_primaryPurpose": "archive", "software_additionalPurpose": ["container"],
-        })
-        self.relate(package_id, "hasDistributionArtifact", [file_id])
+        }
+        if content_type:
+            element["contentType"] = content_type
+        self.relate(package_id, "hasDistributionArtifact", [self.add(element)])
+
+    def blobs(self, package_id: str, blobs: Iterable[Blob]) -> None:
+        for blob in blobs:
+            self.distribution(package_id, blob.filename, blob.sha256, blob.sha512, blob.media_type)
 
     def file(self, f: Union[ModelFile, AppFile]) -> str:
         return self.add({"type": "software_File", "spdxId": _local_id("File", common.file_ref(f.path)),
@@ -128,7 +140,7 @@ def _sha256(hexdigest: str) -> Dict[str, str]:
     return {"type": "Hash", "algorithm": "sha256", "hashValue": hexdigest}
 
 
-def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
+def _graph(inv: Inventory, manifest: Optional[Blob]) -> Tuple[_Graph, str, List[str]]:
     """All elements; the image's id; the document's creators (agent ids)."""
     graph, refs = _Graph(), licenses.LicenseRefs()
     image, model = inv.image, inv.model
@@ -171,6 +183,7 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
         description="\n\n".join(facts.use_cases),
     )
     graph.relate(model_id, "contains", [graph.file(f) for f in model.files])
+    graph.blobs(model_id, model.blobs)
     app_id = graph.package(
         "App", common.app_ref(inv), common.app_name(inv), image.version, "application", owner,
         originators=[owner] if owner else (),
@@ -178,17 +191,20 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
     )
     graph.relate(app_id, "contains", [graph.file(f) for f in inv.app.files])
     graph.relate(app_id, "dependsOn", dists)
+    graph.blobs(app_id, inv.app.blobs)
     contained += [model_id, app_id]
 
     image_id = graph.package(
         "Image", common.image_ref(inv), image.name, image.version, "container", creator or owner,
         originators=[p for p in (creator or owner,) if p],
         copyright=card_copyright, concluded=licenses.image_concluded(inv, refs),
-        software_packageUrl=common.image_purl(image),
+        software_packageUrl=common.image_purl(image, manifest.digest if manifest else None),
         software_sourceInfo=f"built from {image.source_url} at commit {image.git_sha}" if image.source_url
         else f"built at commit {image.git_sha}",
     )
     graph.relate(image_id, "contains", contained)
+    if manifest is not None:
+        graph.blobs(image_id, [manifest])
     creators = [graph.agent(creator)] if creator else []
     for extracted in refs.extracted():  # the license references the expressions use, with their texts
         graph.add({"type": "simplelicensing_SimpleLicensingText", "name": extracted.license_id,
@@ -197,8 +213,8 @@ def _graph(inv: Inventory) -> Tuple[_Graph, str, List[str]]:
     return graph, image_id, creators
 
 
-def _document(inv: Inventory) -> Dict[str, Any]:
-    graph, image_id, creators = _graph(inv)
+def _document(inv: Inventory, manifest: Optional[Blob]) -> Dict[str, Any]:
+    graph, image_id, creators = _graph(inv, manifest)
     tool = graph.add({"type": "Tool", "spdxId": _local_id("Tool", common.TOOL_NAME), "name": common.TOOL_NAME})
     if not creators:  # createdBy needs an agent: the tool's own, when no organisation is configured
         creators = [graph.add({"type": "SoftwareAgent", "spdxId": _local_id("Agent", common.TOOL_NAME),
@@ -228,10 +244,11 @@ def _document(inv: Inventory) -> Dict[str, Any]:
     return {"@context": CONTEXT, "@graph": graph_list}
 
 
-def build_spdx3(inv: Union[Inventory, Mapping[str, Any]]) -> bytes:
-    """The SPDX 3.0.1 JSON-LD document for ``inv``: canonical UTF-8 bytes ending in a newline."""
+def build_spdx3(inv: Union[Inventory, Mapping[str, Any]], manifest: Optional[Blob] = None) -> bytes:
+    """The SPDX 3.0.1 JSON-LD document for ``inv``, of the image whose manifest is ``manifest`` when it is
+    known: canonical UTF-8 bytes ending in a newline."""
     if not isinstance(inv, Inventory):
         inv = from_dict(inv)
-    document = _document(inv)
+    document = _document(inv, manifest)
     namespace = document_namespace(inv, str(common.content_uuid("spdx3", document))) + "#"
     return common.canonical_json(document).replace(_BASE.encode(), namespace.encode())
