@@ -1,4 +1,4 @@
-"""Options of the SBOMs (CycloneDX 1.6 and SPDX 2.3) that `pants package` writes for each model image."""
+"""Options of the SBOMs (CycloneDX 1.7 and SPDX 2.3) that `pants package` writes for each model image."""
 from __future__ import annotations
 
 import re
@@ -23,7 +23,7 @@ class SbomSubsystem(Subsystem):
     name = "Aegis SBOM"
     help = help_text(
         """
-        The software bill of materials of each `model_package` image: `sbom.cdx.json` (CycloneDX 1.6, with
+        The software bill of materials of each `model_package` image: `sbom.cdx.json` (CycloneDX 1.7, with
         the model as a `machine-learning-model` component, its model card and lineage), `sbom.spdx.json` (SPDX
         2.3, also shipped in the image as `/app/sbom.spdx.json`) and `sbom.spdx3.json` (SPDX 3.0.1), written
         next to the image in `dist/`.

@@ -64,7 +64,7 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
 
     # Components: every locked Debian package, every installed distribution with its lock hashes, the model.
     bom = json.loads(cdx_bytes)
-    assert bom["specVersion"] == "1.6"
+    assert bom["specVersion"] == "1.7"
     components = list(_walk(bom["components"]))
     types = Counter(c["type"] for c in components)
     lock = (clone.root / "3rdparty/debian/python3.11-bookworm.lock").read_text()

@@ -1,4 +1,4 @@
-"""SBOMs of a model image: CycloneDX 1.6 (ML-BOM) and SPDX 2.3 JSON, built from one inventory.
+"""SBOMs of a model image: CycloneDX 1.7 (ML-BOM) and SPDX 2.3 JSON, built from one inventory.
 
 The package is a pure function from an inventory (``inventory.py``: what is in the image, as JSON) to two
 byte-reproducible documents:

@@ -3,7 +3,7 @@
     python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR \
         [--layers L1 L2 ... --site-packages /app/site-packages --allow GLOB ...]
 
-writes DIR/sbom.cdx.json (CycloneDX 1.6) and DIR/sbom.spdx.json (SPDX 2.3), after validating them (the
+writes DIR/sbom.cdx.json (CycloneDX 1.7) and DIR/sbom.spdx.json (SPDX 2.3), after validating them (the
 CycloneDX JSON schema through cyclonedx-python-lib, spdx-tools for SPDX 2.3). With `--layers` (the image's
 layer blobs or tables of contents, lowest first) it also measures completeness: every regular file of the
 image must belong to a component of the inventory (or match an `--allow` glob); the counts go to

@@ -1,4 +1,4 @@
-"""The CycloneDX 1.6 ML-BOM of an image (``sbom.cdx.json``), built with cyclonedx-python-lib.
+"""The CycloneDX 1.7 ML-BOM of an image (``sbom.cdx.json``), built with cyclonedx-python-lib.
 
 Components (every ``bom-ref`` derives from the inventory, never from a counter or a random number):
 
@@ -27,7 +27,7 @@ distributions and its files; model -> its files; every other component -> nothin
 complete).
 
 cyclonedx-python-lib (11.x) does not model ``modelCard`` yet (CycloneDX/cyclonedx-python-lib#912), so the
-card is added to the serialised model component and the result is checked against the 1.6 JSON schema.
+card is added to the serialised model component and the result is checked against the 1.7 JSON schema.
 The output is re-serialised canonically (``common.canonical_json``); ``serialNumber`` is a uuid5 of that
 content and ``metadata.timestamp`` the image's ``created`` time, so the same inventory gives the same bytes.
 """
@@ -61,7 +61,7 @@ from cyclonedx.model.contact import OrganizationalContact, OrganizationalEntity
 from cyclonedx.model.license import DisjunctiveLicense, LicenseAcknowledgement, LicenseExpression
 from cyclonedx.model.lifecycle import LifecyclePhase, PredefinedLifecycle
 from cyclonedx.model.tool import ToolRepository
-from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.output.json import JsonV1Dot7
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.spdx import is_supported_id
 from cyclonedx.validation.json import JsonStrictValidator
@@ -82,8 +82,8 @@ from aegis_plugin.core.sbom.inventory import (
     from_dict,
 )
 
-SPEC_VERSION = "1.6"
-_SCHEMA = SchemaVersion.V1_6
+SPEC_VERSION = "1.7"
+_SCHEMA = SchemaVersion.V1_7
 _P = common.PROPERTY_PREFIX
 
 License = Union[DisjunctiveLicense, LicenseExpression]
@@ -303,7 +303,7 @@ def _registry_references(registry: Optional[Registry]) -> List[ExternalReference
 
 
 def model_card(inv: Inventory) -> Dict[str, Any]:
-    """The ``modelCard`` object (CycloneDX 1.6 JSON) of the model component, from the card's content."""
+    """The ``modelCard`` object (CycloneDX 1.7 JSON) of the model component, from the card's content."""
     facts = card_facts.facts(inv.model.card)
     card: Dict[str, Any] = {"bom-ref": common.model_card_ref(inv)}
 
@@ -464,10 +464,10 @@ def _canonicalise(document: Dict[str, Any]) -> None:
 
 
 def build_cyclonedx(inv: Union[Inventory, Mapping[str, Any]]) -> bytes:
-    """The CycloneDX 1.6 JSON document for ``inv``: canonical UTF-8 bytes ending in a newline."""
+    """The CycloneDX 1.7 JSON document for ``inv``: canonical UTF-8 bytes ending in a newline."""
     if not isinstance(inv, Inventory):
         inv = from_dict(inv)
-    document = json.loads(JsonV1Dot6(_bom(inv)).output_as_string())
+    document = json.loads(JsonV1Dot7(_bom(inv)).output_as_string())
     _canonicalise(document)
     document["metadata"]["timestamp"] = common.created_iso(inv)  # the same spelling as SPDX's `created`
     _find_component(document, common.model_ref(inv))["modelCard"] = model_card(inv)
@@ -483,7 +483,7 @@ def build_cyclonedx(inv: Union[Inventory, Mapping[str, Any]]) -> bytes:
 
 
 def _component_data(inv: Inventory, dataset: Dataset) -> Dict[str, Any]:
-    """A data component's ``data`` entry (CycloneDX 1.6 componentData): what the card says of its role."""
+    """A data component's ``data`` entry (CycloneDX 1.7 componentData): what the card says of its role."""
     facts = card_facts.facts(inv.model.card)
     entry: Dict[str, Any] = {"type": "dataset", "name": dataset.name}
     text = facts.training_data if dataset.role == "training" else facts.evaluation_data
@@ -549,7 +549,7 @@ for _format, _rule in (("iri", "URI"), ("iri-reference", "URI_reference")):
 
 
 def validate_cyclonedx(data: Union[bytes, str]) -> List[str]:
-    """Messages for every way ``data`` breaks the CycloneDX 1.6 JSON schema (empty when valid)."""
+    """Messages for every way ``data`` breaks the CycloneDX 1.7 JSON schema (empty when valid)."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     try:
         document = json.loads(text)

@@ -41,7 +41,7 @@ def _hashes(component: Dict[str, Any]) -> Dict[str, str]:
 
 def test_valid_against_the_1_6_schema(data: bytes, bom: Dict[str, Any]) -> None:
     assert validate_cyclonedx(data) == []
-    assert bom["specVersion"] == "1.6" and bom["bomFormat"] == "CycloneDX"
+    assert bom["specVersion"] == "1.7" and bom["bomFormat"] == "CycloneDX"
 
 
 def test_validator_reports_schema_errors(bom: Dict[str, Any]) -> None:
