@@ -16,6 +16,7 @@ class BuiltModelImage(BuiltPackageArtifact):
     `BuiltDockerImage`: `relpath` is its OCI layout directory, e.g. `models.fraud/fraud/oci`."""
 
     manifest_digest: str = ""  # "sha256:<hex>"
+    model_artifact_digest: str = ""  # the ModelPack artifact's manifest in the same layout; "" when turned off
     repository: str = ""  # without registry when the target names none
     tag: str = ""
     base_layer_digest: str = ""  # the Debian base layer's blob, a material of the SLSA provenance

@@ -19,14 +19,16 @@ from aegis_plugin.core.debian.lock import parse_lock
 from aegis_plugin.core.digests import file_digests
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
-from aegis_plugin.core.oci import image, layout, tarball
+from aegis_plugin.core.oci import image, layout, modelpack, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
 from aegis_plugin.core.oci.toc import write_toc
 from aegis_plugin.core.python import (
     dependencies, handler_check, markers, requirements_lock, simple_index, site_packages, wheels,
 )
 from aegis_plugin.core.python.interpreter import MACHINES, Interpreter
-from aegis_plugin.core.specs import FilesLayerSpec, HandlerCheckSpec, ImageSpec, LayerEntrySpec
+from aegis_plugin.core.specs import (
+    FilesLayerSpec, HandlerCheckSpec, ImageSpec, LayerEntrySpec, ModelArtifactSpec, SpecError,
+)
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
 # the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
@@ -37,6 +39,7 @@ INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"p
 WHEELS_INFO = "wheels.json"  # locate-wheels: [{name, version, filename, url, sha256, size}] of every wheel
 FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
 MODEL_CARD_INFO = "model_card.json"  # files-layer with a model card: its {sections, fields}
+TENSORS_INFO = "tensors.json"  # files-layer checking a checkpoint: {parameters, dtypes} of all its tensors
 
 
 class UserError(AegisError):
@@ -70,9 +73,10 @@ def layer_blob(layer_dir: str) -> str:
 def files_layer(args: argparse.Namespace) -> None:
     """A layer of the files a `specs.FilesLayerSpec` lists, each checked as it says first."""
     spec = FilesLayerSpec.from_json(_read_spec(args.spec))
+    summary = None
     if spec.checkpoint:
         try:
-            checkpoint.validate_checkpoint(dict(spec.checkpoint))
+            summary = checkpoint.validate_checkpoint(dict(spec.checkpoint))
         except checkpoint.CheckpointError as e:
             raise UserError(f"field `weights`: {e}")
     if spec.handler_check:
@@ -104,6 +108,9 @@ def files_layer(args: argparse.Namespace) -> None:
     # SHA-512 (BSI TR-03183-2), taken here while the blob is written rather than by reading it again.
     info = _write_layer(entries, args.out, spec.mtime, spec.description, spec.compression, blob_sha512=True)
     _write_json(os.path.join(args.out, FILES_INFO), [f.to_json() for f in info.files])
+    if summary is not None:
+        _write_json(os.path.join(args.out, TENSORS_INFO), {"parameters": summary.parameters,
+                                                          "dtypes": list(summary.dtypes)})
     cards = [item for item in spec.entries if item.check == "model_card"]
     if cards:
         with open(cards[0].source, encoding="utf-8") as f:
@@ -253,14 +260,20 @@ def build_image(args: argparse.Namespace) -> None:
     manifest = image.build_manifest(config=config_desc, layers=layer_descs, annotations=annotations)
     platform = {"architecture": spec.architecture, "os": spec.os}
     manifest_desc = image.descriptor_for(image.MEDIA_TYPE_MANIFEST, manifest, platform=platform)
-    index = image.build_index([image.with_ref_name(manifest_desc, spec.ref_name)])
+    image_entry = image.with_ref_name(manifest_desc, spec.ref_name)
     blobs = {config_desc.digest: config, manifest_desc.digest: manifest}
+    entries = [image_entry]
+    artifact = None
+    if spec.model_artifact is not None:
+        artifact, artifact_blobs = _model_artifact(spec.model_artifact, dict(layers))
+        blobs.update(artifact_blobs)
+        entries.append(artifact)
     layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
-    layout.write_layout(os.path.join(args.out, "oci"), blobs, index,
+    layout.write_layout(os.path.join(args.out, "oci"), blobs, image.build_index(entries),
                         external={info["digest"]: info["size"] for _, info in layers})
     if spec.docker_archive:
         with tempfile.TemporaryDirectory(dir=".") as complete:
-            layout.write_layout(complete, {**blobs, **layer_blobs}, index)
+            layout.write_layout(complete, {**blobs, **layer_blobs}, image.build_index([image_entry]))
             tarball.write_image_tar(os.path.join(args.out, "image.tar"), complete, list(spec.repo_tags),
                                     spec.created)
     summary = {
@@ -270,10 +283,32 @@ def build_image(args: argparse.Namespace) -> None:
         "layers": [{"description": info["description"], "digest": info["digest"], "size": info["size"],
                     "media_type": info["media_type"]} for _, info in layers],
         "compressed_size": sum(info["size"] for _, info in layers),
+        **({"model_artifact": {"manifest_digest": artifact.digest, "ref_name": spec.model_artifact.ref_name}}
+           if artifact is not None and spec.model_artifact is not None else {}),
     }
     with open(os.path.join(args.out, "image.json"), "w") as f:
         json.dump(summary, f, sort_keys=True, indent=2)
         f.write("\n")
+
+
+def _model_artifact(spec: ModelArtifactSpec, infos: dict[str, dict]) -> tuple[image.Descriptor, dict[str, bytes]]:
+    """The ModelPack artifact's index entry and its config and manifest blobs: its layers are the image's own
+    blobs (`infos`: layer directory -> layer.json), referenced under the media types of their kinds."""
+    layers, diff_ids = [], []
+    for item in spec.layers:
+        if item.layer not in infos:
+            raise SpecError(f"spec.model_artifact: layer {item.layer!r} is not one of the image's layers")
+        info = infos[item.layer]
+        layers.append(image.Descriptor(
+            media_type=modelpack.layer_media_type(item.kind, info["media_type"]), digest=info["digest"],
+            size=info["size"], annotations={modelpack.ANNOTATION_FILEPATH: item.filepath},
+        ))
+        diff_ids.append(info["diff_id"])
+    config = modelpack.build_config(spec.descriptor, spec.config, diff_ids)
+    config_desc = image.descriptor_for(modelpack.MEDIA_TYPE_CONFIG, config)
+    manifest = modelpack.build_manifest(config_desc, layers, spec.annotations)
+    entry = image.descriptor_for(image.MEDIA_TYPE_MANIFEST, manifest, artifact_type=modelpack.ARTIFACT_TYPE)
+    return image.with_ref_name(entry, spec.ref_name), {config_desc.digest: config, entry.digest: manifest}
 
 
 def main(argv: list[str] | None = None) -> int:

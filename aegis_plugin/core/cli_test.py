@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import struct
 import tarfile
+from math import prod
 from pathlib import Path
 
 from aegis_plugin.core import cli
+from aegis_plugin.core.oci import layout
+from aegis_plugin.testutil import modelpack_reader
 
 CARD = """\
 # Demo
@@ -131,3 +136,82 @@ def test_image_writes_image_tar_when_asked(tmp_path: Path) -> None:
     digest = json.loads((layer / cli.LAYER_INFO).read_text())["digest"]
     assert f"blobs/sha256/{digest[7:]}" in names and "manifest.json" in names
     assert sorted(p.name for p in out.iterdir()) == ["image.json", "image.tar", "oci"]
+
+
+def _safetensors(shapes: dict[str, list[int]]) -> bytes:
+    """A valid F32 safetensors file of zeros with these tensor shapes."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 4 * prod(shape)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + b"\0" * offset
+
+
+def _files_layer(tmp_path: Path, name: str, files: dict[str, tuple[bytes, str | None]], compression: str,
+                 checkpoint: dict[str, str] | None = None) -> Path:
+    entries = []
+    for path, (content, check) in files.items():
+        source = tmp_path / f"{name}-{Path(path).name}"
+        source.write_bytes(content)
+        entries.append({"path": path, "origin": "field `weights`", "name": Path(path).name, "source": str(source),
+                        "mode": 0o644, **({"check": check} if check else {})})
+    (tmp_path / f"{name}.spec.json").write_text(json.dumps(
+        {"mtime": 0, "description": name, "compression": compression, "entries": entries,
+         **({"checkpoint": checkpoint} if checkpoint else {})}))
+    assert cli.main(["files-layer", "--spec", str(tmp_path / f"{name}.spec.json"), "--out", str(tmp_path / name)]) == 0
+    return tmp_path / name
+
+
+def test_image_writes_the_model_artifact_from_its_own_layers(tmp_path: Path) -> None:
+    weights = _safetensors({"w": [13, 16], "b": [16]})
+    model = {
+        "weights": {"/app/model/weights.safetensors": (weights, None)},
+        "files": {"/app/model/tokenizer.json": (b'{"v": 1}', "json")},
+        "card": {"/app/model/model_card.md": (CARD.encode(), "model_card")},
+    }
+    # The card's layer step checks the checkpoint as a whole, and reports its tensors.
+    checkpoint = {"weights.safetensors": str(tmp_path / "weights-weights.safetensors")}
+    layers = {name: _files_layer(tmp_path, name, files, "none" if name == "weights" else "gzip",
+                                 checkpoint if name == "card" else None) for name, files in model.items()}
+    assert json.loads((layers["card"] / cli.TENSORS_INFO).read_text()) == {"parameters": 224, "dtypes": ["F32"]}
+    spec = _image_spec([str(p) for p in layers.values()], docker_archive=False)
+    spec["model_artifact"] = {
+        "layers": [{"layer": str(layers["weights"]), "kind": "weight", "filepath": "app/model/weights.safetensors"},
+                   {"layer": str(layers["files"]), "kind": "weight.config", "filepath": "app/model"},
+                   {"layer": str(layers["card"]), "kind": "doc", "filepath": "app/model/model_card.md"}],
+        "descriptor": {"name": "demo", "version": "1.0.0"},
+        "config": {"format": "safetensors", "paramSize": "0.2K", "precision": "float32"},
+        "annotations": {"aegis.model.framework": "numpy==2.4.6"},
+        "ref_name": "1.0.0_modelpack",
+    }
+    (tmp_path / "image.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    assert cli.main(["image", "--spec", str(tmp_path / "image.json"), "--out", str(out)]) == 0
+    for layer in layers.values():  # Pants merges the layer steps' blobs into the layout
+        for blob in (layer / "blobs" / "sha256").iterdir():
+            shutil.copy(blob, out / "oci" / "blobs" / "sha256" / blob.name)
+    summary = json.loads((out / "image.json").read_text())
+
+    artifact = modelpack_reader.read(out / "oci", "1.0.0_modelpack")
+    assert artifact.manifest_digest == summary["model_artifact"]["manifest_digest"]
+    assert artifact.files == {path.lstrip("/"): content for files in model.values()
+                              for path, (content, _) in files.items()}
+    image_layers = [layer["digest"] for layer in summary["layers"]]
+    assert [layer["digest"] for layer in artifact.manifest["layers"]] == image_layers  # the same blobs
+    assert sorted(artifact.kinds) == ["doc", "weight", "weight.config"]
+    assert artifact.config["descriptor"] == {"name": "demo", "version": "1.0.0"}
+    assert artifact.manifest["annotations"] == {"aegis.model.framework": "numpy==2.4.6"}
+    # The layout's image is still found without a tag, as every reader of it does.
+    assert layout.select_manifest(out / "oci")["digest"] == summary["manifest_digest"]
+
+
+def test_a_model_artifact_of_a_layer_the_image_lacks_is_one_line(tmp_path: Path, capsys) -> None:
+    layer = _weights_layer(tmp_path, b"w" * 1000, "w")
+    spec = _image_spec([str(layer)], docker_archive=False)
+    spec["model_artifact"] = {"layers": [{"layer": "elsewhere", "kind": "weight", "filepath": "w"}],
+                              "descriptor": {"name": "m"}, "config": {}, "annotations": {}, "ref_name": "1_modelpack"}
+    (tmp_path / "image.json").write_text(json.dumps(spec))
+    assert cli.main(["image", "--spec", str(tmp_path / "image.json"), "--out", str(tmp_path / "out")]) == 2
+    assert "layer 'elsewhere' is not one of the image's layers" in capsys.readouterr().err

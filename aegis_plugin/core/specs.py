@@ -102,6 +102,36 @@ class FilesLayerSpec:
 
 
 @dataclass(frozen=True)
+class ModelArtifactLayerSpec:
+    """An image layer that the ModelPack artifact references too (core/oci/modelpack.py)."""
+
+    layer: str  # one of ImageSpec.layers
+    kind: str  # modelpack.KINDS: "weight", "weight.config", "doc", ...
+    filepath: str  # its file in the tar (or the directory of its files), for `org.cncf.model.filepath`
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "ModelArtifactLayerSpec":
+        return cls(**_read(cls, data, where))
+
+
+@dataclass(frozen=True)
+class ModelArtifactSpec:
+    """The ModelPack artifact written beside the image, from some of its layers."""
+
+    layers: Tuple[ModelArtifactLayerSpec, ...]
+    descriptor: Mapping[str, Any]  # the config's `descriptor` (modelpack.DESCRIPTOR_KEYS)
+    config: Mapping[str, Any]  # the config's `config` (modelpack.CONFIG_KEYS)
+    annotations: Mapping[str, str]  # of its manifest
+    ref_name: str  # its tag in the layout's index
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> "ModelArtifactSpec":
+        values = _read(cls, data, where)
+        return cls(**{**values, "layers": tuple(ModelArtifactLayerSpec.from_json(layer, f"{where}.layers[{i}]")
+                                                for i, layer in enumerate(values["layers"]))})
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     """One image's config, manifest and index, from the layers the layer steps wrote (in `layers` order)."""
 
@@ -118,8 +148,14 @@ class ImageSpec:
     ref_name: str  # the tag in the layout's index
     repo_tags: Tuple[str, ...]  # of image.tar
     docker_archive: bool = False  # also write image.tar
+    model_artifact: Optional[ModelArtifactSpec] = None  # also write this ModelPack artifact into the layout
 
     @classmethod
     def from_json(cls, data: Any, where: str = "spec") -> "ImageSpec":
         values = _read(cls, data, where)
-        return cls(**{**values, **{k: tuple(values[k]) for k in ("layers", "env", "entrypoint", "repo_tags")}})
+        artifact = values.get("model_artifact")
+        return cls(**{
+            **values, **{k: tuple(values[k]) for k in ("layers", "env", "entrypoint", "repo_tags")},
+            "model_artifact": ModelArtifactSpec.from_json(artifact, f"{where}.model_artifact")
+            if artifact is not None else None,
+        })

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
@@ -15,6 +16,7 @@ from pants.engine.target import AllTargets
 from pants.engine.unions import UnionRule
 from pants.util.frozendict import FrozenDict
 
+from aegis_plugin.core.oci import modelpack
 from aegis_plugin.core.python.handler_check import top_level_modules
 from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
@@ -43,7 +45,7 @@ from aegis_plugin.target_types import (
 )
 from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
 from aegis_plugin.util_rules.guards import GuardFacts, GuardFactsRequest, GuardsRequest, GuardsResult
-from aegis_plugin.util_rules.image import OciImage, OciImageRequest
+from aegis_plugin.util_rules.image import ModelArtifactRequest, OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
     APP_SITE_PACKAGES,
     APP_SRC,
@@ -66,6 +68,7 @@ from aegis_plugin.util_rules.sbom import (
     Spdx3,
     Spdx3Request,
 )
+from aegis_plugin.util_rules.source_revision import SourceRevision
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,8 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
                           (LayerFile(path, "field `weights`", digest),), 0, compression="none")
         for path, digest in weights_files
     ]
-    model_files = [
-        LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card"),
+    card = LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card")
+    config_files = [
         *(LayerFile(path, "field `weights`", d, check="json") for path, d in inputs.weights if path.endswith(".json")),
         *(LayerFile(path, "field `weights`", d) for path, d in inputs.weights
           if not path.endswith((".json", ".safetensors"))),
@@ -132,7 +135,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
                 f"{context}: field `tokenizer`: the checkpoint named by `weights` has its own tokenizer.json: "
                 f"drop one of them"
             )
-        model_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
+        config_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
         model_file_roles["/app/model/tokenizer.json"] = "tokenizer"
     if "/app/model/model_card.md" in dict(inputs.weights):
         raise AegisBuildError(
@@ -140,15 +143,19 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
         )
     for path, _ in inputs.weights:
         model_file_roles.setdefault(path, "tokenizer" if "tokenizer" in os.path.basename(path) else "config")
-    # The model's small files' layer also checks the checkpoint as a whole (every shard's header, the index
-    # against the shards): it reads the headers only.
-    model_files_request = FilesLayerRequest(
-        context, "model files", tuple(model_files), inputs.model_revision.commit_time,
+    # The model's small files ship in two layers: the card alone (ModelPack's `doc` layer), and the tokenizer
+    # and configuration files (its `weight.config` layer), so that the ModelPack artifact is made of the image's
+    # own layers. Every model has a card, so the card's layer step also checks the checkpoint as a whole (every
+    # shard's header, the index against the shards): it reads the headers only.
+    card_request = FilesLayerRequest(
+        context, "model card", (card,), inputs.model_revision.commit_time,
         checkpoint=tuple((os.path.basename(path), d) for path, d in inputs.weights),
     )
+    config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), inputs.model_revision.commit_time)
+                       ] if config_files else []
     base_lockfile = inputs.base_lockfile.snapshot
-    model_layer, base_layer, deps_layer, *weights_layers = await MultiGet([
-        Get(Layer, FilesLayerRequest, model_files_request),
+    card_layer, base_layer, deps_layer, *model_layers = await MultiGet([
+        Get(Layer, FilesLayerRequest, card_request),
         Get(
             Layer,
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
@@ -157,14 +164,15 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
         # One platform today (SUPPORTED_PLATFORMS): the wheels are chosen for it, not for the build machine.
         Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve,
                                     fs.platforms.value[0])),
-        *(Get(Layer, FilesLayerRequest, r) for r in weights_requests),
+        *(Get(Layer, FilesLayerRequest, r) for r in (*weights_requests, *config_requests)),
     ])
+    weights_layers, config_layers = model_layers[:len(weights_requests)], model_layers[len(weights_requests):]
 
     # The manifest records the framework's locked version, which the deps layer reports, and the model card's
-    # license and owner, which the model layer reports.
+    # license and owner, which the card's layer reports.
     deps_contents, card_contents = await MultiGet(
         Get(DigestContents, DigestSubset(deps_layer.digest, PathGlobs(["out/inventory.json", "out/requirements.lock"]))),
-        Get(DigestContents, DigestSubset(model_layer.digest, PathGlobs(["out/model_card.json"]))),
+        Get(DigestContents, DigestSubset(card_layer.digest, PathGlobs(["out/model_card.json"]))),
     )
     deps_files = {c.path: c.content for c in deps_contents}
     deps_inventory = json.loads(deps_files["out/inventory.json"])["python"]
@@ -238,7 +246,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             model_file_roles=FrozenDict(model_file_roles),
             base=base_layer,
             deps=deps_layer,
-            model_files=(*weights_layers, model_layer),
+            model_files=(*weights_layers, *config_layers, card_layer),
             app=app_layer,
         ),
     )
@@ -255,11 +263,15 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
         "org.opencontainers.image.revision": inputs.revision.git_sha,
         **({"org.opencontainers.image.source": aegis.source_url} if aegis.source_url else {}),
     }
+    model_artifact = await _model_artifact(
+        fs, aegis, inputs.revision, card_fields, f"{framework}=={distributions[framework]}",
+        [(layer, path) for layer, (path, _) in zip(weights_layers, weights_files)], config_layers, card_layer,
+    ) if aegis.model_artifact else None
     image = await Get(
         OciImage,
         OciImageRequest(
             context=context,
-            layers=(base_layer, deps_layer, *weights_layers, model_layer, app_layer, sbom_layer),
+            layers=(base_layer, deps_layer, *weights_layers, *config_layers, card_layer, app_layer, sbom_layer),
             created=inputs.revision.commit_time,
             entrypoint=(inputs.python, "-m", "aegis_runtime.server"),
             env=(
@@ -271,6 +283,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             tag=fs.version.value,
             repository=repository,
             docker_archive=aegis.docker_archive,
+            model_artifact=model_artifact,
         ),
     )
     output_path = fs.output_path.value_or_default(file_ending=None)
@@ -281,10 +294,13 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             extra_log_lines=(
                 f"    manifest digest: {image.manifest_digest}",
                 f"    tag: {repository}:{fs.version.value} (OCI layout in {output_path}/oci)",
+                *((f"    ModelPack artifact: {image.model_artifact_digest} (tag {fs.version.value}"
+                   f"{modelpack.REF_NAME_SUFFIX}, the same weight blobs)",) if image.model_artifact_digest else ()),
                 f"    revision: {inputs.revision.git_sha}",
                 f"    {sbom.summary}",
             ),
             manifest_digest=image.manifest_digest,
+            model_artifact_digest=image.model_artifact_digest or "",
             repository=repository,
             tag=fs.version.value,
             base_layer_digest=base_layer.blob_digest,
@@ -293,6 +309,49 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             registry=inputs.registry,
         ),
         Spdx3Request(context, sbom.inventory, image.digest, image.manifest_digest),
+    )
+
+
+async def _model_artifact(
+    fs: ModelPackageFieldSet, aegis: AegisSubsystem, revision: SourceRevision, card: dict[str, str],
+    framework: str, weights: list[tuple[Layer, str]], config_layers: list[Layer], card_layer: Layer,
+) -> ModelArtifactRequest:
+    """The ModelPack artifact of the model's layers: the facts of its config come from the target, the model
+    card and the checkpoint's safetensors headers."""
+    report = await Get(DigestContents, DigestSubset(card_layer.digest, PathGlobs(["out/tensors.json"])))
+    tensors = json.loads(report[0].content)  # of the whole checkpoint, which the card's layer step checks
+    created = datetime.fromtimestamp(revision.commit_time, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    descriptor = {
+        "name": fs.model_id.value, "version": fs.version.value, "revision": revision.git_sha, "createdAt": created,
+        **({"licenses": [card["license"]]} if card.get("license") else {}),
+        **({"authors": [card["owner"]]} if card.get("owner") else {}),
+        **({"sourceURL": aegis.source_url} if aegis.source_url else {}),
+    }
+    config = {
+        "format": "safetensors",
+        "paramSize": modelpack.param_size(tensors["parameters"]),
+        "precision": modelpack.precision(tensors["dtypes"]),
+        **({"architecture": card["architecture"]} if card.get("architecture") else {}),
+    }
+    annotations = {
+        "org.opencontainers.image.title": fs.model_id.value,
+        "org.opencontainers.image.version": fs.version.value,
+        "org.opencontainers.image.revision": revision.git_sha,
+        "org.opencontainers.image.created": created,
+        **({"org.opencontainers.image.licenses": card["license"]} if card.get("license") else {}),
+        **({"org.opencontainers.image.source": aegis.source_url} if aegis.source_url else {}),
+        modelpack.ANNOTATION_FRAMEWORK: framework,
+        modelpack.ANNOTATION_ACCELERATOR: fs.accelerator.value,
+    }
+    return ModelArtifactRequest(
+        layers=(
+            *((layer, "weight", path.lstrip("/")) for layer, path in weights),
+            *((layer, "weight.config", "app/model") for layer in config_layers),
+            (card_layer, "doc", "app/model/model_card.md"),
+        ),
+        descriptor=freeze(descriptor),
+        config=freeze(config),
+        annotations=FrozenDict(annotations),
     )
 
 

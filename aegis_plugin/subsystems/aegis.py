@@ -48,6 +48,18 @@ class AegisSubsystem(Subsystem):
             """
         ),
     )
+    model_artifact = BoolOption(
+        default=True,
+        help=help_text(
+            """
+            Also write a ModelPack model artifact (CNCF model-spec v0.0.7) into each image's OCI layout,
+            tagged `<version>_modelpack`, for platforms that mount a model instead of baking it into an image
+            (Kubernetes `image` volumes, KServe `oci+native://`, modctl, KitOps). Its layers are the image's
+            own model layers (the same blobs), so it adds only a small config and manifest; turn it off to
+            write the image alone.
+            """
+        ),
+    )
     docker_archive = BoolOption(
         default=False,
         help=help_text(

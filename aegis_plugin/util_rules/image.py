@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from pants.engine.fs import AddPrefix, Digest, DigestContents, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
-from aegis_plugin.core.specs import ImageSpec, to_json
+from aegis_plugin.core.oci.modelpack import REF_NAME_SUFFIX
+from aegis_plugin.core.specs import ImageSpec, ModelArtifactLayerSpec, ModelArtifactSpec, to_json
 from aegis_plugin.util_rules.core_process import CoreCommand, CoreProcess, CoreResult, freeze
 from aegis_plugin.util_rules.layers import Layer
 
 NON_ROOT = "65532:65532"
+
+
+@dataclass(frozen=True)
+class ModelArtifactRequest:
+    """The ModelPack artifact to write beside the image (core/oci/modelpack.py), from the image's own layers."""
+
+    layers: tuple[tuple[Layer, str, str], ...]  # (one of the image's layers, its kind, its filepath annotation)
+    descriptor: FrozenDict[str, Any]  # the config's `descriptor`
+    config: FrozenDict[str, Any]  # the config's `config`
+    annotations: FrozenDict[str, str]  # of its manifest
 
 
 @dataclass(frozen=True)
@@ -28,12 +40,14 @@ class OciImageRequest:
     tag: str
     repository: str
     docker_archive: bool = False  # also image.tar: a second full copy of every layer
+    model_artifact: ModelArtifactRequest | None = None  # also this ModelPack artifact, tagged `<tag>_modelpack`
 
 
 @dataclass(frozen=True)
 class OciImage:
     digest: Digest  # oci/ (layout), image.json, and image.tar when asked
     manifest_digest: str
+    model_artifact_digest: str | None = None  # the ModelPack artifact's manifest, in the same layout
 
 
 @rule(desc="Assembling an OCI image")
@@ -53,6 +67,7 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
         ref_name=request.tag,
         repo_tags=(f"{request.repository}:{request.tag}",),
         docker_archive=request.docker_archive,
+        model_artifact=_model_artifact_spec(request) if request.model_artifact else None,
     )
     # The layer descriptors only, unless image.tar needs the bytes.
     read = ["out/layer.json", *(["out/blobs/**"] if request.docker_archive else [])]
@@ -77,8 +92,21 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
     in_layout = await MultiGet(Get(Digest, AddPrefix(blob, "oci")) for blob in unprefixed)
     out = await Get(Digest, MergeDigests([await Get(Digest, RemovePrefix(result.output_digest, "out")),
                                           *in_layout]))
-    summary = await Get(DigestContents, DigestSubset(out, PathGlobs(["image.json"])))
-    return OciImage(out, json.loads(summary[0].content)["manifest_digest"])
+    summary = json.loads((await Get(DigestContents, DigestSubset(out, PathGlobs(["image.json"]))))[0].content)
+    return OciImage(out, summary["manifest_digest"], summary.get("model_artifact", {}).get("manifest_digest"))
+
+
+def _model_artifact_spec(request: OciImageRequest) -> ModelArtifactSpec:
+    artifact = request.model_artifact
+    assert artifact is not None
+    return ModelArtifactSpec(
+        layers=tuple(ModelArtifactLayerSpec(f"layer{request.layers.index(layer)}/out", kind, filepath)
+                     for layer, kind, filepath in artifact.layers),
+        descriptor=artifact.descriptor,
+        config=artifact.config,
+        annotations=artifact.annotations,
+        ref_name=f"{request.tag}{REF_NAME_SUFFIX}",
+    )
 
 
 def rules():

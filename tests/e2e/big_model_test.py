@@ -14,6 +14,7 @@ import tarfile
 from pathlib import Path
 
 from aegis_plugin.core.registry.testutil import running_registry
+from aegis_plugin.testutil import modelpack_reader
 from tests.e2e.clones import Clone, make_clone
 
 PLAIN_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -47,6 +48,11 @@ model_package(
     size_budget=60,
 )
 """
+
+
+def _stored(blobs: Path) -> dict[str, int]:
+    """digest -> size of every blob a docker-registry's filesystem storage holds (`sha256/<ab>/<hex>/data`)."""
+    return {f"sha256:{data.parent.name}": data.stat().st_size for data in blobs.glob("sha256/*/*/data")}
 
 
 def _safetensors(path: Path, tensors: dict[str, int], fill: int) -> None:
@@ -99,15 +105,15 @@ def test_sharded_checkpoint_layers_shared_blobs_and_edits(tmp_path: Path) -> Non
 
     sharded = _summary(clone, "fraud-sharded")
     descriptions = [layer["description"] for layer in sharded["layers"]]
-    assert descriptions[2:] == [*(f"model weights {s}" for s in SHARDS), "model files", "app", "SBOM"]
+    assert descriptions[2:] == [*(f"model weights {s}" for s in SHARDS), "model files", "model card", "app", "SBOM"]
     media = [layer["media_type"] for layer in sharded["layers"]]
     assert media[2:5] == [PLAIN_TAR] * 3 and all(m.endswith("+gzip") for m in media[:2] + media[5:])
     for layer, shard in zip(sharded["layers"][2:5], SHARDS):
         assert _members(clone, "fraud-sharded", layer["digest"]) == [f"app/model/{shard}"]
     assert _members(clone, "fraud-sharded", sharded["layers"][5]["digest"]) == [
-        "app/model/config.json", "app/model/model.safetensors.index.json", "app/model/model_card.md",
-        "app/model/tokenizer.json",
+        "app/model/config.json", "app/model/model.safetensors.index.json", "app/model/tokenizer.json",
     ]
+    assert _members(clone, "fraud-sharded", sharded["layers"][6]["digest"]) == ["app/model/model_card.md"]
     bom = json.loads((clone.root / "dist/models/fraud/fraud-sharded/sbom.cdx.json").read_text())
     assert all(f"/app/model/{shard}" in json.dumps(bom) for shard in SHARDS)
 
@@ -123,16 +129,45 @@ def test_sharded_checkpoint_layers_shared_blobs_and_edits(tmp_path: Path) -> Non
     subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:1.0.0", str(bundle)],
                    check=True, capture_output=True)
     assert (bundle / "rootfs/app/model" / SHARDS[0]).stat().st_size > 64 << 20
-    with running_registry(tmp_path / "registry") as registry:
-        pushed = f"docker://{registry}/aegis/fraud-sharded:1.0.0"
+
+    # The ModelPack artifact beside the image: read by a reader written from the spec's text, its files are the
+    # image's /app/model/ byte for byte, and its layers are the image's own blobs.
+    artifact = modelpack_reader.read(layout, "1.0.0_modelpack")
+    assert artifact.manifest_digest == sharded["model_artifact"]["manifest_digest"]
+    in_image = {str(p.relative_to(bundle / "rootfs")): p.read_bytes()
+                for p in (bundle / "rootfs/app/model").iterdir()}
+    assert artifact.files == in_image
+    assert {layer["digest"] for layer in artifact.manifest["layers"]} == {
+        layer["digest"] for layer in sharded["layers"][2:7]}
+    assert artifact.kinds["weight"] == [layer["digest"] for layer in sharded["layers"][2:5]]
+    assert artifact.config["config"]["format"] == "safetensors" and artifact.config["descriptor"]["version"] == "1.0.0"
+
+    # Both go through a real registry: skopeo pushes the image, then the artifact, and copies each to a second
+    # registry and back without changing a digest. The registry stores each weight blob once, and the artifact
+    # adds only its config and manifest to what the image stored.
+    with running_registry(tmp_path / "registry") as registry, running_registry(tmp_path / "second") as second:
         # (skopeo would otherwise gzip the plain-tar layers on the way: a new image, not the one we built)
         skopeo = ["skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
                   "--src-tls-verify=false"]
-        subprocess.run([*skopeo, f"oci:{layout}:1.0.0", pushed], check=True, capture_output=True)
-        subprocess.run([*skopeo, "--dest-oci-accept-uncompressed-layers", pushed, f"oci:{tmp_path / 'back'}:1.0.0"],
+        storage = tmp_path / "registry/storage/docker/registry/v2/blobs"
+        pushed = f"docker://{registry}/aegis/fraud-sharded"
+        subprocess.run([*skopeo, f"oci:{layout}:1.0.0", f"{pushed}:1.0.0"], check=True, capture_output=True)
+        image_only = _stored(storage)
+        subprocess.run([*skopeo, f"oci:{layout}:1.0.0_modelpack", f"{pushed}:1.0.0_modelpack"],
                        check=True, capture_output=True)
+        both = _stored(storage)
+        added = {digest: size for digest, size in both.items() if digest not in image_only}
+        assert sorted(added) == sorted([artifact.manifest_digest, artifact.manifest["config"]["digest"]])
+        print(f"registry storage: image {sum(image_only.values())} bytes; image and ModelPack artifact "
+              f"{sum(both.values())} bytes (+{sum(added.values())})")
+        for tag in ("1.0.0", "1.0.0_modelpack"):
+            subprocess.run([*skopeo, f"{pushed}:{tag}", f"docker://{second}/aegis/fraud-sharded:{tag}"],
+                           check=True, capture_output=True)
+            subprocess.run([*skopeo, "--dest-oci-accept-uncompressed-layers", f"docker://{second}/aegis/"
+                            f"fraud-sharded:{tag}", f"oci:{tmp_path / 'back'}:{tag}"], check=True, capture_output=True)
     back = json.loads((tmp_path / "back/index.json").read_text())
-    assert back["manifests"][0]["digest"] == sharded["manifest_digest"]
+    assert [m["digest"] for m in back["manifests"]] == [sharded["manifest_digest"], artifact.manifest_digest]
+    assert modelpack_reader.read(tmp_path / "back", "1.0.0_modelpack").files == in_image
 
     # Retraining that changes one shard re-ships that shard (and the app and SBOM layers, which name the new
     # revision); every other layer is reused as is.
@@ -141,7 +176,7 @@ def test_sharded_checkpoint_layers_shared_blobs_and_edits(tmp_path: Path) -> Non
     clone.pants("package", "models/fraud:fraud-sharded")
     retrained = [layer["digest"] for layer in _summary(clone, "fraud-sharded")["layers"]]
     before = [layer["digest"] for layer in sharded["layers"]]
-    assert [a == b for a, b in zip(before, retrained)] == [True, True, True, False, True, True, False, False]
+    assert [a == b for a, b in zip(before, retrained)] == [True, True, True, False, True, True, True, False, False]
 
     # An index that disagrees with the shards stops the build, naming the target, field and file.
     index_path = clone.root / "models/fraud/checkpoint/model.safetensors.index.json"

@@ -68,7 +68,7 @@ def test_image_contents_and_config(tmp_path) -> None:
     summary = clone.image_summary()
     weights_layer = summary["layers"][2]
     assert weights_layer["media_type"] == "application/vnd.oci.image.layer.v1.tar"
-    assert [l["media_type"].endswith("+gzip") for l in summary["layers"]] == [True, True, False, True, True, True]
+    assert [l["media_type"].endswith("+gzip") for l in summary["layers"]] == [True, True, False, True, True, True, True]
     weights_blob = layout / "blobs" / "sha256" / weights_layer["digest"].split(":")[1]
     with tarfile.open(weights_blob, "r:") as tar:
         members = {m.name: m for m in tar.getmembers()}
@@ -95,8 +95,8 @@ def test_code_edit_changes_only_the_app_and_sbom_layers_and_unrelated_commits_ch
     clone.pants("package", "models/fraud::")
     after = clone.image_summary()
     old, new = [l["digest"] for l in before["layers"]], [l["digest"] for l in after["layers"]]
-    assert old[:4] == new[:4], "base, dependencies, weights and model layers must be reused"
-    assert old[4] != new[4] and old[5] != new[5]
-    assert [l["description"] for l in after["layers"]][4:] == ["app", "SBOM"]
+    assert old[:5] == new[:5], "base, dependencies, weights and model layers must be reused"
+    assert old[5] != new[5] and old[6] != new[6]
+    assert [l["description"] for l in after["layers"]][5:] == ["app", "SBOM"]
     assert after["manifest_digest"] != before["manifest_digest"]
     shutil.rmtree(clone.root / "dist")

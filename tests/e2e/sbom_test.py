@@ -58,9 +58,9 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
 
     image = json.loads((out / "image.json").read_text())
     blobs = [(out / "oci/blobs/sha256" / layer["digest"].split(":")[1]).read_bytes() for layer in image["layers"]]
-    # base, deps, weights, the model's small files, app, SBOM
-    model_files = {**_layer_files(blobs[2]), **_layer_files(blobs[3])}
-    app_files, sbom_files = _layer_files(blobs[4]), _layer_files(blobs[5])
+    # base, deps, weights, the tokenizer (the model's other small files), the model card, app, SBOM
+    model_files = {**_layer_files(blobs[2]), **_layer_files(blobs[3]), **_layer_files(blobs[4])}
+    app_files, sbom_files = _layer_files(blobs[5]), _layer_files(blobs[6])
 
     # Components: every locked Debian package, every installed distribution with its lock hashes, the model.
     bom = json.loads(cdx_bytes)
@@ -127,8 +127,8 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     shipped = {graph[r["from"]]["name"]: {graph[t]["name"]: graph[t] for t in r["to"]} for r in graph.values()
                if r.get("relationshipType") == "hasDistributionArtifact"}
     manifest = (out / "oci/blobs/sha256" / image["manifest_digest"].split(":")[1]).read_bytes()
-    for name, deployed in (("aegis/fraud-detector", [manifest]), ("fraud-detector", blobs[2:4]),
-                           ("fraud-detector-server", blobs[4:5])):
+    for name, deployed in (("aegis/fraud-detector", [manifest]), ("fraud-detector", blobs[2:5]),
+                           ("fraud-detector-server", blobs[5:6])):
         assert sorted(shipped[name]) == sorted(f"blobs/sha256/{hashlib.sha256(b).hexdigest()}" for b in deployed)
         for blob in deployed:
             element = shipped[name][f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}"]

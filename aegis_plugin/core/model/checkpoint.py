@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from math import prod
 from typing import Mapping
 
 from aegis_plugin.core.errors import AegisError
@@ -36,6 +37,14 @@ class CheckpointSummary:
     shards: tuple[str, ...]  # the weight files, in shard order
     tensor_count: int
     total_bytes: int  # sum of the tensors' data sizes (what the index's `metadata.total_size` counts)
+    parameters: int = 0  # the tensors' elements, all shards together
+    dtypes: tuple[str, ...] = ()  # the tensors' safetensors dtypes, sorted
+
+
+def _with_tensor_facts(summary: CheckpointSummary, headers: list[dict[str, dict]]) -> CheckpointSummary:
+    tensors = [t for header in headers for t in header.values()]
+    return replace(summary, parameters=sum(prod(t["shape"]) for t in tensors),
+                   dtypes=tuple(sorted({t["dtype"] for t in tensors})))
 
 
 def validate_checkpoint(files: Mapping[str, str]) -> CheckpointSummary:
@@ -49,7 +58,7 @@ def validate_checkpoint(files: Mapping[str, str]) -> CheckpointSummary:
         if extras:
             raise CheckpointError(f"{extras[0]}: unexpected next to {SINGLE}; {_EITHER}")
         tensors = _validate_shard(SINGLE, files[SINGLE])
-        return CheckpointSummary("single", (SINGLE,), len(tensors), _data_size(tensors))
+        return _with_tensor_facts(CheckpointSummary("single", (SINGLE,), len(tensors), _data_size(tensors)), [tensors])
     if INDEX not in files:
         if weights:
             raise CheckpointError(
@@ -61,7 +70,7 @@ def validate_checkpoint(files: Mapping[str, str]) -> CheckpointSummary:
     shards = _shard_order(weights)
     weight_map, total_size = _read_index(files[INDEX])
     headers = {shard: _validate_shard(shard, files[shard]) for shard in shards}
-    return _check_index(shards, headers, weight_map, total_size)
+    return _with_tensor_facts(_check_index(shards, headers, weight_map, total_size), list(headers.values()))
 
 
 def _shard_order(names: list[str]) -> list[str]:

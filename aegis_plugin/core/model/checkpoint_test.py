@@ -68,13 +68,15 @@ def error(tmp_path, spec: dict[str, object]) -> str:
 
 def test_single_file(tmp_path) -> None:
     spec = {"weights.safetensors": SHARDS[S1], "config.json": {"a": 1}, "tokenizer.json": {}}
-    assert validate_checkpoint(build(tmp_path, spec)) == CheckpointSummary("single", ("weights.safetensors",), 2, 32)
+    assert validate_checkpoint(build(tmp_path, spec)) == CheckpointSummary(
+        "single", ("weights.safetensors",), 2, 32, parameters=10, dtypes=("F16", "F32"))
 
 
 def test_sharded(tmp_path) -> None:
     spec = sharded()
     spec = dict(reversed(list(spec.items())))  # shard order comes from k, not from the mapping's order
-    assert validate_checkpoint(build(tmp_path, spec)) == CheckpointSummary("sharded", (S1, S2, S3), 5, 60)
+    assert validate_checkpoint(build(tmp_path, spec)) == CheckpointSummary(
+        "sharded", (S1, S2, S3), 5, 60, parameters=18, dtypes=("BF16", "F16", "F32", "I64"))
 
 
 def test_sharded_without_total_size_or_config(tmp_path) -> None:
@@ -84,7 +86,7 @@ def test_sharded_without_total_size_or_config(tmp_path) -> None:
         INDEX: {"weight_map": {"a": "w-1-of-2.safetensors", "b": "w-2-of-2.safetensors"}},
     }
     assert validate_checkpoint(build(tmp_path, spec)) == CheckpointSummary(
-        "sharded", ("w-1-of-2.safetensors", "w-2-of-2.safetensors"), 2, 5
+        "sharded", ("w-1-of-2.safetensors", "w-2-of-2.safetensors"), 2, 5, parameters=5, dtypes=("U8",)
     )
 
 

@@ -65,6 +65,7 @@ class Descriptor:
     size: int
     annotations: Optional[Mapping[str, str]] = None
     platform: Optional[Mapping[str, Any]] = None
+    artifact_type: Optional[str] = None  # of an artifact's manifest (OCI 1.1), e.g. a ModelPack model
 
     def __post_init__(self) -> None:
         if not self.media_type:
@@ -84,6 +85,8 @@ class Descriptor:
 
     def to_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.artifact_type:
+            out["artifactType"] = self.artifact_type
         if self.annotations:
             out["annotations"] = dict(self.annotations)
         if self.platform is not None:
@@ -241,6 +244,7 @@ def parse_descriptor(obj: Mapping[str, Any]) -> Descriptor:
         size=obj.get("size", -1),
         annotations=obj.get("annotations"),
         platform=obj.get("platform"),
+        artifact_type=obj.get("artifactType"),
     )
 
 

@@ -273,7 +273,8 @@ def read_index(layout_dir: PathLike) -> dict[str, Any]:
 
 
 def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str, Any]:
-    """The manifest descriptor tagged `ref`, or the layout's only manifest when `ref` is None."""
+    """The manifest descriptor tagged `ref`, or, when `ref` is None, the layout's only image: entries with an
+    `artifactType` (the ModelPack artifact `package` writes beside the image) are not images."""
     index = read_index(layout_dir)
     manifests = [m for m in index["manifests"] if isinstance(m, dict)]
     if ref is not None:
@@ -282,7 +283,7 @@ def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str
             names = sorted(str((m.get("annotations") or {}).get(REF_NAME_ANNOTATION)) for m in manifests)
             raise LayoutError(f"{layout_dir}: no manifest tagged {ref!r} (tags: {', '.join(names) or 'none'})")
     else:
-        chosen = manifests
+        chosen = [m for m in manifests if "artifactType" not in m]
     if len(chosen) != 1:
         raise LayoutError(
             f"{layout_dir}: {len(chosen)} manifests{f' tagged {ref!r}' if ref else ''}; name one with a ref"
