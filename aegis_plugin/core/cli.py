@@ -32,7 +32,7 @@ from aegis_plugin.core.specs import (
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
 # the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
-LAYER_INFO = "layer.json"  # the blob's descriptor: digest, diff_id, size, media_type, a description (and sha512)
+LAYER_INFO = "layer.json"  # the blob's descriptor: digest, diff_id, size, media_type, and a description
 LAYER_TOC = "toc.json"  # every entry of the blob, for steps that must not re-read it (core/oci/toc.py)
 # What each layer step reports for the SBOM (see aegis_plugin/core/sbom/inventory.py for the whole format):
 INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"python": [...]}
@@ -48,17 +48,17 @@ class UserError(AegisError):
 
 def _write_layer(
     entries: list[LayerEntry], out: str, mtime: int, description: str, compression: str = "gzip",
-    file_digests: bool = True, blob_sha512: bool = False,
+    file_digests: bool = True,
 ) -> LayerInfo:
     os.makedirs(out, exist_ok=True)
     partial = os.path.join(out, "layer.partial")
-    info = write_layer(entries, partial, mtime, compression, file_digests, blob_sha512)
+    info = write_layer(entries, partial, mtime, compression, file_digests)
     blob = layout.blob_path(out, info.digest)
     os.makedirs(os.path.dirname(blob), exist_ok=True)
     os.replace(partial, blob)
     _write_json(os.path.join(out, LAYER_INFO), {
         "digest": info.digest, "diff_id": info.diff_id, "size": info.size, "media_type": info.media_type,
-        "description": description, **({"sha512": info.sha512} if info.sha512 else {}),
+        "description": description,
     })
     write_toc(os.path.join(out, LAYER_TOC), info.diff_id, info.toc)
     return info
@@ -104,9 +104,7 @@ def files_layer(args: argparse.Namespace) -> None:
             entries.append(LayerEntry(item.path, "file", item.mode, data=item.text.encode()))
         else:
             entries.append(LayerEntry(item.path, "file", item.mode, source=item.source))
-    # The model's and the app's layers are those components' deployable files: the SBOM names them with a
-    # SHA-512 (BSI TR-03183-2), taken here while the blob is written rather than by reading it again.
-    info = _write_layer(entries, args.out, spec.mtime, spec.description, spec.compression, blob_sha512=True)
+    info = _write_layer(entries, args.out, spec.mtime, spec.description, spec.compression)
     _write_json(os.path.join(args.out, FILES_INFO), [f.to_json() for f in info.files])
     if summary is not None:
         _write_json(os.path.join(args.out, TENSORS_INFO), {"parameters": summary.parameters,

@@ -308,7 +308,8 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             lockfiles=(python_setup.resolves[inputs.resolve], *inputs.base_lockfile.snapshot.files),
             registry=inputs.registry,
         ),
-        Spdx3Request(context, sbom.inventory, image.digest, image.manifest_digest),
+        Spdx3Request(context, sbom.inventory, image.digest, image.manifest_digest, app_layer.blob_digest,
+                     image.model_artifact_digest),
     )
 
 

@@ -68,10 +68,16 @@ class Sbom:
 
 @dataclass(frozen=True)
 class Spdx3Request:
+    """The finished image, whose blobs say what its components are deployed as (BSI TR-03183-2 asks each
+    component's deployable file by name with its SHA-512): its manifest, the app's layer and the model's
+    ModelPack artifact. All three are small: no weights are read."""
+
     context: str
     inventory: Digest  # Sbom.inventory
     layout: Digest  # the image's files: oci/ at the root
     manifest_digest: str  # "sha256:<hex>" of the image's manifest, in `layout`
+    app_layer_digest: str
+    model_artifact_digest: str | None  # of the ModelPack artifact's manifest, when `package` writes one
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,7 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
         Get(DigestContents, DigestSubset(layer.digest, PathGlobs([f"out/{name}"]))) for layer, name in reports
     )
     base, deps, app_files, *model_reports = [json.loads(c[0].content) if c else None for c in contents]
-    # The layers that ship the model and the app are those components' deployable files (BSI TR-03183-2).
-    infos = await MultiGet(Get(DigestContents, DigestSubset(layer.digest, PathGlobs(["out/layer.json"])))
-                           for layer in (*request.model_files, request.app))
-    model_blobs, app_blobs = [_blob(c) for c in infos[:-1]], [_blob(infos[-1])]
+
     model_files = sorted((f for files in model_reports[: len(request.model_files)] for f in files),
                          key=lambda f: f["path"])
     (card,) = [card for card in model_reports[len(request.model_files):] if card is not None]
@@ -111,9 +114,8 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
             **request.model,
             "files": [{**f, "role": request.model_file_roles.get(f["path"], "other")} for f in model_files],
             "card": card,
-            "blobs": model_blobs,
         },
-        "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files], "blobs": app_blobs},
+        "app": {"files": [{k: f[k] for k in ("path", "sha256", "sha1")} for f in app_files]},
     }
     # In image order, as the tables of contents the layer steps wrote beside their blobs: the blobs
     # themselves (GBs of weights and CUDA libraries) never enter this step.
@@ -152,21 +154,20 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
     return Sbom(out, spdx, summary, inventory_digest)
 
 
-def _blob(layer_info: DigestContents) -> dict[str, Any]:
-    info = json.loads(layer_info[0].content)
-    return {"digest": info["digest"], "sha512": info["sha512"], "size": info["size"], "media_type": info["media_type"]}
-
-
 @rule(desc="Writing the SPDX 3 SBOM of a model image")
 async def write_spdx3(request: Spdx3Request, sbom: SbomSubsystem) -> Spdx3:
-    manifest = f"oci/blobs/sha256/{request.manifest_digest[len('sha256:'):]}"
-    blob = await Get(Digest, DigestSubset(request.layout, PathGlobs([manifest])))
+    def blob(digest: str) -> str:
+        return f"oci/blobs/sha256/{digest[len('sha256:'):]}"
+
+    args = {"--image-manifest": request.manifest_digest, "--app-layer": request.app_layer_digest,
+            **({"--model-artifact": request.model_artifact_digest} if request.model_artifact_digest else {})}
+    blobs = await Get(Digest, DigestSubset(request.layout, PathGlobs([blob(d) for d in args.values()])))
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreToolPexRequest(CoreTool.SBOM, sbom.resolve),
-            ("--inventory", "inventory.json", "--image-manifest", manifest),
-            await Get(Digest, MergeDigests([request.inventory, blob])),
+            ("--inventory", "inventory.json", *(a for flag, digest in args.items() for a in (flag, blob(digest)))),
+            await Get(Digest, MergeDigests([request.inventory, blobs])),
             description=f"Writing the SPDX 3 SBOM of {request.context}",
             error_context=request.context,
         ),

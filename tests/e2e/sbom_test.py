@@ -118,22 +118,24 @@ def test_sboms_are_valid_complete_and_describe_the_image(tmp_path) -> None:
     assert "LicenseRef-debian-libcrypt1-copyright" in {p["name"]: p for p in spdx2_packages}["libcrypt1"][
         "licenseConcluded"]
     # BSI TR-03183-2: the SBOM's creator (with its URL), every component's creator (with an e-mail or URL), the
-    # completeness of every dependency list, and each component's deployable files by name with their SHA-512
-    # ("structured" distribution files): each .deb and wheel, the layers that ship the model and the app, and
-    # the image's manifest. The checker finds the SPDX 3 document conformant.
+    # completeness of every dependency list, and each component's deployable file by name with its SHA-512
+    # (a "structured" distribution file): each .deb and wheel, the image's manifest, the app's layer and the
+    # model's ModelPack artifact. The checker finds the SPDX 3 document conformant.
     bsi = _sbomcheck("spdx3", "bsi", out / "sbom.spdx3.json")
     assert bsi["isConformant"] and bsi["parsingError"] == [], bsi
     graph = {e.get("spdxId"): e for e in json.loads((out / "sbom.spdx3.json").read_text())["@graph"]}
-    shipped = {graph[r["from"]]["name"]: {graph[t]["name"]: graph[t] for t in r["to"]} for r in graph.values()
+    shipped = {graph[r["from"]]["name"]: [graph[t] for t in r["to"]] for r in graph.values()
                if r.get("relationshipType") == "hasDistributionArtifact"}
-    manifest = (out / "oci/blobs/sha256" / image["manifest_digest"].split(":")[1]).read_bytes()
-    for name, deployed in (("aegis/fraud-detector", [manifest]), ("fraud-detector", blobs[2:5]),
-                           ("fraud-detector-server", blobs[5:6])):
-        assert sorted(shipped[name]) == sorted(f"blobs/sha256/{hashlib.sha256(b).hexdigest()}" for b in deployed)
-        for blob in deployed:
-            element = shipped[name][f"blobs/sha256/{hashlib.sha256(blob).hexdigest()}"]
-            assert {h["algorithm"]: h["hashValue"] for h in element["verifiedUsing"]} == {
-                "sha256": hashlib.sha256(blob).hexdigest(), "sha512": hashlib.sha512(blob).hexdigest()}
+    index = json.loads((out / "oci/index.json").read_text())
+    artifact = next(m["digest"] for m in index["manifests"] if m.get("artifactType"))
+    deployed = {"aegis/fraud-detector": image["manifest_digest"], "fraud-detector": artifact,
+                "fraud-detector-server": image["layers"][5]["digest"]}
+    for name, digest in deployed.items():
+        blob = (out / "oci/blobs/sha256" / digest.split(":")[1]).read_bytes()
+        (element,) = shipped[name]
+        assert element["name"] == f"blobs/sha256/{digest.split(':')[1]}"
+        assert {h["algorithm"]: h["hashValue"] for h in element["verifiedUsing"]} == {
+            "sha256": hashlib.sha256(blob).hexdigest(), "sha512": hashlib.sha512(blob).hexdigest()}
     image_package = next(e for e in graph.values() if e.get("name") == "aegis/fraud-detector")
     assert image_package["software_packageUrl"].startswith(f"pkg:oci/fraud-detector@{image['manifest_digest']}?")
 

@@ -138,23 +138,19 @@ class LayerInfo:
     media_type: str = MEDIA_TYPES["gzip"]
     files: Tuple[FileFacts, ...] = ()  # every regular file of the layer (not hardlinks), by path
     toc: Tuple[TocEntry, ...] = ()  # every entry, in archive order, with the bookkeeping files' content
-    sha512: str = ""  # hex SHA-512 of the blob, when asked (BSI TR-03183-2's hash of a deployable file)
 
 
 class _HashingWriter:
     """Passes writes through while hashing them, so digests need no re-read."""
 
-    def __init__(self, raw: BinaryIO, background: bool = False, sha512: bool = False) -> None:
+    def __init__(self, raw: BinaryIO, background: bool = False) -> None:
         self._raw = raw
         self._sha = _BackgroundHash("sha256") if background else hashlib.sha256()
-        self._sha512 = (_BackgroundHash("sha512") if background else hashlib.sha512()) if sha512 else None
         self.size = 0
 
     def write(self, data: bytes) -> int:
         self._raw.write(data)
         self._sha.update(data)
-        if self._sha512 is not None:
-            self._sha512.update(data)
         self.size += len(data)
         return len(data)
 
@@ -167,9 +163,6 @@ class _HashingWriter:
 
     def digest(self) -> str:
         return "sha256:" + self._sha.hexdigest()
-
-    def sha512(self) -> str:
-        return self._sha512.hexdigest() if self._sha512 is not None else ""
 
 
 class _BackgroundHash:
@@ -390,18 +383,16 @@ def write_layer(
     mtime: int,
     compression: str = "gzip",
     file_digests: bool = True,
-    blob_sha512: bool = False,
 ) -> LayerInfo:
     """Writes a layer blob (`compression`: "gzip" or "none") and returns its descriptor facts and, with
-    `file_digests`, the digests of its files (layers whose SBOM part comes from package records skip them).
-    With `blob_sha512`, the blob's SHA-512 too, taken on its own thread as the blob is written."""
+    `file_digests`, the digests of its files (layers whose SBOM part comes from package records skip them)."""
     _check_mtime(mtime)
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     plan = _plan(entries)  # fail before creating the output file
     try:
         with open(out_path, "wb", buffering=_CHUNK) as raw:
-            blob = _HashingWriter(raw, background=True, sha512=blob_sha512)
+            blob = _HashingWriter(raw, background=True)
             if compression == "none":
                 files = _write_planned(plan, blob, mtime, file_digests)  # type: ignore[arg-type]
                 uncompressed = blob
@@ -419,7 +410,6 @@ def write_layer(
         media_type=MEDIA_TYPES[compression],
         files=tuple(sorted(files, key=lambda f: f.path)),
         toc=tuple(_toc_entry(entry) for entry in plan),
-        sha512=blob.sha512(),
     )
 
 

@@ -157,18 +157,6 @@ def test_digest_diff_id_and_size_match_the_written_blob(tmp_path: Path) -> None:
     assert info.diff_id == "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest()
     assert info.size == len(blob) == os.path.getsize(out)
     assert info.digest != info.diff_id
-    assert info.sha512 == ""  # only when asked
-
-
-@pytest.mark.parametrize("compression", ["gzip", "none"])
-def test_blob_sha512_when_asked(tmp_path: Path, compression: str) -> None:
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(17 << 20))  # past the size from which hashes run on their own thread
-    out = tmp_path / "l.tar"
-    entries = [*sample_entries(tmp_path), LayerEntry("/models/big.bin", "file", 0o644, source=str(big))]
-    info = write_layer(entries, out, MTIME, compression, blob_sha512=True)
-    assert info.sha512 == hashlib.sha512(out.read_bytes()).hexdigest()
-    assert info.digest == "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()
 
 
 def test_gzip_header_is_fixed(tmp_path: Path) -> None:

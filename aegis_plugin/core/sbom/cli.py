@@ -9,10 +9,12 @@ layer blobs or tables of contents, lowest first) it also measures completeness: 
 image must belong to a component of the inventory (or match an `--allow` glob); the counts go to
 DIR/sbom-completeness.json.
 
-    python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR --image-manifest BLOB
+    python -m aegis_plugin.core.sbom.cli --inventory inventory.json --out DIR --image-manifest BLOB \
+        --app-layer BLOB [--model-artifact BLOB]
 
-writes DIR/sbom.spdx3.json (SPDX 3.0.1 JSON-LD) of the finished image whose manifest is BLOB (a file named by
-its sha256, as in an OCI layout). No SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX
+writes DIR/sbom.spdx3.json (SPDX 3.0.1 JSON-LD) of the finished image, naming what its components are
+deployed as: its manifest, the app's layer and the model's ModelPack artifact manifest (files of its OCI
+layout, each named by its sha256). No SPDX 3 validator ships in this resolve: the SBOM test runs the SPDX
 project's checker on it.
 
 Exit status 0 when everything is written; 2 with one `aegis: ...` line on stderr for a malformed inventory,
@@ -28,15 +30,14 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Callable, List, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sbom import completeness
 from aegis_plugin.core.sbom import inventory as inventory_module
 from aegis_plugin.core.sbom.common import app_name
 from aegis_plugin.core.sbom.spdx import build_spdx, validate_spdx
-from aegis_plugin.core.sbom.inventory import Blob
-from aegis_plugin.core.sbom.spdx3 import build_spdx3
+from aegis_plugin.core.sbom.spdx3 import Deployable, Deployables, build_spdx3
 
 MODULE = "aegis_plugin.core.sbom.cli"
 CYCLONEDX_FILE = "sbom.cdx.json"
@@ -96,22 +97,40 @@ def _validate(staging: str) -> List[str]:
     return problems + [f"{SPDX_FILE}: {m}" for m in validate_spdx(os.path.join(staging, SPDX_FILE))]
 
 
-def manifest_blob(path: str) -> Blob:
-    """The image manifest at ``path``, a file of an OCI layout's blobs/sha256/ (named by its own sha256)."""
+def _blob(path: str, what: str) -> Tuple[str, bytes]:
+    """(digest, content) of a file of an OCI layout's blobs/sha256/, which is named by its own sha256."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise _Failure(f"cannot read the image manifest {path}: {e.strerror or e}") from None
+        raise _Failure(f"cannot read {what} {path}: {e.strerror or e}") from None
     sha256 = hashlib.sha256(data).hexdigest()
     if os.path.basename(path) != sha256:
-        raise _Failure(f"the image manifest {path} is not the blob its name says (its sha256 is {sha256})")
+        raise _Failure(f"{what} {path} is not the blob its name says (its sha256 is {sha256})")
+    return f"sha256:{sha256}", data
+
+
+def _manifest(path: str, what: str) -> Tuple[Deployable, dict]:
+    digest, data = _blob(path, what)
     try:
-        media_type = json.loads(data)["mediaType"]
+        manifest = json.loads(data)
+        deployable = Deployable(digest, hashlib.sha512(data).hexdigest(), str(manifest["mediaType"]))
     except (ValueError, KeyError, TypeError):
-        raise _Failure(f"the image manifest {path} is not a JSON manifest with a mediaType") from None
-    return Blob(digest=f"sha256:{sha256}", sha512=hashlib.sha512(data).hexdigest(), size=len(data),
-                media_type=str(media_type))
+        raise _Failure(f"{what} {path} is not a JSON manifest with a mediaType") from None
+    return deployable, manifest
+
+
+def deployables(image_manifest: str, app_layer: str, model_artifact: Optional[str]) -> Deployables:
+    """What the finished image's components are deployed as, from its layout's blobs: the image's manifest,
+    the app's layer (its media type as the manifest lists it) and the model's ModelPack artifact manifest."""
+    image, manifest = _manifest(image_manifest, "the image manifest")
+    digest, data = _blob(app_layer, "the app layer")
+    media_types = {layer.get("digest"): layer.get("mediaType") for layer in manifest.get("layers", [])}
+    if digest not in media_types:
+        raise _Failure(f"the app layer {app_layer} is not a layer of the image manifest {image_manifest}")
+    app = Deployable(digest, hashlib.sha512(data).hexdigest(), str(media_types[digest]))
+    model = _manifest(model_artifact, "the ModelPack artifact manifest")[0] if model_artifact else None
+    return Deployables(image=image, app=app, model=model)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -120,6 +139,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", required=True, help=f"directory for {CYCLONEDX_FILE} and {SPDX_FILE}, or {SPDX3_FILE}")
     parser.add_argument("--image-manifest", default=None,
                         help=f"the finished image's manifest blob: write only {SPDX3_FILE}, which names it")
+    parser.add_argument("--app-layer", default=None, help="with --image-manifest: the app's layer blob")
+    parser.add_argument("--model-artifact", default=None,
+                        help="with --image-manifest: the manifest blob of the model's ModelPack artifact, if any")
     parser.add_argument("--layers", nargs="*", default=None, help="the image's layers, lowest first: blobs, or the toc.json their layer steps wrote")
     parser.add_argument("--site-packages", default="/app/site-packages",
                         help="the image directory holding the Python distributions' .dist-info")
@@ -129,7 +151,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         inv = inventory_module.load(args.inventory)
         if args.image_manifest is not None:
-            _write(args.out, {SPDX3_FILE: build_spdx3(inv, manifest_blob(args.image_manifest))})
+            if args.app_layer is None:
+                parser.error("--image-manifest needs --app-layer")
+            finished = deployables(args.image_manifest, args.app_layer, args.model_artifact)
+            _write(args.out, {SPDX3_FILE: build_spdx3(inv, finished)})
             return 0
         report = None
         if args.layers is not None:

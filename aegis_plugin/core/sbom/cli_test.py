@@ -8,9 +8,8 @@ import pytest
 
 from aegis_plugin.core.sbom import cli, testutil
 from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx
-from aegis_plugin.core.sbom.inventory import Blob
 from aegis_plugin.core.sbom.spdx import build_spdx
-from aegis_plugin.core.sbom.spdx3 import build_spdx3
+from aegis_plugin.core.sbom.spdx3 import Deployable, Deployables, build_spdx3
 
 
 def test_writes_the_documents_of_the_layers(tmp_path: Path) -> None:
@@ -22,34 +21,54 @@ def test_writes_the_documents_of_the_layers(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "sbom.spdx.json").read_bytes() == build_spdx(testutil.inventory())
 
 
-def _manifest(directory: Path, name: str = "") -> Path:
-    data = b'{"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}'
+def _blob(directory: Path, data: bytes, name: str = "") -> Path:
     path = directory / (name or hashlib.sha256(data).hexdigest())
     path.write_bytes(data)
     return path
 
 
+APP_LAYER = b"an app layer"
+MANIFEST = json.dumps({"mediaType": "application/vnd.oci.image.manifest.v1+json", "layers": [
+    {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+     "digest": f"sha256:{hashlib.sha256(APP_LAYER).hexdigest()}", "size": len(APP_LAYER)}]}).encode()
+ARTIFACT = b'{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"x/y"}'
+
+
 def test_writes_the_spdx3_document_of_the_finished_image(tmp_path: Path) -> None:
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(testutil.inventory()))
-    manifest = _manifest(tmp_path)
-    args = ["--inventory", str(inventory), "--out", str(tmp_path / "out"), "--image-manifest", str(manifest)]
+    manifest, app, artifact = (_blob(tmp_path, data) for data in (MANIFEST, APP_LAYER, ARTIFACT))
+    args = ["--inventory", str(inventory), "--out", str(tmp_path / "out"), "--image-manifest", str(manifest),
+            "--app-layer", str(app), "--model-artifact", str(artifact)]
     assert cli.main(args) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sbom.spdx3.json"]
-    data = manifest.read_bytes()
-    expected = Blob(f"sha256:{manifest.name}", hashlib.sha512(data).hexdigest(), len(data),
-                    "application/vnd.oci.image.manifest.v1+json")
+    expected = Deployables(
+        image=Deployable(f"sha256:{manifest.name}", hashlib.sha512(MANIFEST).hexdigest(),
+                         "application/vnd.oci.image.manifest.v1+json"),
+        app=Deployable(f"sha256:{app.name}", hashlib.sha512(APP_LAYER).hexdigest(),
+                       "application/vnd.oci.image.layer.v1.tar+gzip"),
+        model=Deployable(f"sha256:{artifact.name}", hashlib.sha512(ARTIFACT).hexdigest(),
+                         "application/vnd.oci.image.manifest.v1+json"),
+    )
     assert (tmp_path / "out" / "sbom.spdx3.json").read_bytes() == build_spdx3(testutil.inventory(), expected)
 
 
-def test_a_manifest_not_named_by_its_digest_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("blobs, message", [
+    (lambda d: (_blob(d, MANIFEST, "0" * 64), _blob(d, APP_LAYER)),
+     "the image manifest {0} is not the blob its name says"),
+    (lambda d: (_blob(d, MANIFEST), _blob(d, b"another layer")),
+     "the app layer {1} is not a layer of the image manifest"),
+])
+def test_finished_image_blobs_are_checked_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], blobs,
+                                                       message: str) -> None:
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(testutil.inventory()))
-    manifest = _manifest(tmp_path, "0" * 64)
-    args = ["--inventory", str(inventory), "--out", str(tmp_path / "out"), "--image-manifest", str(manifest)]
+    manifest, app = blobs(tmp_path)
+    args = ["--inventory", str(inventory), "--out", str(tmp_path / "out"), "--image-manifest", str(manifest),
+            "--app-layer", str(app)]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"aegis: the image manifest {manifest} is not the blob its name says") and err.count("\n") == 1
+    assert err.startswith("aegis: " + message.format(manifest, app)) and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 

@@ -33,11 +33,8 @@ lock and the deps layer, the model files and card, the app layer) and hands it t
                      "datasets": [{"role": "training" | "evaluation", "name": "train.csv", "location" (a path in
                          the repository or the URL it is downloaded from), "sha256", "size"}],
                      "base_model": "pkg:huggingface/org/name@<revision>" or null,
-                     "training": {"script": "models/x/train.py", "sha256"} or null},
-                 "blobs" (optional): [{"digest": "sha256:<hex>", "sha512", "size", "media_type"}] (the image
-                     layers that ship the model's files: its deployable files)},
-      "app":    {"files": [{"path": "/app/server/handler.py", "sha256", "sha1"}, ...],
-                 "blobs" (optional): as the model's, for the app's layer}
+                     "training": {"script": "models/x/train.py", "sha256"} or null}},
+      "app":    {"files": [{"path": "/app/server/handler.py", "sha256", "sha1"}, ...]}
     }
 
 Every file of the model and the app carries a ``sha1`` besides its ``sha256``: SPDX 2.3 requires a SHA1
@@ -223,24 +220,6 @@ class Lineage:
 
 
 @dataclass(frozen=True)
-class Blob:
-    """A blob of the image (a layer) as a deployable file: its OCI layout name is its digest."""
-
-    digest: str  # "sha256:<hex>"
-    sha512: str
-    size: int
-    media_type: str
-
-    @property
-    def filename(self) -> str:
-        return f"blobs/sha256/{self.digest[len('sha256:'):]}"
-
-    @property
-    def sha256(self) -> str:
-        return self.digest[len("sha256:"):]
-
-
-@dataclass(frozen=True)
 class Model:
     model_id: str
     version: str
@@ -251,7 +230,6 @@ class Model:
     card: ModelCard
     registry: Optional[Registry] = None
     lineage: Optional[Lineage] = None
-    blobs: Tuple[Blob, ...] = ()  # sorted by digest
 
 
 @dataclass(frozen=True)
@@ -264,7 +242,6 @@ class AppFile:
 @dataclass(frozen=True)
 class App:
     files: Tuple[AppFile, ...]  # sorted by path
-    blobs: Tuple[Blob, ...] = ()  # sorted by digest
 
 
 @dataclass(frozen=True)
@@ -482,7 +459,7 @@ def _app_file(data: Any, where: str) -> AppFile:
 
 def _model(data: Any) -> Model:
     r = _Reader(data, "model", ("model_id", "version", "framework", "framework_version", "accelerator",
-                                "files", "card"), optional=("registry", "lineage", "blobs"))
+                                "files", "card"), optional=("registry", "lineage"))
     files = tuple(_model_file(item, f"model.files[{i}]") for i, item in enumerate(r.array("files")))
     if not any(f.role == "weights" for f in files):
         r.fail("no file with role 'weights'", "files")
@@ -497,18 +474,7 @@ def _model(data: Any) -> Model:
         card=ModelCard(sections=card.mapping("sections"), fields=card.mapping("fields")),
         registry=_registry(r.data["registry"]) if r.data.get("registry") is not None else None,
         lineage=_lineage(r.data["lineage"]) if r.data.get("lineage") is not None else None,
-        blobs=_blobs(r, "model"),
     )
-
-
-def _blobs(r: _Reader, where: str) -> Tuple[Blob, ...]:
-    blobs = []
-    for i, item in enumerate(r.array("blobs") if "blobs" in r.data else []):
-        b = _Reader(item, f"{where}.blobs[{i}]", ("digest", "sha512", "size", "media_type"))
-        blobs.append(Blob(digest=b.text("digest", _HASH, '"sha256:" and 64 lowercase hex digits'),
-                          sha512=b.text("sha512", _SHA512, "128 lowercase hex digits"),
-                          size=b.integer("size"), media_type=b.text("media_type")))
-    return tuple(sorted(_unique(blobs, lambda b: b.digest, f"{where}.blobs", "digest"), key=lambda b: b.digest))
 
 
 def _lineage(data: Any) -> Lineage:
@@ -555,12 +521,11 @@ def _registry(data: Any) -> Registry:
 
 
 def _app(data: Any) -> App:
-    r = _Reader(data, "app", ("files",), optional=("blobs",))
+    r = _Reader(data, "app", ("files",))
     files = tuple(_app_file(item, f"app.files[{i}]") for i, item in enumerate(r.array("files")))
     if not files:
         r.fail("expected at least one file", "files")
-    return App(files=tuple(sorted(_unique(files, lambda f: f.path, "app.files", "path"), key=lambda f: f.path)),
-               blobs=_blobs(r, "app"))
+    return App(files=tuple(sorted(_unique(files, lambda f: f.path, "app.files", "path"), key=lambda f: f.path)))
 
 
 def _unique(items: Sequence[Any], key: Any, where: str, what: str) -> Sequence[Any]:

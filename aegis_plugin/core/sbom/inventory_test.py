@@ -97,11 +97,6 @@ _DELETE = object()
         (_set("model.card.fields.license", 2), r"model\.card\.fields\['license'\]: expected a string"),
         (_set("app.files", []), r"app\.files: expected at least one file"),
         (_set("python", {}), r"inventory: python: expected a list, got an object"),
-        (_set("model.blobs.0.digest", "sha512:00"), r"model\.blobs\[0\]\.digest: expected \"sha256:\" and 64"),
-        (_set("app.blobs.0.sha512", "0" * 64), r"app\.blobs\[0\]\.sha512: expected 128 lowercase hex digits"),
-        (_set("app.blobs", {}), r"app\.blobs: expected a list, got an object"),
-        (_set("model.blobs.1", testutil.inventory()["model"]["blobs"][0]),
-         r"model\.blobs: digest 'sha256:.*' appears twice"),
     ],
 )
 def test_bad_inventory(change: Callable[[Dict[str, Any]], None], message: str) -> None:

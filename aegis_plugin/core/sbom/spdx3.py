@@ -13,12 +13,12 @@ the same, from the same inventory:
   owner, the configured organisation), each a Person or Organization element carrying its e-mail or
   URL as an external identifier, and ``software_copyrightText``, from ``parties.py``'s records;
 - the model's and the app's files as ``software_File`` elements with their sha256;
-- each component's deployable files as ``software_File`` elements (name, sha256 and sha512, purpose
-  ``archive``, additional purpose ``container``) linked by ``hasDistributionArtifact``, for BSI: a Debian
-  package's .deb, a distribution's wheel, the image layers that ship the model and the app (named by their
-  OCI layout path, ``blobs/sha256/<hex>``, with their media type), and the image's manifest, which exists only
-  once the image does: this document is written after the image, outside it (the image carries the SPDX 2.3
-  one), and so also names the image's purl by its manifest digest;
+- each component's deployable file as a ``software_File`` (name, sha256 and sha512, purpose ``archive``,
+  additional purpose ``container``) linked by ``hasDistributionArtifact``, for BSI: a Debian package's .deb,
+  a distribution's wheel; and, known only once the image exists (``Deployables``), the image's manifest, the
+  app's layer and the model's ModelPack artifact (each named by its OCI layout path, ``blobs/sha256/<hex>``,
+  with its media type). So this document is written after the image, outside it (the image carries the SPDX
+  2.3 one), and also names the image's purl by its manifest digest;
 - declared and concluded licenses as ``simplelicensing_LicenseExpression`` elements, linked by
   ``hasDeclaredLicense``/``hasConcludedLicense`` (concluded = declared; the image's, every part's ANDed, as in
   the SPDX 2.3 document);
@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from aegis_plugin.core.sbom import card as card_facts
 from aegis_plugin.core.sbom import common, licenses, parties
-from aegis_plugin.core.sbom.inventory import AppFile, Blob, Inventory, ModelFile, from_dict
+from aegis_plugin.core.sbom.inventory import AppFile, Inventory, ModelFile, from_dict
 from aegis_plugin.core.sbom.spdx import document_namespace
 
 CONTEXT = "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"
@@ -50,6 +51,28 @@ _BASE = "urn:aegis:spdx3:"  # stands for the namespace until the content uuid is
 def _local_id(kind: str, ref: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", ref).strip("-.")[:60] or "x"
     return f"{_BASE}{kind}-{slug}-{hashlib.sha256(ref.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Deployable:
+    """A blob of the image's OCI layout that a component is deployed as."""
+
+    digest: str  # "sha256:<hex>"
+    sha512: str
+    media_type: str
+
+    @property
+    def filename(self) -> str:
+        return f"blobs/sha256/{self.digest[len('sha256:'):]}"
+
+
+@dataclass(frozen=True)
+class Deployables:
+    """What the image's own components are deployed as, known once the image is built."""
+
+    image: Deployable  # its manifest
+    app: Deployable  # its layer
+    model: Optional[Deployable] = None  # its ModelPack artifact's manifest, when `package` writes one
 
 
 class _Graph:
@@ -125,8 +148,10 @@ class _Graph:
             ids.append(self.add(element))
         self.relate(package_id, "hasDistributionArtifact", ids)
 
-    def blobs(self, package_id: str, blobs: Iterable[Blob]) -> None:
-        self.distribution(package_id, [(b.filename, b.sha256, b.sha512, b.media_type) for b in blobs])
+    def deployed(self, package_id: str, deployable: Optional[Deployable]) -> None:
+        if deployable is not None:
+            self.distribution(package_id, [(deployable.filename, deployable.digest[len("sha256:"):],
+                                            deployable.sha512, deployable.media_type)])
 
     def file(self, f: Union[ModelFile, AppFile]) -> str:
         return self.add({"type": "software_File", "spdxId": _local_id("File", common.file_ref(f.path)),
@@ -141,7 +166,7 @@ def _sha256(hexdigest: str) -> Dict[str, str]:
     return {"type": "Hash", "algorithm": "sha256", "hashValue": hexdigest}
 
 
-def _graph(inv: Inventory, manifest: Optional[Blob]) -> Tuple[_Graph, str, List[str]]:
+def _graph(inv: Inventory, deployables: Optional[Deployables]) -> Tuple[_Graph, str, List[str]]:
     """All elements; the image's id; the document's creators (agent ids)."""
     graph, refs = _Graph(), licenses.LicenseRefs()
     image, model = inv.image, inv.model
@@ -184,7 +209,7 @@ def _graph(inv: Inventory, manifest: Optional[Blob]) -> Tuple[_Graph, str, List[
         description="\n\n".join(facts.use_cases),
     )
     graph.relate(model_id, "contains", [graph.file(f) for f in model.files])
-    graph.blobs(model_id, model.blobs)
+    graph.deployed(model_id, deployables.model if deployables else None)
     app_id = graph.package(
         "App", common.app_ref(inv), common.app_name(inv), image.version, "application", owner,
         originators=[owner] if owner else (),
@@ -192,20 +217,19 @@ def _graph(inv: Inventory, manifest: Optional[Blob]) -> Tuple[_Graph, str, List[
     )
     graph.relate(app_id, "contains", [graph.file(f) for f in inv.app.files])
     graph.relate(app_id, "dependsOn", dists)
-    graph.blobs(app_id, inv.app.blobs)
+    graph.deployed(app_id, deployables.app if deployables else None)
     contained += [model_id, app_id]
 
     image_id = graph.package(
         "Image", common.image_ref(inv), image.name, image.version, "container", creator or owner,
         originators=[p for p in (creator or owner,) if p],
         copyright=card_copyright, concluded=licenses.image_concluded(inv, refs),
-        software_packageUrl=common.image_purl(image, manifest.digest if manifest else None),
+        software_packageUrl=common.image_purl(image, deployables.image.digest if deployables else None),
         software_sourceInfo=f"built from {image.source_url} at commit {image.git_sha}" if image.source_url
         else f"built at commit {image.git_sha}",
     )
     graph.relate(image_id, "contains", contained)
-    if manifest is not None:
-        graph.blobs(image_id, [manifest])
+    graph.deployed(image_id, deployables.image if deployables else None)
     creators = [graph.agent(creator)] if creator else []
     for extracted in refs.extracted():  # the license references the expressions use, with their texts
         graph.add({"type": "simplelicensing_SimpleLicensingText", "name": extracted.license_id,
@@ -214,8 +238,8 @@ def _graph(inv: Inventory, manifest: Optional[Blob]) -> Tuple[_Graph, str, List[
     return graph, image_id, creators
 
 
-def _document(inv: Inventory, manifest: Optional[Blob]) -> Dict[str, Any]:
-    graph, image_id, creators = _graph(inv, manifest)
+def _document(inv: Inventory, deployables: Optional[Deployables]) -> Dict[str, Any]:
+    graph, image_id, creators = _graph(inv, deployables)
     tool = graph.add({"type": "Tool", "spdxId": _local_id("Tool", common.TOOL_NAME), "name": common.TOOL_NAME})
     if not creators:  # createdBy needs an agent: the tool's own, when no organisation is configured
         creators = [graph.add({"type": "SoftwareAgent", "spdxId": _local_id("Agent", common.TOOL_NAME),
@@ -245,11 +269,11 @@ def _document(inv: Inventory, manifest: Optional[Blob]) -> Dict[str, Any]:
     return {"@context": CONTEXT, "@graph": graph_list}
 
 
-def build_spdx3(inv: Union[Inventory, Mapping[str, Any]], manifest: Optional[Blob] = None) -> bytes:
-    """The SPDX 3.0.1 JSON-LD document for ``inv``, of the image whose manifest is ``manifest`` when it is
-    known: canonical UTF-8 bytes ending in a newline."""
+def build_spdx3(inv: Union[Inventory, Mapping[str, Any]], deployables: Optional[Deployables] = None) -> bytes:
+    """The SPDX 3.0.1 JSON-LD document for ``inv``, naming what the image's components are deployed as when
+    that is known: canonical UTF-8 bytes ending in a newline."""
     if not isinstance(inv, Inventory):
         inv = from_dict(inv)
-    document = _document(inv, manifest)
+    document = _document(inv, deployables)
     namespace = document_namespace(inv, str(common.content_uuid("spdx3", document))) + "#"
     return common.canonical_json(document).replace(_BASE.encode(), namespace.encode())

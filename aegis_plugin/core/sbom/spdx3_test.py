@@ -6,8 +6,8 @@ from typing import Any, Dict, List
 import pytest
 
 from aegis_plugin.core.sbom import testutil
-from aegis_plugin.core.sbom.inventory import Blob, from_dict
-from aegis_plugin.core.sbom.spdx3 import CONTEXT, build_spdx3
+from aegis_plugin.core.sbom.inventory import from_dict
+from aegis_plugin.core.sbom.spdx3 import CONTEXT, Deployable, Deployables, build_spdx3
 
 
 @pytest.fixture(scope="module")
@@ -90,31 +90,38 @@ def test_each_package_names_the_file_it_was_installed_from(graph: Dict[str, Dict
         assert (file["software_primaryPurpose"], file["software_additionalPurpose"]) == ("archive", ["container"])
 
 
-def test_the_model_and_the_app_name_the_layers_that_ship_them(graph: Dict[str, Dict[str, Any]]) -> None:
-    inv = testutil.inventory()
-    for name, blobs in [("fraud-detector", inv["model"]["blobs"]), ("fraud-detector-server", inv["app"]["blobs"])]:
-        package = _named(graph, name)
-        files = [graph[a] for a in _relations(graph, package["spdxId"], "hasDistributionArtifact")]
-        assert sorted((f["name"], f["contentType"], [h["hashValue"] for h in f["verifiedUsing"]]) for f in files) == \
-            sorted((f"blobs/sha256/{b['digest'][7:]}", b["media_type"], [b["digest"][7:], b["sha512"]]) for b in blobs)
-        assert all((f["software_primaryPurpose"], f["software_additionalPurpose"]) == ("archive", ["container"])
-                   for f in files)
+DEPLOYABLES = Deployables(
+    image=Deployable("sha256:" + "a1" * 32, "b1" * 64, "application/vnd.oci.image.manifest.v1+json"),
+    app=Deployable("sha256:" + "a2" * 32, "b2" * 64, "application/vnd.oci.image.layer.v1.tar+gzip"),
+    model=Deployable("sha256:" + "a3" * 32, "b3" * 64, "application/vnd.oci.image.manifest.v1+json"),
+)
 
 
-def test_the_image_names_its_manifest_once_it_is_known(graph: Dict[str, Dict[str, Any]]) -> None:
-    image = _named(graph, "aegis/fraud-detector")
-    assert _relations(graph, image["spdxId"], "hasDistributionArtifact") == []
-    assert image["software_packageUrl"] == "pkg:oci/fraud-detector?arch=amd64&tag=1.0.0"
-    manifest = Blob(digest="sha256:" + "ab" * 32, sha512="cd" * 64, size=1234,
-                    media_type="application/vnd.oci.image.manifest.v1+json")
-    document = json.loads(build_spdx3(from_dict(testutil.inventory()), manifest))
+def test_the_image_the_app_and_the_model_name_what_they_are_deployed_as_once_it_is_known(
+    graph: Dict[str, Dict[str, Any]]
+) -> None:
+    names = {"aegis/fraud-detector": DEPLOYABLES.image, "fraud-detector-server": DEPLOYABLES.app,
+             "fraud-detector": DEPLOYABLES.model}
+    for name in names:  # before the image exists (a document of the layers alone)
+        assert _relations(graph, _named(graph, name)["spdxId"], "hasDistributionArtifact") == []
+    assert _named(graph, "aegis/fraud-detector")["software_packageUrl"] == "pkg:oci/fraud-detector?arch=amd64&tag=1.0.0"
+
+    document = json.loads(build_spdx3(from_dict(testutil.inventory()), DEPLOYABLES))
     after = {e.get("spdxId", e.get("@id")): e for e in document["@graph"]}
-    image = _named(after, "aegis/fraud-detector")
-    (artifact,) = _relations(after, image["spdxId"], "hasDistributionArtifact")
-    assert (after[artifact]["name"], after[artifact]["verifiedUsing"]) == ("blobs/sha256/" + "ab" * 32, [
-        {"type": "Hash", "algorithm": "sha256", "hashValue": "ab" * 32},
-        {"type": "Hash", "algorithm": "sha512", "hashValue": "cd" * 64}])
-    assert image["software_packageUrl"] == f"pkg:oci/fraud-detector@sha256:{'ab' * 32}?arch=amd64&tag=1.0.0"
+    for name, deployable in names.items():
+        (artifact,) = _relations(after, _named(after, name)["spdxId"], "hasDistributionArtifact")
+        file = after[artifact]
+        assert (file["name"], file["contentType"]) == (f"blobs/sha256/{deployable.digest[7:]}", deployable.media_type)
+        assert file["verifiedUsing"] == [
+            {"type": "Hash", "algorithm": "sha256", "hashValue": deployable.digest[7:]},
+            {"type": "Hash", "algorithm": "sha512", "hashValue": deployable.sha512}]
+        assert (file["software_primaryPurpose"], file["software_additionalPurpose"]) == ("archive", ["container"])
+    assert _named(after, "aegis/fraud-detector")["software_packageUrl"] == (
+        f"pkg:oci/fraud-detector@sha256:{'a1' * 32}?arch=amd64&tag=1.0.0")
+    without_artifact = json.loads(build_spdx3(from_dict(testutil.inventory()), Deployables(
+        DEPLOYABLES.image, DEPLOYABLES.app)))
+    alone = {e.get("spdxId", e.get("@id")): e for e in without_artifact["@graph"]}
+    assert _relations(alone, _named(alone, "fraud-detector")["spdxId"], "hasDistributionArtifact") == []
 
 
 def test_bytes_are_canonical_and_independent_of_input_order(data: bytes) -> None:

@@ -72,11 +72,6 @@ def _dist(name: str, version: str, license: Any, files: list) -> Dict[str, Any]:
     }
 
 
-def _blob(seed: str, media_type: str) -> Dict[str, Any]:
-    return {"digest": f"sha256:{_hex(seed)}", "sha512": hashlib.sha512(seed.encode()).hexdigest(), "size": 4096,
-            "media_type": media_type}
-
-
 def _file(path: str, **extra: Any) -> Dict[str, Any]:
     return {"path": path, "sha256": _hex(f"sha256:{path}"), "sha1": _hex(f"sha1:{path}", 40), **extra}
 
@@ -202,8 +197,6 @@ _INVENTORY: Dict[str, Any] = {
                 "architecture": "multilayer perceptron, 13 inputs → 16 ReLU units → 1 sigmoid output",
             },
         },
-        "blobs": [_blob("layer:weights", "application/vnd.oci.image.layer.v1.tar"),
-                  _blob("layer:model files", "application/vnd.oci.image.layer.v1.tar+gzip")],
     },
     "app": {
         "files": [
@@ -213,6 +206,5 @@ _INVENTORY: Dict[str, Any] = {
             _file("/app/manifest.yaml"),
             _file("/app/requirements.lock"),
         ],
-        "blobs": [_blob("layer:app", "application/vnd.oci.image.layer.v1.tar+gzip")],
     },
 }
