@@ -1,4 +1,5 @@
-"""`pants publish` for `model_package`: push the packaged image by digest, sign and attest it, tag its version.
+"""`pants publish` for `model_package`: push the packaged image by digest, sign and attest it, tag its version;
+likewise its ModelPack artifact, tagged `<version>_modelpack`.
 
 The work happens in one interactive process (it has side effects, so it is never cached), run from the
 `publish` PEX (`aegis_plugin/core/publish/cli.py`) on the outputs of `package`. Secrets (the signing key and
@@ -25,6 +26,7 @@ from pants.engine.fs import CreateDigest, Digest, DigestContents, FileContent, M
 from pants.engine.process import InteractiveProcess, Process
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 
+from aegis_plugin.core.oci.modelpack import REF_NAME_SUFFIX
 from aegis_plugin.core.registry.reference import names_registry
 from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.aegis import AegisSubsystem
@@ -135,7 +137,8 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
         append_only_caches=process.append_only_caches,
         immutable_input_digests=process.immutable_input_digests,
     )
-    return PublishProcesses([PublishPackages(names=(target,), process=interactive, description=target)])
+    names = (target, *([f"{target}{REF_NAME_SUFFIX}"] if image.model_artifact_digest else []))
+    return PublishProcesses([PublishPackages(names=names, process=interactive, description=target)])
 
 
 def rules():

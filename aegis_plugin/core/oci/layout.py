@@ -296,6 +296,16 @@ def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str
     return descriptor
 
 
+def select_artifact(layout_dir: PathLike, artifact_type: str) -> Optional[dict[str, Any]]:
+    """The descriptor of the layout's one manifest of `artifact_type` (an OCI 1.1 artifact beside the image,
+    such as the ModelPack model artifact), or None when the layout has none."""
+    index = read_index(layout_dir)
+    found = [m for m in index["manifests"] if isinstance(m, dict) and m.get("artifactType") == artifact_type]
+    if len(found) > 1:
+        raise LayoutError(f"{layout_dir}: {len(found)} manifests of artifact type {artifact_type}")
+    return found[0] if found else None
+
+
 def read_image(layout_dir: PathLike, ref: Optional[str] = None) -> tuple[dict, dict, dict]:
     """(manifest descriptor, manifest, config blob), each blob checked against its digest."""
     layout_dir = Path(layout_dir)

@@ -1,4 +1,4 @@
-"""Publish one packaged model image:
+"""Publish one packaged model image, and the ModelPack artifact `package` wrote beside it:
 
     python -m aegis_plugin.core.publish.cli --layout DIR --target REGISTRY/REPO:VERSION \
         --sbom sbom.cdx.json --provenance provenance-facts.json --signer-identity ID \
@@ -7,7 +7,9 @@
 In this order, so that a failure anywhere leaves no version tag on anything incomplete: check the tag is
 free (or already this digest), push the blobs the registry lacks and the manifest by digest, attach the
 signature, the attestations (CycloneDX SBOM, SLSA provenance) and the weights' OpenSSF model signature, and
-only then tag the version.
+only then tag the version. The artifact goes to the same repository, tagged `<version>_modelpack`: its blobs
+are the image's, so only its config and manifest are uploaded; it gets its own signature, the same
+attestations (whose subjects name both digests) and the same model signature.
 
 Signing (`--signing`): with a key, `AEGIS_SIGNING_KEY_FILE` (a path) or `AEGIS_SIGNING_KEY` (the PEM itself),
 with `AEGIS_SIGNING_KEY_PASSWORD` for an encrypted key; keyless, the CI's OIDC identity through Sigstore (see
@@ -24,13 +26,14 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ContextManager, Iterator, List, Mapping, Optional, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.errors import AegisError
+from aegis_plugin.core.oci import modelpack
 from aegis_plugin.core.oci.layout import blob_path
 from aegis_plugin.core.publish import model_signature, provenance
 from aegis_plugin.core.registry.client import Registry
@@ -118,59 +121,92 @@ def publish(args: argparse.Namespace, environ: Mapping[str, str],
         raise PublishError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
     plan = plan_signing(args, environ)
     image = LayoutImage.read(args.layout)
+    # The model's ModelPack artifact beside the image, when `package` wrote one: pushed to the same
+    # repository under `<version>_modelpack`, signed and attested with the image.
+    model = LayoutImage.read_artifact(args.layout, modelpack.ARTIFACT_TYPE)
+    model_target = replace(target, tag=f"{target.tag}{modelpack.REF_NAME_SUFFIX}") if model else None
     registry = Registry.for_reference(target, allow_plain_http=args.allow_plain_http)
     check_tag(registry, target, image.digest)  # fail before uploading anything
+    if model is not None and model_target is not None:
+        check_tag(registry, model_target, model.digest)
     report = push_image(registry, image, target.with_digest(image.digest))
     lines = [f"pushed {report.summary()}"]
+    if model is not None and model_target is not None:
+        model_report = push_image(registry, model, model_target.with_digest(model.digest))
+        lines.append(f"pushed the ModelPack artifact {model_report.summary()}")
     with signer_factory(plan, args) as signer:
         if signer is not None:
-            lines += sign_and_attest(registry, target, image, signer, args)
+            lines += sign_and_attest(registry, target, image, signer, args, model)
         else:
             lines.append("not signed: [aegis].signer_identity is 'unsigned'")
-    created = tag_image(registry, target, image)
-    lines.append(f"{target} {'->' if created else 'already ->'} {image.digest}")
+    for subject, reference in ((model, model_target), (image, target)):
+        if subject is not None and reference is not None:
+            created = tag_image(registry, reference, subject)
+            lines.append(f"{reference} {'->' if created else 'already ->'} {subject.digest}")
     return lines
 
 
 def sign_and_attest(registry: Registry, target: Reference, image: LayoutImage, signer: Signer,
-                    args: argparse.Namespace) -> List[str]:
-    """The signature, the two attestations and the weights' model signature, attached to the digest."""
-    digest, repository, identity = image.digest, target.repository, args.signer_identity
-    optional = {"signed_by": identity, "version": target.tag or ""}
-    payload = cosign.simple_signing_payload(target.name, digest, optional)
-    if _keyless_signed(registry, repository, digest, "sig", identity, lambda layer: layer.data == payload):
-        added = False
-    else:
-        layer = cosign.signature_layer(target.name, digest, signer, optional)
-        _check_certificate(layer, identity)  # before anything is attached
-        added = attach(registry, repository, image.descriptor, "sig", layer)
-    lines = [f"signature {'attached' if added else 'already attached'} as {cosign.tag_for(digest, 'sig')}"]
+                    args: argparse.Namespace, model: Optional[LayoutImage] = None) -> List[str]:
+    """The signature, the two attestations and the weights' model signature, attached to the image's digest,
+    and with a ModelPack artifact (`model`), to its digest too: each attestation's subjects name both."""
+    subjects = [image, *([model] if model is not None else [])]
+    lines = [_sign(registry, target, subject, signer, args.signer_identity) for subject in subjects]
     with open(args.sbom, encoding="utf-8") as f:
         sbom = json.load(f)
     with open(args.provenance, encoding="utf-8") as f:
         build = provenance.predicate(**json.load(f))
+    others = [subject.digest for subject in subjects[1:]]
     for predicate_type, predicate in ((dsse.CYCLONEDX, sbom), (dsse.SLSA_PROVENANCE_V1, build)):
-        statement = dsse.statement(target.name, digest, predicate_type, predicate)
-        if _keyless_signed(registry, repository, digest, "att", identity,
-                           lambda layer: base64.b64decode(json.loads(layer.data)["payload"]) == statement):
-            added = False
-        else:
-            added = attach(registry, repository, image.descriptor, "att",
-                           cosign.attestation_layer(target.name, digest, predicate_type, predicate, signer))
-        lines.append(f"attestation {predicate_type} {'attached' if added else 'already attached'}")
-    # The weights' own signature. Its bundle is not deterministic, and the digest fixes the files: one
-    # already attached stays.
-    model_tag = cosign.tag_for(digest, model_signature.SUFFIX)
-    if registry.get_manifest(repository, model_tag) is not None:
-        return [*lines, f"model signature already attached as {model_tag}", _referrers_line(registry, repository, digest)]
-    with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
-        model_dir = model_signature.model_dir_of(work)
-        names = model_signature.extract_model(image.manifest, lambda d: blob_path(image.layout, d), model_dir)
-        bundle = model_signature.sign(model_dir, signer)
-    attach(registry, repository, image.descriptor, model_signature.SUFFIX,
-           cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {}))
-    lines.append(f"model signature (OpenSSF model-signing, {len(names)} files) attached as {model_tag}")
-    return [*lines, _referrers_line(registry, repository, digest)]
+        statement = dsse.statement(target.name, image.digest, predicate_type, predicate, others)
+        layer = None
+        for subject in subjects:
+            if _keyless_signed(registry, target.repository, subject.digest, "att", args.signer_identity,
+                               lambda found: base64.b64decode(json.loads(found.data)["payload"]) == statement):
+                added = False
+            else:
+                layer = layer or cosign.attestation_layer(target.name, image.digest, predicate_type, predicate,
+                                                          signer, others)
+                added = attach(registry, target.repository, subject.descriptor, "att", layer)
+            lines.append(f"attestation {predicate_type} {'attached' if added else 'already attached'}"
+                         f"{' to the ModelPack artifact' if subject is model else ''}")
+    return [*lines, *_model_signature(registry, target.repository, image, subjects, signer),
+            _referrers_line(registry, target.repository, image.digest)]
+
+
+def _sign(registry: Registry, target: Reference, subject: LayoutImage, signer: Signer, identity: str) -> str:
+    digest = subject.digest
+    optional = {"signed_by": identity, "version": target.tag or ""}
+    payload = cosign.simple_signing_payload(target.name, digest, optional)
+    if _keyless_signed(registry, target.repository, digest, "sig", identity, lambda layer: layer.data == payload):
+        added = False
+    else:
+        layer = cosign.signature_layer(target.name, digest, signer, optional)
+        _check_certificate(layer, identity)  # before anything is attached
+        added = attach(registry, target.repository, subject.descriptor, "sig", layer)
+    return f"signature {'attached' if added else 'already attached'} as {cosign.tag_for(digest, 'sig')}"
+
+
+def _model_signature(registry: Registry, repository: str, image: LayoutImage, subjects: List[LayoutImage],
+                     signer: Signer) -> List[str]:
+    """The weights' own OpenSSF model signature: the model files are signed once, and the one bundle is
+    attached to the image and to its ModelPack artifact. Its bundle is not deterministic, and the digest
+    fixes the files: one already attached stays."""
+    lines, bundle = [], None
+    for subject in subjects:
+        model_tag = cosign.tag_for(subject.digest, model_signature.SUFFIX)
+        if registry.get_manifest(repository, model_tag) is not None:
+            lines.append(f"model signature already attached as {model_tag}")
+            continue
+        if bundle is None:
+            with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
+                model_dir = model_signature.model_dir_of(work)
+                names = model_signature.extract_model(image.manifest, lambda d: blob_path(image.layout, d), model_dir)
+                bundle = model_signature.sign(model_dir, signer)
+        attach(registry, repository, subject.descriptor, model_signature.SUFFIX,
+               cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {}))
+        lines.append(f"model signature (OpenSSF model-signing, {len(names)} files) attached as {model_tag}")
+    return lines
 
 
 def _referrers_line(registry: Registry, repository: str, digest: str) -> str:

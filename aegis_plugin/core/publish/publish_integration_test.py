@@ -1,6 +1,7 @@
 """Publish, verify and promote against real registries (docker-registry on 127.0.0.1), checked by real cosign."""
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 from aegis_plugin.core.publish import aegis, cli, model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import parse
-from aegis_plugin.core.publish.testutil import publish_inputs
+from aegis_plugin.core.publish.testutil import attached_layers, publish_inputs
 from aegis_plugin.core.registry.testutil import running_registry
 from aegis_plugin.core.sign import cosign, keys, testutil
 from aegis_plugin.core.sign.signer import KeySigner
@@ -101,6 +102,45 @@ def test_publish_signs_attests_and_tags(cosign_binary, key_dir: Path, registry: 
     assert "no valid signature: a signature does not verify with this key" in capsys.readouterr().err
     assert aegis.main(["verify", f"{registry}/ml/fraud:1.0.0", "--key", pub]) == 1
     assert "verify an image by digest" in capsys.readouterr().err
+
+
+def test_the_model_artifact_is_pushed_signed_attested_and_tagged_beside_the_image(
+    cosign_binary, key_dir: Path, registry: str, tmp_path: Path, capsys
+) -> None:
+    args = [*publish_inputs(tmp_path, b"weights", model_artifact=True), "--target", f"{registry}/ml/fraud:1.0.0",
+            "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    out = capsys.readouterr().out
+    digest = out.rsplit("-> ", 1)[1].strip()
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
+    artifact = client.manifest_digest("ml/fraud", "1.0.0_modelpack")
+    assert artifact and artifact != digest and f"{registry}/ml/fraud:1.0.0_modelpack -> {artifact}" in out
+    # Its weight layer is the image's: only its config is uploaded (with its manifest).
+    (config_size,) = [json.loads(client.get_manifest("ml/fraud", artifact)[1])["config"]["size"]]
+    assert f"ml/fraud@{artifact}: 1 blob(s), {config_size} bytes uploaded, 1 already present" in out
+    ref, model_ref = f"{registry}/ml/fraud@{digest}", f"{registry}/ml/fraud@{artifact}"
+    pub = str(key_dir / "cosign.pub")
+    for checked in (ref, model_ref):
+        assert _cosign(cosign_binary, "verify", "--key", pub, checked) == 0
+        assert _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "cyclonedx", checked) == 0
+        assert _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "slsaprovenance1", checked) == 0
+    # Each attestation's subjects name both digests; the weights are signed once, for both.
+    for subject in (digest, artifact):
+        for layer in attached_layers(client, "ml/fraud", subject, "att"):
+            statement = json.loads(base64.b64decode(json.loads(layer.data)["payload"]))
+            assert [f"sha256:{s['digest']['sha256']}" for s in statement["subject"]] == [digest, artifact]
+    assert [x.data for x in attached_layers(client, "ml/fraud", digest, "msig")] == [
+        x.data for x in attached_layers(client, "ml/fraud", artifact, "msig")]
+    assert out.count("model signature (OpenSSF model-signing, 1 files) attached") == 2
+
+    # Publishing again changes nothing, and a version's artifact tag is never moved either.
+    assert cli.main(args, _env(key_dir)) == 0
+    again = capsys.readouterr().out
+    assert again.count("already ->") == 2 and "signature attached" not in again
+    other = [*publish_inputs(tmp_path, b"retrained", "other", model_artifact=True), "--target",
+             f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(other, _env(key_dir)) == 2
+    assert "refusing to move it" in capsys.readouterr().err
 
 
 def test_a_version_is_never_moved(key_dir: Path, registry: str, tmp_path: Path, capsys) -> None:

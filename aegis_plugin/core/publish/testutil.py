@@ -16,8 +16,8 @@ from aegis_plugin.core.registry.testutil import make_layout
 from aegis_plugin.core.sign import cosign, keys
 
 
-def publish_inputs(tmp_path: Path, content: bytes, name: str = "oci") -> list:
-    image = make_layout(tmp_path / name, content)
+def publish_inputs(tmp_path: Path, content: bytes, name: str = "oci", model_artifact: bool = False) -> list:
+    image = make_layout(tmp_path / name, content, model_artifact=model_artifact)
     (tmp_path / "sbom.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
     (tmp_path / "provenance.json").write_text(json.dumps({
         "builder_id": "https://example.invalid/builder", "target": "models/fraud:fraud", "version": "1.0.0",

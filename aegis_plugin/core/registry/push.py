@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.oci.layout import blob_path, read_small_blob, select_manifest
+from aegis_plugin.core.oci.layout import blob_path, read_small_blob, select_artifact, select_manifest
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
 
@@ -43,7 +43,7 @@ class PushReport:
 
 @dataclass(frozen=True)
 class LayoutImage:
-    """The single image of an OCI layout directory (what `package` writes to dist/<path>/oci)."""
+    """An image of an OCI layout directory (what `package` writes to dist/<path>/oci), or an artifact beside it."""
 
     layout: str
     media_type: str
@@ -53,7 +53,16 @@ class LayoutImage:
     @classmethod
     def read(cls, layout: str) -> "LayoutImage":
         """The layout's one image, its manifest checked against the index's descriptor."""
-        descriptor = select_manifest(layout)
+        return cls._of(layout, select_manifest(layout))
+
+    @classmethod
+    def read_artifact(cls, layout: str, artifact_type: str) -> Optional["LayoutImage"]:
+        """The layout's artifact of `artifact_type` beside the image (a ModelPack model), or None."""
+        descriptor = select_artifact(layout, artifact_type)
+        return cls._of(layout, descriptor) if descriptor is not None else None
+
+    @classmethod
+    def _of(cls, layout: str, descriptor: Dict[str, Any]) -> "LayoutImage":
         manifest = read_small_blob(layout, descriptor, "manifest")
         return cls(layout, descriptor["mediaType"], descriptor["digest"], manifest)
 

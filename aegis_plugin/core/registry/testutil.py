@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from aegis_plugin.testutil.local_servers import free_port, running_process, serving
+from aegis_plugin.core.oci import modelpack
 from aegis_plugin.core.oci.layout import write_layout
 from aegis_plugin.core.registry.push import LayoutImage
 
@@ -68,9 +69,11 @@ def _answers(url: str) -> bool:
     return True
 
 
-def make_layout(directory: Path, content: bytes, tag: str = "1.0.0") -> LayoutImage:
+def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artifact: bool = False) -> LayoutImage:
     """An OCI layout holding one image with one layer (`/app/model/weights.safetensors` = `content`, where
-    model images keep their weights), written by hand so that these tests need nothing but this package."""
+    model images keep their weights), written by hand so that these tests need nothing but this package. With
+    `model_artifact`, also a ModelPack artifact of that same layer, tagged `<tag>_modelpack`, as `package`
+    writes one."""
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w") as archive:
         info = tarfile.TarInfo("app/model/weights.safetensors")
@@ -86,9 +89,25 @@ def make_layout(directory: Path, content: bytes, tag: str = "1.0.0") -> LayoutIm
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _digest(layer),
                     "size": len(layer)}],
     })
-    write_layout(directory, {_digest(b): b for b in (layer, config, manifest)}, _json({"schemaVersion": 2, "manifests": [{
-        "mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
-        "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    blobs = [layer, config, manifest]
+    entries = [{"mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
+                "annotations": {"org.opencontainers.image.ref.name": tag}}]
+    if model_artifact:
+        model_config = _json({"descriptor": {"name": "fraud", "version": tag}, "config": {"format": "safetensors"},
+                              "modelfs": {"type": "layers", "diffIds": [_digest(tar.getvalue())]}})
+        model_manifest = _json({
+            "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": modelpack.ARTIFACT_TYPE,
+            "config": {"mediaType": modelpack.MEDIA_TYPE_CONFIG, "digest": _digest(model_config),
+                       "size": len(model_config)},
+            "layers": [{"mediaType": "application/vnd.cncf.model.weight.v1.tar+gzip", "digest": _digest(layer),
+                        "size": len(layer),
+                        "annotations": {modelpack.ANNOTATION_FILEPATH: "app/model/weights.safetensors"}}],
+        })
+        blobs += [model_config, model_manifest]
+        entries.append({"mediaType": MANIFEST, "artifactType": modelpack.ARTIFACT_TYPE,
+                        "digest": _digest(model_manifest), "size": len(model_manifest),
+                        "annotations": {"org.opencontainers.image.ref.name": f"{tag}{modelpack.REF_NAME_SUFFIX}"}})
+    write_layout(directory, {_digest(b): b for b in blobs}, _json({"schemaVersion": 2, "manifests": entries}))
     return LayoutImage.read(str(directory))
 
 

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from aegis_plugin.core.sign import dsse
 from aegis_plugin.core.sign.signer import Signed, Signer
@@ -77,8 +77,9 @@ def signature_layer(docker_reference: str, image_digest: str, signer: Signer,
 
 
 def attestation_layer(docker_reference: str, image_digest: str, predicate_type: str,
-                      predicate: Mapping[str, object], signer: Signer) -> Layer:
-    envelope, signed = signer.sign_statement(dsse.statement(docker_reference, image_digest, predicate_type, predicate))
+                      predicate: Mapping[str, object], signer: Signer, also: Sequence[str] = ()) -> Layer:
+    statement = dsse.statement(docker_reference, image_digest, predicate_type, predicate, also)
+    envelope, signed = signer.sign_statement(statement)
     return Layer(DSSE_ENVELOPE, envelope, {**annotations(signed), "predicateType": predicate_type})
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -16,13 +16,18 @@ CYCLONEDX = "https://cyclonedx.org/bom"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 
 
-def statement(subject_name: str, subject_digest: str, predicate_type: str, predicate: Mapping[str, Any]) -> bytes:
-    """The statement about one image (`subject_digest` is `sha256:<hex>`), as canonical JSON bytes."""
-    algorithm, hex_digest = subject_digest.split(":", 1)
+def statement(subject_name: str, subject_digest: str, predicate_type: str, predicate: Mapping[str, Any],
+              also: Sequence[str] = ()) -> bytes:
+    """The statement about one image (`subject_digest` is `sha256:<hex>`), and about the artifacts of the same
+    build in the same repository whose digests are `also` (a ModelPack model), as canonical JSON bytes."""
+    subjects = []
+    for digest in (subject_digest, *also):
+        algorithm, hex_digest = digest.split(":", 1)
+        subjects.append({"name": subject_name, "digest": {algorithm: hex_digest}})
     return _canonical({
         "_type": STATEMENT_TYPE,
         "predicateType": predicate_type,
-        "subject": [{"name": subject_name, "digest": {algorithm: hex_digest}}],
+        "subject": subjects,
         "predicate": predicate,
     })
 
