@@ -169,6 +169,13 @@ def test_sharded_checkpoint_layers_shared_blobs_and_edits(tmp_path: Path) -> Non
     assert [m["digest"] for m in back["manifests"]] == [sharded["manifest_digest"], artifact.manifest_digest]
     assert modelpack_reader.read(tmp_path / "back", "1.0.0_modelpack").files == in_image
 
+    # Without the artifact (`[aegis] model_artifact = false`) the layout holds the image alone, byte for byte the
+    # same image: the artifact only ever adds beside it.
+    clone.pants("--no-aegis-model-artifact", "package", "models/fraud:fraud-sharded")
+    alone = json.loads((layout / "index.json").read_text())["manifests"]
+    assert [m["digest"] for m in alone] == [sharded["manifest_digest"]] and "model_artifact" not in _summary(
+        clone, "fraud-sharded")
+
     # Retraining that changes one shard re-ships that shard (and the app and SBOM layers, which name the new
     # revision); every other layer is reused as is.
     _write_checkpoint(clone.root, second_fill=9)

@@ -7,7 +7,8 @@
 Both run offline against the registries alone: a keyless signature is checked against a Sigstore trusted
 root (default: the production one shipped with sigstore-python), its transparency-log entry by the log's
 signed entry timestamp. `promote` verifies first and copies the image, its signature and attestations by
-digest, then tags it, refusing to move an existing tag. Runnable from the repository as
+digest, then tags it, refusing to move an existing tag. A model's ModelPack artifact is verified and promoted
+the same way, by its own digest (`... REPO:VERSION_modelpack`). Runnable from the repository as
 `./pants run aegis_plugin/core/publish:aegis -- ...`.
 Exit status 0 when verified/promoted; 1 with the reason otherwise.
 """

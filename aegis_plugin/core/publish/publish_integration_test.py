@@ -133,6 +133,14 @@ def test_the_model_artifact_is_pushed_signed_attested_and_tagged_beside_the_imag
         x.data for x in attached_layers(client, "ml/fraud", artifact, "msig")]
     assert out.count("model signature (OpenSSF model-signing, 1 files) attached") == 2
 
+    # aegis verify and promote take the artifact by its digest, as they take the image.
+    assert aegis.main(["verify", model_ref, "--key", pub, "--identity", IDENTITY]) == 0
+    assert f"verified {model_ref}: signed by {IDENTITY}" in capsys.readouterr().out
+    with running_registry(tmp_path / "prod-registry") as prod:
+        assert aegis.main(["promote", model_ref, f"{prod}/fraud:1.0.0_modelpack", "--key", pub]) == 0
+        assert f"{prod}/fraud:1.0.0_modelpack -> {artifact}" in capsys.readouterr().out
+        assert _cosign(cosign_binary, "verify", "--key", pub, f"{prod}/fraud@{artifact}") == 0
+
     # Publishing again changes nothing, and a version's artifact tag is never moved either.
     assert cli.main(args, _env(key_dir)) == 0
     again = capsys.readouterr().out
