@@ -343,6 +343,7 @@ async def _model_artifact(
         **({"org.opencontainers.image.source": aegis.source_url} if aegis.source_url else {}),
         modelpack.ANNOTATION_FRAMEWORK: framework,
         modelpack.ANNOTATION_ACCELERATOR: fs.accelerator.value,
+        **modelpack.card_annotations(card),
     }
     return ModelArtifactRequest(
         layers=(

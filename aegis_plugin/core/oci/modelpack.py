@@ -16,6 +16,7 @@ a layer of several files, the directory they unpack into.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 from aegis_plugin.core.oci.image import (
@@ -34,6 +35,9 @@ KINDS = ("weight", "weight.config", "doc", "code", "dataset")
 # Facts of the model that the config's schema has no key for, as annotations of the artifact's manifest.
 ANNOTATION_FRAMEWORK = "aegis.model.framework"  # the handler's framework at its locked version: "torch==2.4.0"
 ANNOTATION_ACCELERATOR = "aegis.model.accelerator"  # "cpu", "cuda-12.4"
+ANNOTATION_CARD_PREFIX = "aegis.model.card."  # + a model card field the config has no key for: "...task"
+# The card's fields the config or the other annotations carry already.
+_CARD_FIELDS_MAPPED = ("model_id", "version", "license", "owner", "architecture", "framework")
 REF_NAME_SUFFIX = "_modelpack"  # `<version>_modelpack`: `_` is never in a semantic version, so never an image tag
 
 # The config schema's keys (additionalProperties is false at every level).
@@ -75,6 +79,17 @@ def precision(dtypes: Sequence[str]) -> str:
     if unknown:
         raise ValueError(f"no ModelPack precision for dtype {unknown[0]!r}")
     return ",".join(sorted({PRECISIONS[d] for d in dtypes}))
+
+
+def card_annotations(fields: Mapping[str, str]) -> Dict[str, str]:
+    """The model card's fields that no key of the config carries (its task, say), as manifest annotations:
+    `aegis.model.card.<field>`, the field's name lowercased with every other character as `_`."""
+    found = {}
+    for name, value in fields.items():
+        key = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        if key and key not in _CARD_FIELDS_MAPPED and value.strip():
+            found[f"{ANNOTATION_CARD_PREFIX}{key}"] = value.strip()
+    return found
 
 
 def build_config(descriptor: Mapping[str, Any], config: Mapping[str, Any], diff_ids: Sequence[str]) -> bytes:

@@ -51,3 +51,10 @@ def test_the_manifest_is_an_artifact_of_model_layers() -> None:
     assert manifest["layers"] == [layer.to_json()]
     with pytest.raises(ValueError, match="has no ModelPack media type"):
         modelpack.build_manifest(config, [Descriptor(MEDIA_TYPE_LAYER_TAR, layer.digest, 10)])
+
+
+def test_card_fields_without_a_config_key_become_annotations() -> None:
+    fields = {"model_id": "fraud", "license": "MIT", "architecture": "MLP", "task": "binary classification",
+              "Learning type": "supervised", "owner": "ML team", "empty": " "}
+    assert modelpack.card_annotations(fields) == {"aegis.model.card.task": "binary classification",
+                                                  "aegis.model.card.learning_type": "supervised"}
