@@ -67,7 +67,7 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
         ref_name=request.tag,
         repo_tags=(f"{request.repository}:{request.tag}",),
         docker_archive=request.docker_archive,
-        model_artifact=_model_artifact_spec(request) if request.model_artifact else None,
+        model_artifact=_model_artifact_spec(request, request.model_artifact) if request.model_artifact else None,
     )
     # The layer descriptors only, unless image.tar needs the bytes.
     read = ["out/layer.json", *(["out/blobs/**"] if request.docker_archive else [])]
@@ -96,9 +96,8 @@ async def build_oci_image(request: OciImageRequest) -> OciImage:
     return OciImage(out, summary["manifest_digest"], summary.get("model_artifact", {}).get("manifest_digest"))
 
 
-def _model_artifact_spec(request: OciImageRequest) -> ModelArtifactSpec:
-    artifact = request.model_artifact
-    assert artifact is not None
+def _model_artifact_spec(request: OciImageRequest, artifact: ModelArtifactRequest) -> ModelArtifactSpec:
+    """The artifact's layers named as the image step finds them among its inputs (`layer<i>/out`)."""
     return ModelArtifactSpec(
         layers=tuple(ModelArtifactLayerSpec(f"layer{request.layers.index(layer)}/out", kind, filepath)
                      for layer, kind, filepath in artifact.layers),

@@ -129,29 +129,27 @@ class _Graph:
             self.relate(spdx_id, "hasConcludedLicense", [self.license(concluded or license)])
         return spdx_id
 
-    def distribution(self, package_id: str, files: Iterable[Tuple[str, str, str, Optional[str]]]) -> None:
-        """The files the package is deployed as (a .deb, a wheel, image layers or a manifest: each a name,
-        sha256, sha512 and media type), linked by `hasDistributionArtifact`: a name and a SHA-512 are what BSI
-        TR-03183-2 asks of each component; an archive of files is "structured", which SPDX 3 says as the
-        additional purpose `container`. A file without a SHA-512 (an older inventory) is left out."""
-        ids = []
-        for filename, sha256, sha512, content_type in files:
-            if not (filename and sha512):
-                continue
-            element = {
-                "type": "software_File", "spdxId": _local_id("Distribution", filename), "name": filename,
-                "verifiedUsing": _hashes([("sha256", sha256), ("sha512", sha512)]),
-                "software_primaryPurpose": "archive", "software_additionalPurpose": ["container"],
-            }
-            if content_type:
-                element["contentType"] = content_type
-            ids.append(self.add(element))
-        self.relate(package_id, "hasDistributionArtifact", ids)
+    def distribution(self, package_id: str, filename: str, sha256: str, sha512: str,
+                     content_type: Optional[str] = None) -> None:
+        """The file the package is deployed as (a .deb, a wheel, an image layer or manifest), linked by
+        `hasDistributionArtifact`: its name and SHA-512 are what BSI TR-03183-2 asks of each component; an
+        archive of files is "structured", which SPDX 3 says as the additional purpose `container`. Without a
+        SHA-512 (an inventory from before they were recorded) it is left out."""
+        if not (filename and sha512):
+            return
+        element = {
+            "type": "software_File", "spdxId": _local_id("Distribution", filename), "name": filename,
+            "verifiedUsing": _hashes([("sha256", sha256), ("sha512", sha512)]),
+            "software_primaryPurpose": "archive", "software_additionalPurpose": ["container"],
+        }
+        if content_type:
+            element["contentType"] = content_type
+        self.relate(package_id, "hasDistributionArtifact", [self.add(element)])
 
     def deployed(self, package_id: str, deployable: Optional[Deployable]) -> None:
         if deployable is not None:
-            self.distribution(package_id, [(deployable.filename, deployable.digest[len("sha256:"):],
-                                            deployable.sha512, deployable.media_type)])
+            self.distribution(package_id, deployable.filename, deployable.digest[len("sha256:"):], deployable.sha512,
+                              deployable.media_type)
 
     def file(self, f: Union[ModelFile, AppFile]) -> str:
         return self.add({"type": "software_File", "spdxId": _local_id("File", common.file_ref(f.path)),
@@ -184,7 +182,7 @@ def _graph(inv: Inventory, deployables: Optional[Deployables]) -> Tuple[_Graph, 
             license=licenses.debian_expression(pkg.licenses, refs, pkg.name, pkg.copyright_file),
             software_packageUrl=purl, verifiedUsing=_hashes(pkg.file_hashes),
         )
-        graph.distribution(deb_id, [(pkg.deb_filename, pkg.sha256, pkg.sha512, None)])
+        graph.distribution(deb_id, pkg.deb_filename, pkg.sha256, pkg.sha512)
         contained.append(deb_id)
     dists = []
     for dist in inv.python:
@@ -196,7 +194,7 @@ def _graph(inv: Inventory, deployables: Optional[Deployables]) -> Tuple[_Graph, 
             license=licenses.declared_expression(dist.license, "pypi", refs),
             software_packageUrl=purl, verifiedUsing=_hashes(dist.file_hashes),
         )
-        graph.distribution(dist_id, [(dist.wheel, dist.wheel_sha256, dist.wheel_sha512, None)])
+        graph.distribution(dist_id, dist.wheel, dist.wheel_sha256, dist.wheel_sha512)
         dists.append(dist_id)
     contained += dists
 
