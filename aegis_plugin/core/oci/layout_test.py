@@ -15,7 +15,8 @@ from aegis_plugin.core.oci.image import (
     build_index,
     sha256_digest,
 )
-from aegis_plugin.core.oci.layout import blob_path, read_index, write_layout
+from aegis_plugin.core.oci.layout import blob_path, read_index, select_artifact, select_manifest, write_layout
+from aegis_plugin.core.oci.modelpack import ARTIFACT_TYPE
 
 
 def test_layout_files(tmp_path: Path, test_image: TestImage) -> None:
@@ -103,3 +104,16 @@ def test_read_index_checks_layout_version(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_bytes(build_index([]))
     with pytest.raises(ValueError, match="imageLayoutVersion"):
         read_index(tmp_path)
+
+
+def test_an_artifact_beside_the_image_is_not_taken_for_it(tmp_path: Path) -> None:
+    image = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "1" * 64, "size": 1,
+             "annotations": {"org.opencontainers.image.ref.name": "1.0.0"}}
+    model = {**image, "digest": "sha256:" + "2" * 64, "artifactType": ARTIFACT_TYPE,
+             "annotations": {"org.opencontainers.image.ref.name": "1.0.0_modelpack"}}
+    (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (tmp_path / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [image, model]}))
+    assert select_manifest(tmp_path) == image
+    assert select_manifest(tmp_path, "1.0.0_modelpack") == model
+    assert select_artifact(tmp_path, ARTIFACT_TYPE) == model
+    assert select_artifact(tmp_path, "application/x-other") is None
