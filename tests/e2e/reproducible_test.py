@@ -21,7 +21,8 @@ def test_two_clean_clones_build_identical_bytes(tmp_path) -> None:
     assert summary_a["manifest_digest"] == summary_b["manifest_digest"]
     files_a, files_b = tree_digests(a.root / "dist"), tree_digests(b.root / "dist")
     assert files_a == files_b
-    for name in ("image.tar", "oci/index.json", "sbom.cdx.json", "sbom.spdx.json", "sbom-completeness.json"):
+    for name in ("image.tar", "oci/index.json", "sbom.cdx.json", "sbom.spdx.json", "sbom.spdx3.json",
+                 "sbom-completeness.json"):
         assert f"{OUT}/{name}" in files_a
 
     # Standard tools accept both forms, for the same manifest digest.
