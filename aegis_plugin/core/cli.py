@@ -281,8 +281,9 @@ def build_image(args: argparse.Namespace) -> None:
         "layers": [{"description": info["description"], "digest": info["digest"], "size": info["size"],
                     "media_type": info["media_type"]} for _, info in layers],
         "compressed_size": sum(info["size"] for _, info in layers),
-        **({"model_artifact": {"manifest_digest": artifact.digest, "ref_name": spec.model_artifact.ref_name}}
-           if artifact is not None and spec.model_artifact is not None else {}),
+        **({"model_artifact": {"manifest_digest": artifact.digest,
+                               "ref_name": (artifact.annotations or {})[image.ANNOTATION_REF_NAME]}}
+           if artifact is not None else {}),
     }
     with open(os.path.join(args.out, "image.json"), "w") as f:
         json.dump(summary, f, sort_keys=True, indent=2)

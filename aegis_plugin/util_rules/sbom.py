@@ -28,6 +28,7 @@ from pants.engine.fs import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 
+from aegis_plugin.core.oci.layout import blob_path
 from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.util_rules.core_process import (
     AegisBuildError,
@@ -156,17 +157,15 @@ async def write_sbom(request: SbomRequest, sbom: SbomSubsystem) -> Sbom:
 
 @rule(desc="Writing the SPDX 3 SBOM of a model image")
 async def write_spdx3(request: Spdx3Request, sbom: SbomSubsystem) -> Spdx3:
-    def blob(digest: str) -> str:
-        return f"oci/blobs/sha256/{digest[len('sha256:'):]}"
-
-    args = {"--image-manifest": request.manifest_digest, "--app-layer": request.app_layer_digest,
-            **({"--model-artifact": request.model_artifact_digest} if request.model_artifact_digest else {})}
-    blobs = await Get(Digest, DigestSubset(request.layout, PathGlobs([blob(d) for d in args.values()])))
+    digests = {"--image-manifest": request.manifest_digest, "--app-layer": request.app_layer_digest,
+               **({"--model-artifact": request.model_artifact_digest} if request.model_artifact_digest else {})}
+    args = {flag: blob_path("oci", digest) for flag, digest in digests.items()}
+    blobs = await Get(Digest, DigestSubset(request.layout, PathGlobs(list(args.values()))))
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreToolPexRequest(CoreTool.SBOM, sbom.resolve),
-            ("--inventory", "inventory.json", *(a for flag, digest in args.items() for a in (flag, blob(digest)))),
+            ("--inventory", "inventory.json", *(a for flag, path in args.items() for a in (flag, path))),
             await Get(Digest, MergeDigests([request.inventory, blobs])),
             description=f"Writing the SPDX 3 SBOM of {request.context}",
             error_context=request.context,
