@@ -140,7 +140,12 @@ def hardlink(name: str, target: str) -> tuple:
 
 # --- crafted cases -----------------------------------------------------------------------------------
 
-# (id, layers, "ok" or a fragment of the refusal)
+# Refusals: an entry below a symlink or file of its own layer; a hardlink to no earlier file of its layer.
+NOT_A_DIR = "is not a directory in its own layer"
+NO_TARGET = "the target is not an existing file of its layer"
+
+# (id, layers, "ok" or a fragment of the refusal). A lower layer's symlink never redirects an upper layer's
+# entries or whiteouts: they are paths ("ok" below, and the host stays untouched).
 CRAFTED = [
     # The finding: the final permission pass chmod-ed the symlink's target (a 0700 host dir became 0777).
     ("finding-dir-then-symlink", [[dir_("d"), symlink("d", f"{HOST}/dir700")]], "ok"),
@@ -156,26 +161,26 @@ CRAFTED = [
     ("symlink-then-fifo", [[symlink("f", f"{HOST}/file644"), ("f", "fifo")]], "ok"),
     ("symlink-then-hardlink", [[file("a"), symlink("f", f"{HOST}/file644"), hardlink("f", "a")]], "ok"),
     ("hardlink-to-outside-symlink", [[symlink("s", f"{HOST}/file644"), hardlink("h", "s"), file("h")]], "ok"),
-    ("file-through-absolute-symlink", [[symlink("d", f"{HOST}/dir700"), file("d/secret.txt")]], "absolute path"),
-    ("file-through-relative-symlink", [[symlink("d", "../host/dir700"), file("d/new")]], "climbs above"),
-    ("dir-through-symlink", [[symlink("d", f"{HOST}/dir700")], [dir_("d/sub")]], "absolute path"),
+    ("file-through-absolute-symlink", [[symlink("d", f"{HOST}/dir700"), file("d/secret.txt")]], NOT_A_DIR),
+    ("file-through-relative-symlink", [[symlink("d", "../host/dir700"), file("d/new")]], NOT_A_DIR),
+    ("dir-through-symlink", [[symlink("d", f"{HOST}/dir700")], [dir_("d/sub")]], "ok"),
     ("dir-through-symlink-chain", [[symlink("a", "b"), symlink("b", "c/../../host"), dir_("a/dir700")]],
-     "climbs above"),
-    ("file-through-root-symlink", [[symlink("r", "/"), file(f"r{HOST}/file644")]], "absolute path"),
+     NOT_A_DIR),
+    ("file-through-root-symlink", [[symlink("r", "/"), file(f"r{HOST}/file644")]], NOT_A_DIR),
     ("dotdot-name", [[file("../host/evil")]], "contains '..'"),
     ("dotdot-dir", [[dir_("../host/dir700")]], "contains '..'"),
     ("nested-dotdot-name", [[dir_("d"), file("d/../../host/file644")]], "contains '..'"),
     ("hardlink-dotdot", [[hardlink("h", "../host/file644")]], "contains '..'"),
     ("hardlink-absolute", [[hardlink("h", f"{HOST}/file644")]], "not an existing file"),
-    ("hardlink-through-symlink", [[symlink("d", f"{HOST}/dir700"), hardlink("h", "d/secret.txt")]], "absolute path"),
-    ("hardlink-through-relative-symlink", [[symlink("d", "../host"), hardlink("h", "d/file644")]], "climbs above"),
+    ("hardlink-through-symlink", [[symlink("d", f"{HOST}/dir700"), hardlink("h", "d/secret.txt")]], NO_TARGET),
+    ("hardlink-through-relative-symlink", [[symlink("d", "../host"), hardlink("h", "d/file644")]], NO_TARGET),
     ("hardlink-then-file", [[symlink("d", "../host/file644"), hardlink("h", "d"), file("h")]], "ok"),
     ("hardlink-then-dir", [[file("a"), hardlink("d", "a"), dir_("d")]], "ok"),
     ("hardlink-then-symlink", [[file("a"), hardlink("d", "a"), symlink("d", f"{HOST}/dir700"), dir_("e")]], "ok"),
-    ("hardlink-to-itself", [[file("h"), hardlink("h", "h")]], "'h': No such file or directory"),
-    ("whiteout-through-symlink", [[symlink("d", f"{HOST}/dir700")], [file("d/.wh.secret.txt")]], "absolute path"),
-    ("opaque-through-symlink", [[symlink("d", f"{HOST}/dir700")], [file("d/.wh..wh..opq")]], "absolute path"),
-    ("opaque-through-relative", [[symlink("d", "../host/dir700")], [file("d/.wh..wh..opq")]], "climbs above"),
+    ("hardlink-to-itself", [[file("h"), hardlink("h", "h")]], "links to itself"),
+    ("whiteout-through-symlink", [[symlink("d", f"{HOST}/dir700")], [file("d/.wh.secret.txt")]], "ok"),
+    ("opaque-through-symlink", [[symlink("d", f"{HOST}/dir700")], [file("d/.wh..wh..opq")]], "ok"),
+    ("opaque-through-relative", [[symlink("d", "../host/dir700")], [file("d/.wh..wh..opq")]], "ok"),
     ("whiteout-of-parent-symlink", [[symlink("d", f"{HOST}/dir700")], [file(".wh.d"), dir_("d")]], "ok"),
     ("whiteout-dotdot", [[file("d/.wh...")]], "invalid whiteout"),
     ("whiteout-dotdot-name", [[file("../host/.wh.file644")]], "contains '..'"),

@@ -2,7 +2,9 @@ import io
 import tarfile
 from pathlib import Path
 
-from aegis_plugin.core.oci.flatten import final_entries
+import pytest
+
+from aegis_plugin.core.oci.flatten import FlattenError, final_entries
 
 
 def layer(path: Path, entries: list) -> str:
@@ -50,3 +52,41 @@ def test_layers_are_opened_top_first_and_only_when_reached(tmp_path: Path) -> No
     entries = final_entries([lazily("base", [("a", b"1")]), lazily("top", [("b", b"2")])])
     assert next(entries)[0] == "/b" and opened == ["top"]
     assert [path for path, _, _ in entries] == ["/a"] and opened == ["top", "base"]
+
+
+def test_within_a_layer_entries_apply_in_archive_order(tmp_path: Path) -> None:
+    lower = layer(tmp_path / "0", [("keep", b"lower"), ("d/", None), ("d/x", b"x")])
+    upper = layer(tmp_path / "1", [("f", b"first"), ("f", b"last"),  # the last entry of a path wins
+                                   ("e/", None), ("e/gone", b"g"), ("e", b"a file now"),  # and takes what was below
+                                   ("d", b"hides the lower directory")])
+    assert final([lower, upper]) == {"/f": b"last", "/e": b"a file now", "/d": b"hides the lower directory",
+                                     "/keep": b"lower"}
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([("f", b"file"), ("f/g", b"below a file")], r"'f/g': /f is not a directory in its own layer"),
+    ([("a/../../x", b"x")], r"'a/\.\./\.\./x': path contains '\.\.'"),
+    ([("etc/.wh..", b"")], r"'etc/\.wh\.\.': invalid whiteout"),
+])
+def test_invalid_changesets_are_refused(tmp_path: Path, entries: list, message: str) -> None:
+    with pytest.raises(FlattenError, match=message):
+        final([layer(tmp_path / "0", entries)])
+
+
+def test_a_stream_layer_is_verified_once_listed_and_closed(tmp_path: Path) -> None:
+    events = []
+
+    class Stream(io.BytesIO):
+        def verify(self) -> None:
+            events.append("verified")
+
+        def close(self) -> None:
+            events.append("closed")
+            super().close()
+
+    data = Path(layer(tmp_path / "0", [("a", b"1"), ("b", b"2")])).read_bytes()
+    entries = final_entries([lambda: Stream(data)])
+    path, member, tar = next(entries)
+    assert (path, events) == ("/a", ["verified"])
+    assert tar.extractfile(member).read() == b"1"
+    assert [p for p, _, _ in entries] == ["/b"] and events == ["verified", "closed"]

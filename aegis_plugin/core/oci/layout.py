@@ -10,10 +10,12 @@ config, every blob checked against its descriptor's size and digest while it is 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Optional, Union
 
@@ -199,7 +201,8 @@ def existing_blob(layout_dir: PathLike, digest: str) -> Path:
 
 
 class VerifyingReader:
-    """A read-only stream over a blob that hashes what passes through and checks it at the end."""
+    """A read-only stream over a blob that hashes what passes through and checks it at the end. It can seek,
+    for tarfile's random access: the first time through, whatever is read or skipped is hashed, once."""
 
     def __init__(self, raw: BinaryIO, digest: str, size: Optional[int], what: str) -> None:
         self._raw = raw
@@ -207,17 +210,39 @@ class VerifyingReader:
         self._size = size
         self._what = what
         self._hash = hashlib.new(digest.partition(":")[0])
-        self.count = 0
+        self.count = 0  # bytes hashed: always the blob's first bytes
+        self._position = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
-        self._hash.update(data)
-        self.count += len(data)
-        if self._size is not None and self.count > self._size:
-            raise LayoutError(f"{self._what} {self._digest}: blob is larger than the {self._size} bytes declared")
+        end = self._position + len(data)
+        if end > self.count:
+            self._hash.update(data[self.count - self._position :])
+            self.count = end
+            if self._size is not None and self.count > self._size:
+                raise LayoutError(f"{self._what} {self._digest}: blob is larger than the {self._size} bytes declared")
+        self._position = end
         return data
 
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self._position
+        elif whence != os.SEEK_SET:
+            raise OSError(f"{self._what} {self._digest}: a blob stream seeks from its start only")
+        if offset > self.count:  # skipped bytes are read, so that the hash sees them
+            self._raw.seek(self.count)
+            self._position = self.count
+            while self._position < offset and self.read(min(_CHUNK, offset - self._position)):
+                pass
+        self._raw.seek(offset)
+        self._position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
     def drain(self) -> None:
+        self.seek(self.count)
         while self.read(_CHUNK):
             pass
 
@@ -229,6 +254,51 @@ class VerifyingReader:
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if actual != self._digest:
             raise LayoutError(f"{self._what} {self._digest}: content digest is {actual} (corrupted or tampered blob)")
+
+
+class LayerReader:
+    """A layer blob's uncompressed tar (gzip or plain), seekable for tarfile's random access. The blob's size
+    and digest and the tar's diff_id are checked by `verify()`, which reads whatever the first pass has not:
+    call it once the tar's members are listed, before trusting any content."""
+
+    def __init__(self, layout_dir: PathLike, descriptor: dict[str, Any], diff_id: str) -> None:
+        digest, size = check_descriptor(descriptor, "layer")
+        media_type = descriptor.get("mediaType")
+        if media_type not in GZIP_LAYERS + TAR_LAYERS:
+            raise LayoutError(f"layer {digest}: unsupported media type {media_type!r} (gzip or plain tar only)")
+        if not is_digest(diff_id):
+            raise LayoutError(f"layer {digest}: invalid diff_id {diff_id!r}")
+        self.digest = digest
+        self._file = open(existing_blob(layout_dir, digest), "rb")
+        self._blob = VerifyingReader(self._file, digest, size, "layer")
+        blob: Any = self._blob
+        self._gzip = gzip.GzipFile(fileobj=blob, mode="rb") if media_type in GZIP_LAYERS else None
+        self._tar = VerifyingReader(self._gzip or blob, diff_id, None, f"layer {digest}: uncompressed")
+
+    def read(self, n: int = -1) -> bytes:
+        return self._tar.read(n)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self._tar.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._tar.tell()
+
+    def verify(self) -> None:
+        """Reads what is left (whatever follows the tar's end-of-archive blocks is still part of both digests)
+        and checks the blob and the diff_id."""
+        try:
+            self._tar.drain()
+            self._blob.drain()
+        except (OSError, EOFError, zlib.error) as e:
+            raise LayoutError(f"layer {self.digest}: {e}") from None
+        self._blob.verify()
+        self._tar.verify()
+
+    def close(self) -> None:
+        if self._gzip is not None:
+            self._gzip.close()
+        self._file.close()
 
 
 def read_small_blob(layout_dir: PathLike, descriptor: dict[str, Any], what: str) -> bytes:

@@ -1,6 +1,7 @@
-"""OCI whiteouts, read in one place for every consumer of layers (the contract test's unpacker, the SBOM's
-completeness check): `.wh.<name>` hides `<name>` of the layers below, `.wh..wh..opq` hides everything the
-layers below put in its directory, and any other `.wh..wh.` name is AUFS metadata, which hides nothing."""
+"""OCI whiteouts, read in one place: by the flattener (`flatten.py`), through which every consumer of layers
+(the contract test's unpacker, the SBOM's completeness check, the publisher) reads an image. `.wh.<name>` hides
+`<name>` of the layers below, `.wh..wh..opq` hides everything the layers below put in its directory, and any
+other `.wh..wh.` name is AUFS metadata, which hides nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass

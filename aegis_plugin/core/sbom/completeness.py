@@ -27,6 +27,7 @@ which is not an error: minimal images drop documentation on purpose.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import fnmatch
 import functools
@@ -35,10 +36,10 @@ import json
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.oci import flatten, toc, whiteout
+from aegis_plugin.core.oci import flatten, toc
 
 DPKG_STATUS_DIR = toc.DPKG_STATUS_DIR
 STANDARD_TYPES = ("deb", "pypi", "model", "app", "allowed")
@@ -187,7 +188,7 @@ def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict
     try:
         for path, (_, kind, linkname, read) in flatten.final(layers, lambda m: m[0], lambda m: m[1] == "dir"):
             fs[path] = _entry(kind, linkname, read, path, fs, site_packages)
-    except whiteout.WhiteoutError as e:
+    except flatten.FlattenError as e:
         raise CompletenessError(str(e)) from None
     return fs
 
@@ -195,14 +196,14 @@ def filesystem(layer_paths: list[str], site_packages: str | None = None) -> dict
 Member = Tuple[str, str, Optional[str], Callable[[], bytes]]  # name, kind, linkname, read the content
 
 
-def _members(layer: str) -> Iterator[Member]:
+@contextlib.contextmanager
+def _members(layer: str) -> Iterator[List[Member]]:
     if layer.endswith("toc.json"):
         try:
             entries = toc.read_toc(layer)
         except toc.TocError as e:
             raise CompletenessError(str(e)) from e
-        for entry in entries:
-            yield entry.path, entry.kind, entry.linkname, (lambda data=entry.data: data or b"")
+        yield [(entry.path, entry.kind, entry.linkname, (lambda data=entry.data: data or b"")) for entry in entries]
         return
     try:
         # Random access, not a stream: in a plain-tar layer (the weights) tarfile seeks past each
@@ -211,10 +212,13 @@ def _members(layer: str) -> Iterator[Member]:
     except (OSError, tarfile.TarError) as e:
         raise CompletenessError(f"{layer}: not a tar or gzip-compressed tar layer ({e})") from e
     with tar:
-        for member in tar:
-            kind = ("dir" if member.isdir() else "symlink" if member.issym() else "hardlink" if member.islnk()
-                    else "file" if member.isreg() else "other")
-            yield member.name, kind, member.linkname or None, (lambda m=member: _read(tar, m))
+        yield [(member.name, _kind(member), member.linkname or None, (lambda m=member: _read(tar, m)))
+               for member in tar]
+
+
+def _kind(member: tarfile.TarInfo) -> str:
+    return ("dir" if member.isdir() else "symlink" if member.issym() else "hardlink" if member.islnk()
+            else "file" if member.isreg() else "other")
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
