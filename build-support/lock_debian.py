@@ -5,11 +5,13 @@ pick up security updates.
     python3 build-support/lock_debian.py 3rdparty/debian/python3.11-bookworm.packages
 
 It reads Packages.xz of ``<suite>``, ``<suite>-updates`` and (when reachable) ``<suite>-security``
-from the mirrors in this machine's apt sources (or ``--mirror``/``--security-mirror``), takes the
-newest version of every listed package, checks that the set satisfies its own Depends and
-Pre-Depends (except the spec's ``!ignore`` names), and writes ``<spec minus .packages>.lock`` beside
-the spec. Release files are GPG-checked with ``gpgv`` when it and the source's keyring exist, and
-every Packages.xz is checked against the Release file's sha256. No host name goes into the lock.
+from the mirrors in this machine's apt sources (or ``--mirror``/``--security-mirror``), for each
+architecture (``--arch``, default amd64 and arm64), takes the newest version of every listed package,
+checks that each architecture's set satisfies its own Depends and Pre-Depends (except the spec's
+``!ignore`` names), and writes ``<spec minus .packages>.lock`` beside the spec: a paragraph per
+package and architecture, one for an ``Architecture: all`` package. Release files are GPG-checked
+with ``gpgv`` when it and the source's keyring exist, and every Packages.xz is checked against the
+Release file's sha256. No host name goes into the lock.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from aegis_plugin.core.debian.index import (  # noqa: E402
     unsatisfied,
     unused_ignores,
 )
-from aegis_plugin.core.debian.lock import format_lock  # noqa: E402
+from aegis_plugin.core.debian.lock import DebPackage, format_lock  # noqa: E402
 from aegis_plugin.core.debian.sources import find_source, read_apt_sources  # noqa: E402
-from aegis_plugin.core.debian.spec import parse_spec  # noqa: E402
+from aegis_plugin.core.debian.spec import Spec, parse_spec  # noqa: E402
 
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+DEFAULT_ARCHITECTURES = "amd64,arm64"  # the platforms images are built for (`model_package`'s `platforms`)
 TIMEOUT = 60
 
 
@@ -167,7 +170,7 @@ def regenerate_command(args: argparse.Namespace, spec: Path) -> str:
     except ValueError:
         shown = spec
     command = f"python3 build-support/lock_debian.py {shown}"
-    if args.arch != "amd64":
+    if args.arch != DEFAULT_ARCHITECTURES:
         command += f" --arch {args.arch}"
     if args.suite != "bookworm":
         command += f" --suite {args.suite}"
@@ -177,7 +180,10 @@ def regenerate_command(args: argparse.Namespace, spec: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", type=Path, help="the .packages spec; the lock is written beside it")
-    parser.add_argument("--arch", default="amd64", help="Debian architecture (default: amd64)")
+    parser.add_argument(
+        "--arch", default=DEFAULT_ARCHITECTURES,
+        help=f"Debian architectures, comma-separated (default: {DEFAULT_ARCHITECTURES})",
+    )
     parser.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
     parser.add_argument("--mirror", help="mirror root for the suite and -updates (default: from apt sources)")
     parser.add_argument(
@@ -185,47 +191,79 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    arches = [a for a in args.arch.split(",") if a]
     try:
         spec = parse_spec(args.spec.read_text(), where=str(args.spec))
-        indexes: list[list[IndexEntry]] = []
-        for suite in suites_to_read(args):
-            try:
-                text = packages_index(suite, args.arch).decode("utf-8")
-            except (urllib.error.URLError, OSError) as e:
-                if suite.required:
-                    raise DebianError(f"cannot read {suite.name} from {suite.mirror}: {e}") from None
-                note(f"skipping {suite.name} ({suite.mirror} unreachable: {e})")
-                continue
-            entries = parse_packages(text, suite.name, args.arch)
-            note(f"{suite.name}: {len(entries)} packages")
-            indexes.append(entries)
-        selected = select_newest(spec.packages, indexes)
-        problems = unsatisfied(selected, spec.ignored)
-        if problems:
-            raise DebianError(
-                "unsatisfied dependencies (add the package to the spec, or '!ignore NAME' with a reason):\n  "
-                + "\n  ".join(problems)
-            )
+        suites = suites_to_read(args)
+        selected = {arch: select_for(spec, suites, arch) for arch in arches}
+        locked = merge_architectures(selected)
     except DebianError as e:
         print(f"lock_debian: error: {e}", file=sys.stderr)
         return 1
-    for name in unused_ignores(selected, spec.ignored):
+    unused = [name for arch in arches for name in unused_ignores(selected[arch], spec.ignored)]
+    for name in sorted({name for name in unused if unused.count(name) == len(arches)}):
         note(f"'!ignore {name}' is not needed by any selected package")
 
     out = lock_path(args.spec)
     header = [
-        f"Debian package lock for {args.spec.name}: suite {args.suite}, architecture {args.arch}.",
+        f"Debian package lock for {args.spec.name}: suite {args.suite}, architectures {', '.join(arches)}.",
         "Generated; do not edit. Regenerate with:",
         f"  {regenerate_command(args, args.spec)}",
         "Filename is relative to the mirror serving Suite (apt sources, or the mirror option).",
     ]
-    out.write_text(format_lock((entry.package for entry in selected.values()), header))
-    debs = sum(entry.package.size for entry in selected.values())
-    installed = sum(entry.installed_size_kib for entry in selected.values())
-    note(
-        f"wrote {out}: {len(selected)} packages, {debs / 1e6:.1f} MB of .debs, ~{installed / 1024:.1f} MiB installed"
-    )
+    out.write_text(format_lock(locked, header))
+    for arch in arches:
+        debs = sum(entry.package.size for entry in selected[arch].values())
+        installed = sum(entry.installed_size_kib for entry in selected[arch].values())
+        note(
+            f"{arch}: {len(selected[arch])} packages, {debs / 1e6:.1f} MB of .debs, ~{installed / 1024:.1f} MiB "
+            f"installed"
+        )
+    note(f"wrote {out}")
     return 0
+
+
+def select_for(spec: Spec, suites: list[Suite], arch: str) -> dict[str, IndexEntry]:
+    """The newest version of every package of the spec for one architecture, its dependencies checked."""
+    indexes: list[list[IndexEntry]] = []
+    for suite in suites:
+        try:
+            text = packages_index(suite, arch).decode("utf-8")
+        except (urllib.error.URLError, OSError) as e:
+            if suite.required:
+                raise DebianError(f"cannot read {suite.name} ({arch}) from {suite.mirror}: {e}") from None
+            note(f"skipping {suite.name} ({arch}; {suite.mirror} unreachable: {e})")
+            continue
+        entries = parse_packages(text, suite.name, arch)
+        note(f"{suite.name} ({arch}): {len(entries)} packages")
+        indexes.append(entries)
+    try:
+        selected = select_newest(spec.packages, indexes)
+    except DebianError as e:
+        raise DebianError(f"{arch}: {e}") from None
+    problems = unsatisfied(selected, spec.ignored)
+    if problems:
+        raise DebianError(
+            f"unsatisfied dependencies on {arch} (add the package to the spec, or '!ignore NAME' with a "
+            "reason):\n  " + "\n  ".join(problems)
+        )
+    return selected
+
+
+def merge_architectures(selected: dict[str, dict[str, IndexEntry]]) -> list[DebPackage]:
+    """Every architecture's packages; an `Architecture: all` package, the same file for all, once."""
+    locked: dict[tuple[str, str], DebPackage] = {}
+    for arch, entries in selected.items():
+        for entry in entries.values():
+            pkg = entry.package
+            key = (pkg.name, pkg.architecture)
+            if key in locked and locked[key] != pkg:
+                raise DebianError(
+                    f"{pkg.name} (all architectures): {arch} has {pkg.version}, another architecture "
+                    f"{locked[key].version}: the mirror is mid-sync, try again"
+                )
+            locked[key] = pkg
+    return list(locked.values())
 
 
 if __name__ == "__main__":

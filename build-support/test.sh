@@ -7,8 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Real tools, not mocks: umoci and skopeo validate images, bwrap runs them (nsenter from util-linux
 # enters them), git stamps revisions, hey loads them in build-support/bench_serve.sh, docker-registry is the
-# registry `publish` pushes to (htpasswd from apache2-utils gives it logins).
-packages=(umoci skopeo bubblewrap util-linux git ca-certificates hey docker-registry apache2-utils)
+# registry `publish` pushes to (htpasswd from apache2-utils gives it logins), qemu-user-static runs arm64 binaries
+# of the images' arm64 base on this amd64 machine.
+packages=(umoci skopeo bubblewrap util-linux git ca-certificates hey docker-registry apache2-utils qemu-user-static)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "${pkg}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg}")

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from aegis_plugin.core import download as pinned_download
 from aegis_plugin.core.debian import rootfs
-from aegis_plugin.core.debian.lock import parse_lock
+from aegis_plugin.core.debian.lock import packages_for, parse_lock
 from aegis_plugin.core.digests import file_digests
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
@@ -146,9 +146,10 @@ def _check_handler(entries: tuple[LayerEntrySpec, ...], check: HandlerCheckSpec)
 
 
 def debian_layer(args: argparse.Namespace) -> None:
-    """The base layer: every locked Debian package's files plus dpkg records and the non-root user."""
+    """The base layer: every Debian package the lock has for the architecture, its files plus dpkg records,
+    and the non-root user."""
     with open(args.lock) as f:
-        packages = parse_lock(f.read())
+        packages = packages_for(parse_lock(f.read()), args.arch, os.path.basename(args.lock))
     with tempfile.TemporaryDirectory() as work_dir:
         base = rootfs.build_base([os.path.join(args.debs, p.deb_basename) for p in packages], packages, work_dir)
         # The SBOM takes the packages' files from their dpkg records: no per-file digests needed.
@@ -319,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = commands.add_parser("debian-layer")
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--debs", required=True)
+    cmd.add_argument("--arch", required=True, help="the Debian architecture of the image, e.g. arm64")
     cmd.set_defaults(run=debian_layer)
     cmd = commands.add_parser("locate-wheels")
     cmd.add_argument("--lock", required=True)

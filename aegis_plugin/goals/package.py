@@ -159,7 +159,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
         Get(
             Layer,
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
-                               base_lockfile.files[0]),
+                               base_lockfile.files[0], fs.platforms.value[0]),
         ),
         # One platform today (SUPPORTED_PLATFORMS): the wheels are chosen for it, not for the build machine.
         Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve,

@@ -29,7 +29,7 @@ from pants.engine.fs import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 
-from aegis_plugin.core.debian.lock import DebPackage, fetch_url, parse_lock
+from aegis_plugin.core.debian.lock import DebPackage, LockError, fetch_url, packages_for, parse_lock
 from aegis_plugin.core.download import has_secrets, redact_text, redact_url
 from aegis_plugin.core.debian.sources import mirror_for_suite, read_apt_sources
 from aegis_plugin.core.specs import FilesLayerSpec, HandlerCheckSpec, LayerEntrySpec, to_json
@@ -84,6 +84,12 @@ class DebianLayerRequest:
     context: str  # e.g. "models/fraud:fraud: field `base_image` (//3rdparty/debian:python3.11-bookworm)"
     lockfile_digest: Digest
     lockfile_path: str
+    platform: str = "linux/amd64"  # an image platform: its Debian architecture's packages
+
+
+def debian_architecture(platform: str) -> str:
+    """The Debian architecture of an image platform (`linux/amd64` -> `amd64`, `linux/arm64` -> `arm64`)."""
+    return platform.partition("/")[2]
 
 
 def _mirror_for(pkg: DebPackage, mirrors: dict[str, str], apt_sources: list, context: str) -> str:
@@ -101,7 +107,11 @@ def _mirror_for(pkg: DebPackage, mirrors: dict[str, str], apt_sources: list, con
 @rule(desc="Building a Debian base layer")
 async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem) -> Layer:
     contents = await Get(DigestContents, Digest, request.lockfile_digest)
-    packages = parse_lock(contents[0].content.decode())
+    architecture = debian_architecture(request.platform)
+    try:
+        packages = packages_for(parse_lock(contents[0].content.decode()), architecture, request.lockfile_path)
+    except LockError as e:
+        raise AegisBuildError(f"{request.context}: {e}") from None
     mirrors = dict(aegis.debian_mirrors)
     apt_sources = read_apt_sources()
     downloads = []
@@ -122,9 +132,9 @@ async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem)
         CoreResult,
         CoreProcess(
             CoreCommand.DEBIAN_LAYER,
-            ("--lock", request.lockfile_path, "--debs", "debs"),
+            ("--lock", request.lockfile_path, "--debs", "debs", "--arch", architecture),
             await Get(Digest, MergeDigests([debs_digest, request.lockfile_digest])),
-            description=f"Building the Debian base layer from {request.lockfile_path}",
+            description=f"Building the {architecture} Debian base layer from {request.lockfile_path}",
             error_context=request.context,
         ),
     )

@@ -93,11 +93,11 @@ SHA256: {sha256}
 """
 
 
-def run_debian(suite: str, mirrors: dict, download) -> None:
+def run_debian(suite: str, mirrors: dict, download, platform: str = "linux/amd64") -> None:
     lock = DEB.format(suite=suite, sha256="a" * 64).encode()
     run_rule_with_mocks(
         build_debian_layer,
-        rule_args=[DebianLayerRequest("models/x:x: field `base_image`", EMPTY_DIGEST, "b.lock"),
+        rule_args=[DebianLayerRequest("models/x:x: field `base_image`", EMPTY_DIGEST, "b.lock", platform),
                    create_subsystem(AegisSubsystem, debian_mirrors=mirrors)],
         mock_gets=[
             MockGet(output_type=DigestContents, input_types=(Digest,),
@@ -116,6 +116,13 @@ def test_a_suite_no_archive_serves() -> None:
                                               r"'trixie-nowhere' for libfoo1: add it to the apt sources or set "
                                               r"`\[aegis\].debian_mirrors`$"):
         run_debian("trixie-nowhere", {}, not_reached)
+
+
+def test_a_lock_without_the_platforms_architecture() -> None:
+    with pytest.raises(AegisBuildError, match=r"^models/x:x: field `base_image`: b.lock has no packages for arm64 "
+                                              r"\(it locks amd64\): lock it with `python3 "
+                                              r"build-support/lock_debian.py <spec> --arch amd64,arm64`$"):
+        run_debian("bookworm", {}, not_reached, platform="linux/arm64")
 
 
 def test_each_package_is_fetched_from_its_suites_mirror_by_its_pin() -> None:

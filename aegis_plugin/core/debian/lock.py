@@ -16,6 +16,10 @@ sorted by name, e.g.::
 ``Filename`` is relative to the mirror serving ``Suite``; the mirror comes from the machine's apt
 sources or an option, never from the lock. The sha256 is the trust anchor: every .deb is checked
 against it before use.
+
+One lock serves every architecture an image is built for: each package has a paragraph per
+architecture (``amd64``, ``arm64``), or one paragraph when it is ``Architecture: all``.
+``packages_for`` takes an architecture's set.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from aegis_plugin.core.debian.deb822 import format_paragraph, parse_paragraphs
 from aegis_plugin.core.debian.errors import DebianError
@@ -69,11 +73,11 @@ _FIELDS = (
 
 
 def format_lock(packages: Iterable[DebPackage], header: Iterable[str] = ()) -> str:
-    """Render the lock: ``#`` header lines, then one paragraph per package sorted by name."""
+    """Render the lock: ``#`` header lines, then one paragraph per package sorted by name and architecture."""
     lines = [f"# {line}".rstrip() + "\n" for line in header]
     paragraphs = [
         format_paragraph((field, str(getattr(pkg, attr))) for field, attr in _FIELDS)
-        for pkg in sorted(packages, key=lambda p: p.name)
+        for pkg in sorted(packages, key=lambda p: (p.name, p.architecture))
     ]
     return "".join(lines) + "\n" + "\n".join(paragraphs)
 
@@ -96,8 +100,8 @@ def _check(pkg: DebPackage) -> None:
 
 
 def parse_lock(text: str) -> list[DebPackage]:
-    """Read a lock; every field is required. Returns the packages sorted by name."""
-    packages: dict[str, DebPackage] = {}
+    """Read a lock; every field is required. Returns the packages sorted by name, then architecture."""
+    packages: dict[tuple[str, str], DebPackage] = {}
     for para in parse_paragraphs(text):
         missing = [field for field, _ in _FIELDS if field not in para]
         name = para.get("Package", "?")
@@ -110,12 +114,32 @@ def parse_lock(text: str) -> list[DebPackage]:
             raise LockError(f"lock: {name}: Size is not a number: {para['Size']!r}") from None
         pkg = DebPackage(**values)  # type: ignore[arg-type]
         _check(pkg)
-        if pkg.name in packages:
-            raise LockError(f"lock: {pkg.name} appears twice")
-        packages[pkg.name] = pkg
+        key = (pkg.name, pkg.architecture)
+        if key in packages:
+            raise LockError(f"lock: {pkg.name} ({pkg.architecture}) appears twice")
+        packages[key] = pkg
     if not packages:
         raise LockError("lock: no packages")
-    return [packages[name] for name in sorted(packages)]
+    for name, architecture in packages:
+        if architecture == "all" and any(n == name and a != "all" for n, a in packages):
+            raise LockError(f"lock: {name} is locked both for all architectures and for one")
+    return [packages[key] for key in sorted(packages)]
+
+
+def architectures(packages: Iterable[DebPackage]) -> list[str]:
+    """The architectures a lock has packages for (``all`` aside)."""
+    return sorted({pkg.architecture for pkg in packages} - {"all"})
+
+
+def packages_for(packages: Sequence[DebPackage], architecture: str, lock_name: str) -> list[DebPackage]:
+    """The packages of one architecture's image: its own and the ``all`` ones, sorted by name."""
+    if architecture not in architectures(packages):
+        locked = architectures(packages)
+        raise LockError(
+            f"{lock_name} has no packages for {architecture} (it locks {', '.join(locked) or 'none'}): lock it "
+            f"with `python3 build-support/lock_debian.py <spec> --arch {','.join(sorted({*locked, architecture}))}`"
+        )
+    return [pkg for pkg in packages if pkg.architecture in (architecture, "all")]
 
 
 def fetch_url(mirror: str, pkg: DebPackage) -> str:

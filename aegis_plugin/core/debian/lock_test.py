@@ -8,8 +8,10 @@ import pytest
 from aegis_plugin.core.debian.lock import (
     DebPackage,
     LockError,
+    architectures,
     fetch_url,
     format_lock,
+    packages_for,
     parse_lock,
     verify_deb,
 )
@@ -90,3 +92,16 @@ def test_verify_deb(tmp_path: Path) -> None:
     bad = dataclasses.replace(good, sha256="b" * 64)
     with pytest.raises(LockError, match=f"has sha256 {good.sha256}, the lock expects {'b' * 64}$"):
         verify_deb(deb, bad)
+
+
+def test_one_lock_for_every_architecture() -> None:
+    arm64 = dataclasses.replace(PKG, architecture="arm64", filename="pool/main/g/glibc/libc6_arm64.deb")
+    tzdata = dataclasses.replace(PKG, name="tzdata", architecture="all", filename="pool/main/t/tzdata/tzdata.deb")
+    packages = parse_lock(format_lock([tzdata, arm64, PKG]))
+    assert packages == [PKG, arm64, tzdata] and architectures(packages) == ["amd64", "arm64"]
+    assert packages_for(packages, "arm64", "b.lock") == [arm64, tzdata]
+    assert packages_for(packages, "amd64", "b.lock") == [PKG, tzdata]
+    with pytest.raises(LockError, match=r"^b.lock has no packages for riscv64 \(it locks amd64, arm64\)"):
+        packages_for(packages, "riscv64", "b.lock")
+    with pytest.raises(LockError, match=r"^lock: tzdata is locked both for all architectures and for one$"):
+        parse_lock(format_lock([tzdata, dataclasses.replace(tzdata, architecture="amd64")]))
