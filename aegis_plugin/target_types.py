@@ -33,7 +33,7 @@ from aegis_plugin.core.mlflow import uri as mlflow_uri
 from aegis_plugin.core.guards.defaults import SEVERITIES
 
 DEFAULT_BASE_IMAGE = "//3rdparty/debian:python3.11-bookworm"
-SUPPORTED_PLATFORMS = ("linux/amd64",)
+SUPPORTED_PLATFORMS = ("linux/amd64", "linux/arm64")
 
 
 def _invalid(field_alias: str, address: Address, why: str) -> InvalidFieldException:
@@ -232,11 +232,13 @@ class BaseImageField(_CheckedStringField):
 
 class PlatformsField(StringSequenceField):
     alias = "platforms"
-    default = SUPPORTED_PLATFORMS
+    default = SUPPORTED_PLATFORMS[:1]
     help = help_text(
         f"""
-        The OS/architecture pairs to build, as `os/arch`. Supported today: {', '.join(SUPPORTED_PLATFORMS)},
-        built as one image manifest (the OCI layout's index names it with its platform).
+        The OS/architecture pair the image is built for, as `os/arch`: one of {', '.join(SUPPORTED_PLATFORMS)}.
+        Its Debian packages and wheels are that platform's, whatever machine builds it (no emulation at build
+        time); the contract test runs an image of another architecture than the machine's under qemu user-mode
+        emulation (`qemu-user-static`). One platform per target today.
         """
     )
 
@@ -249,6 +251,11 @@ class PlatformsField(StringSequenceField):
                 cls.alias,
                 address,
                 f"unsupported platform(s) {unsupported or '(none given)'}; supported: {list(SUPPORTED_PLATFORMS)}",
+            )
+        if len(value) > 1:
+            raise _invalid(
+                cls.alias, address,
+                f"{list(value)}: one platform per target today (an image index over several is not built yet)",
             )
         return value
 

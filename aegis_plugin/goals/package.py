@@ -55,6 +55,7 @@ from aegis_plugin.util_rules.layers import (
     FilesLayerRequest,
     Layer,
     LayerFile,
+    debian_architecture,
 )
 from aegis_plugin.util_rules.mlflow import registry_inventory, registry_manifest_fields
 from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
@@ -154,16 +155,16 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
     config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), inputs.model_revision.commit_time)
                        ] if config_files else []
     base_lockfile = inputs.base_lockfile.snapshot
+    (platform,) = fs.platforms.value  # one per target (PlatformsField)
     card_layer, base_layer, deps_layer, *model_layers = await MultiGet([
         Get(Layer, FilesLayerRequest, card_request),
         Get(
             Layer,
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
-                               base_lockfile.files[0], fs.platforms.value[0]),
+                               base_lockfile.files[0], platform),
         ),
-        # One platform today (SUPPORTED_PLATFORMS): the wheels are chosen for it, not for the build machine.
-        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve,
-                                    fs.platforms.value[0])),
+        # The wheels are chosen for the image's platform, never for the build machine.
+        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve, platform)),
         *(Get(Layer, FilesLayerRequest, r) for r in (*weights_requests, *config_requests)),
     ])
     weights_layers, config_layers = model_layers[:len(weights_requests)], model_layers[len(weights_requests):]
@@ -231,7 +232,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
                 created=inputs.revision.commit_time,
                 git_sha=inputs.revision.git_sha,
                 source_url=aegis.source_url or None,
-                architecture="amd64",
+                architecture=debian_architecture(platform),
                 os="linux",
             ),
             model=FrozenDict(
@@ -284,6 +285,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             repository=repository,
             docker_archive=aegis.docker_archive,
             model_artifact=model_artifact,
+            platform=platform,
         ),
     )
     output_path = fs.output_path.value_or_default(file_ending=None)

@@ -97,6 +97,8 @@ def test_model_package_dependencies_are_inferred(rule_runner: RuleRunner) -> Non
         ({"base_image": '"debian:12"'}, "m:m: field `base_image`: 'debian:12' is given by tag '12'"),
         ({"repository": '"reg.example/ml/demo:latest"'}, "m:m: field `repository`:"),
         ({"platforms": '["linux/s390x"]'}, "m:m: field `platforms`: unsupported platform(s) ['linux/s390x']"),
+        ({"platforms": '["linux/amd64", "linux/arm64"]'},
+         "m:m: field `platforms`: ['linux/amd64', 'linux/arm64']: one platform per target today"),
         ({"weights_sha256": '"abc"'}, "m:m: field `weights_sha256`: 'abc' is not 64 lowercase hex digits"),
         ({"base_model": '"bert-base-uncased"'}, "m:m: field `base_model`: expected a package URL with a version"),
         ({"base_model": '"pkg:huggingface/google-bert/bert-base-uncased@main"'},

@@ -41,6 +41,7 @@ class OciImageRequest:
     repository: str
     docker_archive: bool = False  # also image.tar: a second full copy of every layer
     model_artifact: ModelArtifactRequest | None = None  # also this ModelPack artifact, tagged `<tag>_modelpack`
+    platform: str = "linux/amd64"  # the OCI platform its layers are built for, `os/architecture`
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class OciImage:
 async def build_oci_image(request: OciImageRequest) -> OciImage:
     spec = ImageSpec(
         layers=tuple(f"layer{i}/out" for i in range(len(request.layers))),
-        architecture="amd64",
-        os="linux",
+        architecture=request.platform.partition("/")[2],
+        os=request.platform.partition("/")[0],
         created=request.created,
         user=NON_ROOT,
         # The root filesystem is read-only at run time: never write bytecode next to the sources.

@@ -496,7 +496,7 @@ class ContractRun:
         name = "healthcheck.py in the container"
         if not (self.container.rootfs / script.lstrip("/")).is_file():
             return CheckResult(name, False, f"the image has no {script}")
-        interpreter = self.container.argv[0]
+        interpreter = self.container.image_argv[0]
         argv = [interpreter, script] if os.path.basename(interpreter).startswith("python") else [script]
         result = sandbox.exec_in(self.container, argv)
         output = (result.stdout + result.stderr).decode(errors="replace").strip()

@@ -7,6 +7,9 @@ for /v2/health/ready, runs the checks in `checks.py`, writes a JSON report and p
 0 when every check passes, 1 when one fails, 2 when the test could not be set up (one `aegis: ...` line on
 stderr). The command first re-executes itself in a private network namespace (see `sandbox.py`).
 
+An image of another architecture than the machine's (linux/arm64 here) runs under qemu user-mode emulation
+(`sandbox.find_emulator`), with the same checks; the report's `image.emulator` names the emulator.
+
 The image's /app/manifest.yaml declares its `accelerator`, and the report's `accelerator.mode` says which
 contract ran:
 
@@ -146,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
         manifest = checks.read_manifest(image.rootfs, app_dir)
         accelerator = manifest.get("accelerator", "cpu")
         cuda = accelerator.startswith("cuda-")
-        gpu = sandbox.find_gpu() if cuda else None
+        emulator = sandbox.find_emulator(image.config.architecture)
+        gpu = sandbox.find_gpu() if cuda and emulator is None else None  # the host's driver is for its own CPUs
         mode = ("gpu" if gpu else "no-gpu") if cuda else "cpu"
         log_dir = Path(args.log_dir) if args.log_dir else workdir / "logs"
-        container = sandbox.start(image.config, image.rootfs, log_dir, gpu=gpu)
+        container = sandbox.start(image.config, image.rootfs, log_dir, gpu=gpu, emulator=emulator)
         try:
             if mode == "no-gpu":
                 first = checks.wait_live(container, timeout=args.ready_timeout)
@@ -174,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
             "checks": [r.to_json() for r in results],
             "accelerator": {"declared": accelerator, "gpu": list(gpu.devices) if gpu else None, "mode": mode},
             "image": {"layout": str(args.layout), "ref": args.ref, "manifest_digest": image.manifest_digest,
+                      "platform": f"{image.config.os}/{image.config.architecture}",
+                      "emulator": os.path.basename(emulator) if emulator else None,
                       "config_digest": image.config_digest, "model_id": manifest["model_id"],
                       "version": manifest.get("version"), "unpack_seconds": round(unpack_seconds, 2)},
             "container": {"argv": container.argv, "user": f"{container.uid}:{container.gid}",
@@ -191,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
         if own_workdir and not args.keep_rootfs:
             _remove_tree(workdir)
     _write_report(args.report, report)
-    print_table(results, heading=accelerator_heading(accelerator, mode, gpu))
+    emulated = f"linux/{image.config.architecture} image, run under {os.path.basename(emulator)}" if emulator else None
+    heading = "\n".join(h for h in (emulated, accelerator_heading(accelerator, mode, gpu)) if h)
+    print_table(results, heading=heading or None)
     return EXIT_PASSED if report["passed"] else EXIT_FAILED
 
 

@@ -35,6 +35,12 @@ from the image. `start(..., gpu=...)` adds
 and prepends /tmp/aegis-nvidia to the container's LD_LIBRARY_PATH. The libraries go below /tmp because the
 rootfs is bound read-only before anything else, so bwrap can only create a directory inside a tmpfs it mounted.
 
+Another architecture. An image built for another architecture than the machine's (linux/arm64 on an amd64
+machine) runs under qemu user-mode emulation: `find_emulator()` finds the host's static emulator
+(`qemu-aarch64-static`, Debian's qemu-user-static), `start(..., emulator=...)` binds it read-only at
+/tmp/aegis-emulator and runs the entrypoint through it, and `exec_in()` runs commands through it too. The
+image's own dynamic loader and libraries do the rest; nothing needs binfmt_misc on the host.
+
 bwrap forwards no signals, so `stop()` sends SIGTERM to the entrypoint process itself (what `docker stop`
 does to a container's main process), waits for bwrap to exit with the entrypoint's status, and sends SIGKILL
 to bwrap (which takes the whole sandbox down) after a hard timeout.
@@ -42,6 +48,7 @@ to bwrap (which takes the whole sandbox down) after a hard timeout.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import signal
@@ -63,6 +70,9 @@ NVIDIA_LIB_DIR = "/tmp/aegis-nvidia"  # the host's NVIDIA driver libraries, insi
 # compiler of recent drivers) and NVML, as the NVIDIA container runtime mounts them for `compute,utility`.
 NVIDIA_LIBRARY = re.compile(r"^(libcuda\.so\.1|libnvidia-(ptxjitcompiler|nvvm|gpucomp|ml)\.so\.[0-9.]+)$")
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib64")  # where drivers install them when ldconfig is absent
+EMULATOR_PATH = "/tmp/aegis-emulator"  # the host's static qemu, inside the container of a foreign image
+EMULATORS = {"amd64": "qemu-x86_64-static", "arm64": "qemu-aarch64-static"}  # by OCI architecture
+MACHINE_ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}  # `uname -m` -> OCI architecture
 NETNS_MARKER = "AEGIS_CONTRACT_NETNS"  # set in the driver's environment once it runs in its private netns
 PORT_VARIABLE = "AEGIS_PORT"
 
@@ -359,6 +369,27 @@ def gpu_arguments(gpu: GpuAccess) -> list[str]:
     return arguments + ["--remount-ro", NVIDIA_LIB_DIR]
 
 
+# --- another architecture ----------------------------------------------------------------------------
+
+
+def find_emulator(architecture: str, machine: Optional[str] = None) -> Optional[str]:
+    """The host's qemu user-mode emulator for an image of OCI `architecture`; None when this machine runs it."""
+    machine = machine or platform.machine()
+    host = MACHINE_ARCHITECTURES.get(machine, machine)
+    if not architecture or architecture == host:
+        return None
+    name = EMULATORS.get(architecture)
+    if name is None:
+        raise SandboxError(f"the image is linux/{architecture}: this {host} machine can neither run nor emulate it")
+    path = shutil.which(name)
+    if path is None:
+        raise SandboxError(
+            f"the image is linux/{architecture} and this machine {host}: the contract test runs it under qemu "
+            f"user-mode emulation, and `{name}` is not on PATH (Debian: apt-get install qemu-user-static)"
+        )
+    return path
+
+
 # --- the container ------------------------------------------------------------------------------------
 
 
@@ -373,7 +404,7 @@ class StopResult:
 @dataclass
 class Container:
     process: subprocess.Popen
-    argv: list[str]  # the image's entrypoint + cmd
+    argv: list[str]  # what runs: the image's entrypoint + cmd, through the emulator when there is one
     env: dict[str, str]  # the container's environment
     uid: int
     gid: int
@@ -383,8 +414,18 @@ class Container:
     stdout_path: Path
     stderr_path: Path
     bwrap_argv: list[str] = field(repr=False, default_factory=list)
+    emulated: bool = False  # an image of another architecture, run through EMULATOR_PATH
     stopped: Optional[StopResult] = None
     _server_pid: Optional[int] = field(default=None, repr=False)
+
+    @property
+    def image_argv(self) -> list[str]:
+        """The image's own entrypoint + cmd."""
+        return self.argv[1:] if self.emulated else self.argv
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """`argv` (the image's binaries) as it runs in this container."""
+        return [EMULATOR_PATH, *argv] if self.emulated else list(argv)
 
     @property
     def base_url(self) -> str:
@@ -436,10 +477,12 @@ def start(
     port: Optional[int] = None,
     extra_env: Optional[dict[str, str]] = None,
     gpu: Optional[GpuAccess] = None,
+    emulator: Optional[str] = None,
 ) -> Container:
     """Start the image's entrypoint in `rootfs`; its stdout/stderr go to `log_dir/container.{stdout,stderr}`.
 
-    With `gpu`, the container gets the host's NVIDIA devices and driver libraries (see the module docstring).
+    With `gpu`, the container gets the host's NVIDIA devices and driver libraries; with `emulator` (the host
+    path of a static qemu), it runs the entrypoint through it (see the module docstring).
     """
     bwrap = find_tool("bwrap")
     rootfs = Path(rootfs).resolve()
@@ -454,6 +497,9 @@ def start(
     if gpu is not None:
         command += gpu_arguments(gpu)
         env["LD_LIBRARY_PATH"] = ":".join(p for p in (NVIDIA_LIB_DIR, env.get("LD_LIBRARY_PATH")) if p)
+    if emulator is not None:
+        command += ["--ro-bind", emulator, EMULATOR_PATH]
+        argv = [EMULATOR_PATH, *argv]
     command += ["--unshare-pid", "--unshare-user", "--uid", str(uid), "--gid", str(gid),
                 "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--clearenv"]
     for key, value in env.items():
@@ -471,11 +517,12 @@ def start(
                                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, **drop)
     return Container(process=process, argv=list(argv), env=env, uid=uid, gid=gid, port=port, rootfs=rootfs,
                      working_dir=working_dir, stdout_path=stdout_path, stderr_path=stderr_path,
-                     bwrap_argv=command)
+                     bwrap_argv=command, emulated=emulator is not None)
 
 
 def exec_in(container: Container, argv: Sequence[str], timeout: float = 30.0) -> subprocess.CompletedProcess:
-    """Run `argv` inside the running container (its namespaces, root, cwd, user and environment).
+    """Run `argv` inside the running container (its namespaces, root, cwd, user and environment), through
+    its emulator when it has one.
 
     Needs root: run unprivileged, bwrap nests the container's user namespace inside one of its own, which owns
     the mount/pid/ipc/uts namespaces, and nsenter cannot join those from the inner user namespace.
@@ -485,7 +532,7 @@ def exec_in(container: Container, argv: Sequence[str], timeout: float = 30.0) ->
         raise SandboxError("running a command inside the container (nsenter) needs the driver to run as root")
     command = [nsenter, "--target", str(container.server_pid()),
                "--user", "--mount", "--pid", "--uts", "--ipc", "--net", "--root", "--wd",
-               "--setuid", str(container.uid), "--setgid", str(container.gid), "--", *argv]
+               "--setuid", str(container.uid), "--setgid", str(container.gid), "--", *container.command(argv)]
     return subprocess.run(command, env=container.env, stdin=subprocess.DEVNULL, capture_output=True,
                           timeout=timeout, check=False)
 

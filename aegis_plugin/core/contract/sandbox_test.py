@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from aegis_plugin.core.contract.sandbox import (NVIDIA_LIB_DIR, GpuAccess, SandboxError, _to_inside, find_gpu,
-                                                network_interfaces, resolve_user, start)
+from aegis_plugin.core.contract.sandbox import (EMULATOR_PATH, NVIDIA_LIB_DIR, GpuAccess, SandboxError, _to_inside,
+                                                find_emulator, find_gpu, network_interfaces, resolve_user, start)
 from aegis_plugin.core.contract.unpack import ImageConfig
 
 
@@ -195,3 +195,31 @@ def test_start_without_a_gpu_passes_nothing(shell_rootfs: Path) -> None:
     assert "LD_LIBRARY_PATH" not in container.env
     lines = container.stdout_path.read_text().splitlines()
     assert lines[:2] == ["LD_LIBRARY_PATH=", "/dev/nvidiactl: missing"]
+
+
+def test_find_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_emulator("amd64", machine="x86_64") is None and find_emulator("arm64", machine="aarch64") is None
+    assert find_emulator("", machine="x86_64") is None  # a config that names no architecture runs natively
+    qemu = tmp_path / "qemu-aarch64-static"
+    qemu.write_text("")
+    qemu.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_emulator("arm64", machine="x86_64") == str(qemu)
+    with pytest.raises(SandboxError, match=r"^the image is linux/amd64 and this machine arm64: the contract test "
+                                           r"runs it under qemu user-mode emulation, and `qemu-x86_64-static` is "
+                                           r"not on PATH \(Debian: apt-get install qemu-user-static\)$"):
+        find_emulator("amd64", machine="aarch64")
+    with pytest.raises(SandboxError, match=r"^the image is linux/s390x: this amd64 machine can neither run nor "):
+        find_emulator("s390x", machine="x86_64")
+
+
+def test_start_runs_the_entrypoint_and_exec_in_through_the_emulator(shell_rootfs: Path) -> None:
+    # The host's /bin/sh stands in for qemu: bound in as the emulator, it runs the image's argv (`-c …`).
+    config = ImageConfig(entrypoint=("-c", 'echo "emulated: $0 $1"', "sh", "arg"), user="65532:65532")
+    container = start(config, shell_rootfs, shell_rootfs.parent / "logs", emulator=os.path.realpath("/bin/sh"))
+    assert container.process.wait(30) == 0, container.log_tail()
+    argv = container.bwrap_argv
+    assert ["--ro-bind", os.path.realpath("/bin/sh"), EMULATOR_PATH] in [argv[i:i + 3] for i in range(len(argv))]
+    assert argv[argv.index("--") + 1:] == [EMULATOR_PATH, *config.argv] == container.argv
+    assert container.image_argv == config.argv and container.command(["/x"]) == [EMULATOR_PATH, "/x"]
+    assert container.stdout_path.read_text() == "emulated: sh arg\n"

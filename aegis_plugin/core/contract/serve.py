@@ -40,8 +40,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # A CUDA image gets the host's GPU, as the NVIDIA container runtime would give it; without one it
             # starts and reports not-ready (it never runs on the CPU).
             cuda = str(manifest.get("accelerator", "cpu")).startswith("cuda-")
+            emulator = sandbox.find_emulator(image.config.architecture)
             container = sandbox.start(image.config, image.rootfs, workdir / "logs", port=args.port,
-                                      extra_env={"AEGIS_HOST": args.host}, gpu=sandbox.find_gpu() if cuda else None)
+                                      extra_env={"AEGIS_HOST": args.host},
+                                      gpu=sandbox.find_gpu() if cuda and emulator is None else None, emulator=emulator)
         except AegisError as e:  # the layout, the unpacker, the sandbox, the server's setup
             print(f"aegis: {e}", file=sys.stderr)
             return 2
