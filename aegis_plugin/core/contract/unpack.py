@@ -24,6 +24,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+import tempfile
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -115,14 +116,28 @@ class _RootfsWriter:
     linkat and lchown without following; files created with O_EXCL and O_NOFOLLOW, then fchown-ed and fchmod-ed).
     """
 
-    def __init__(self, rootfs: Path, preserve_owners: bool) -> None:
+    def __init__(self, rootfs: Path, preserve_owners: bool, staging: Path) -> None:
         self.root_fd = os.open(rootfs, _ROOT_FLAGS)
+        self.staging_fd = os.open(staging, _ROOT_FLAGS)
         self.preserve_owners = preserve_owners
         self.written: dict[str, tarfile.TarFile] = {}  # path -> the archive of the layer that wrote it
         self.dir_modes: dict[str, tuple[int, int, int]] = {}  # path -> (mode, st_dev, st_ino) of a directory entry
+        self.staged: dict[tarfile.TarInfo, str] = {}  # a file member -> its content's name in the staging directory
+        self.staged_count = 0
 
     def close(self) -> None:
         os.close(self.root_fd)
+        os.close(self.staging_fd)
+
+    def stage(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        """While its layer is listed, a regular file's content goes to the staging directory (beside the
+        rootfs, on its filesystem) with its owner and mode: moved into place if the file is in the final
+        filesystem, removed with the directory if not. The layer is decompressed once."""
+        if member.isreg():
+            self.staged_count += 1
+            name = str(self.staged_count)
+            self._write_file(member, tar, self.staging_fd, name)
+            self.staged[member] = name
 
     @contextmanager
     def parent_dir(self, path: str, create: bool) -> Iterator[Optional[int]]:
@@ -172,17 +187,24 @@ class _RootfsWriter:
                 self._create(member, tar, dir_fd, name)
         self.written[path] = tar
 
+    def _write_file(self, member: tarfile.TarInfo, tar: tarfile.TarFile, dir_fd: int, name: str) -> None:
+        source = tar.extractfile(member)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(name, flags, 0o600, dir_fd=dir_fd), "wb") as out:
+            shutil.copyfileobj(source, out, _CHUNK)  # type: ignore[misc]
+            out.flush()  # before the mode: a later write would clear setuid bits
+            if self.preserve_owners:
+                os.fchown(out.fileno(), member.uid, member.gid)
+            os.fchmod(out.fileno(), member.mode & 0o7777)
+
     def _create(self, member: tarfile.TarInfo, tar: tarfile.TarFile, dir_fd: int, name: str) -> None:
         mode = member.mode & 0o7777
         if member.isreg():
-            source = tar.extractfile(member)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            with os.fdopen(os.open(name, flags, 0o600, dir_fd=dir_fd), "wb") as out:
-                shutil.copyfileobj(source, out, _CHUNK)  # type: ignore[misc]
-                out.flush()  # before the mode: a later write would clear setuid bits
-                if self.preserve_owners:
-                    os.fchown(out.fileno(), member.uid, member.gid)
-                os.fchmod(out.fileno(), mode)
+            staged = self.staged.pop(member, None)
+            if staged is None:  # a copy of an earlier member (a hardlink's), or a file nobody staged
+                self._write_file(member, tar, dir_fd, name)
+            else:
+                os.rename(staged, name, src_dir_fd=self.staging_fd, dst_dir_fd=dir_fd)
             return
         if member.issym():
             os.symlink(member.linkname, name, dir_fd=dir_fd)
@@ -318,10 +340,12 @@ def _write_final_filesystem(
             return LayerReader(layout_dir, descriptor, diff_id)
         return open_layer
 
-    writer = _RootfsWriter(rootfs, preserve_owners)
+    staging = Path(tempfile.mkdtemp(prefix=f".{rootfs.name}.staging-", dir=rootfs.parent))
+    writer = _RootfsWriter(rootfs, preserve_owners, staging)
     try:
         try:
-            for path, member, tar in flatten.final_entries([opener(d, i) for d, i in zip(layers, diff_ids)]):
+            listed = flatten.final_entries([opener(d, i) for d, i in zip(layers, diff_ids)], writer.stage)
+            for path, member, tar in listed:
                 try:
                     writer.write(path, member, tar)
                 except OSError as e:
@@ -331,6 +355,7 @@ def _write_final_filesystem(
         writer.finish()
     finally:
         writer.close()
+        _clear(staging, remove_self=True)
 
 
 def _remove(name: str, dir_fd: int) -> None:

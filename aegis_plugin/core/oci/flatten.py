@@ -118,11 +118,16 @@ def _path(name: str) -> str:
     return "/" + "/".join(parts)
 
 
-def final_entries(layers: Sequence[Layer]) -> Iterator[Tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
+def final_entries(layers: Sequence[Layer], while_listing: Optional[Callable[[tarfile.TarInfo, tarfile.TarFile], None]]
+                  = None) -> Iterator[Tuple[str, tarfile.TarInfo, tarfile.TarFile]]:
     """`final` over layer blobs: (absolute path, member, its open archive), to read a file with
     `tar.extractfile(member)` before asking for an entry of the next layer. A layer given as a stream (the
     uncompressed tar, seekable) is closed when done; when it has a `verify()` (`layout.LayerReader`), that is
-    called once the layer's entries are listed, before any is yielded."""
+    called once the layer's entries are listed, before any is yielded.
+
+    `while_listing(member, tar)` sees every member as the listing reaches it, its content next in the stream:
+    a consumer that reads every file (the unpacker) reads it there, in the one pass over a gzip layer, rather
+    than through `extractfile` later (which would decompress the layer again)."""
 
     def listing(layer: Layer) -> Callable[[], ContextManager[List[Tuple[tarfile.TarInfo, tarfile.TarFile]]]]:
         @contextlib.contextmanager
@@ -134,7 +139,11 @@ def final_entries(layers: Sequence[Layer]) -> Iterator[Tuple[str, tarfile.TarInf
                 else:
                     stack.enter_context(contextlib.closing(source))
                     tar = stack.enter_context(tarfile.open(fileobj=source, mode="r:"))
-                members = [(member, tar) for member in tar]
+                members = []
+                for member in tar:
+                    members.append((member, tar))
+                    if while_listing is not None:
+                        while_listing(member, tar)
                 verify: Optional[Callable[[], None]] = getattr(source, "verify", None)
                 if verify is not None:
                     verify()
