@@ -90,3 +90,16 @@ def test_a_stream_layer_is_verified_once_listed_and_closed(tmp_path: Path) -> No
     assert (path, events) == ("/a", ["verified"])
     assert tar.extractfile(member).read() == b"1"
     assert [p for p, _, _ in entries] == ["/b"] and events == ["verified", "closed"]
+
+
+def test_while_listing_reads_each_member_as_the_listing_reaches_it(tmp_path: Path) -> None:
+    seen = []
+    lower = layer(tmp_path / "0", [("a", b"lower a"), ("b", b"b")])
+    upper = layer(tmp_path / "1", [("a", b"upper a")])
+
+    def read(member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        seen.append((member.name, tar.extractfile(member).read()))
+
+    entries = final_entries([lower, upper], read)
+    assert [path for path, _, _ in entries] == ["/a", "/b"]
+    assert seen == [("a", b"upper a"), ("a", b"lower a"), ("b", b"b")]  # top layer first, hidden files too
