@@ -13,22 +13,14 @@ from pathlib import Path
 from tests.e2e.clones import make_clone
 
 EM_X86_64, EM_AARCH64 = 62, 183  # ELF e_machine
-ARM64_TARGET = """
-model_package(
-    name="fraud-arm64",
-    model_id="fraud-detector",
-    version="1.0.0",
-    weights=":weights",
-    weights_sha256="455be995ffe04806fe6a6bad1678cd3ca33b59d2bc1ee9a91f11df21b2885e97",
-    tokenizer=":tokenizer",
-    model_card="model_card.md",
-    handler="models/fraud/server/handler.py",
-    examples="server/examples.json",
-    framework="numpy",
-    repository="aegis/fraud-detector-arm64",
-    platforms=["linux/arm64"],
-)
-"""
+
+
+def arm64_target(build: str) -> str:
+    """The demo's `model_package`, for linux/arm64 under a target and repository of its own."""
+    start = build.index('model_package(\n    name="fraud",')
+    block = build[start:build.index("\n)\n", start) + 3]
+    return block.replace('name="fraud",', 'name="fraud-arm64",\n    platforms=["linux/arm64"],\n'
+                                          '    repository="aegis/fraud-detector-arm64",')
 
 
 def image(layout: Path) -> tuple[dict, dict]:
@@ -54,7 +46,7 @@ def elf_machines(layout: Path, layer: dict, suffixes: tuple) -> dict[str, int]:
 def test_an_arm64_image_built_here_runs_under_emulation(tmp_path: Path) -> None:
     clone = make_clone(tmp_path, "arm64")
     build = clone.root / "models/fraud/BUILD"
-    build.write_text(build.read_text() + ARM64_TARGET)
+    build.write_text(build.read_text() + arm64_target(build.read_text()))
     clone.pants("package", "models/fraud:fraud", "models/fraud:fraud-arm64")
     amd64_entry, amd64 = image(clone.root / "dist/models/fraud/fraud/oci")
     arm64_layout = clone.root / "dist/models/fraud/fraud-arm64/oci"
@@ -64,6 +56,9 @@ def test_an_arm64_image_built_here_runs_under_emulation(tmp_path: Path) -> None:
     assert arm64_entry["platform"] == {"architecture": "arm64", "os": "linux"}
     base, deps = arm64["manifest"]["layers"][:2]
     assert elf_machines(arm64_layout, base, ("bin/python3.11",)) == {"usr/bin/python3.11": EM_AARCH64}
+    amd64_base = amd64["manifest"]["layers"][0]
+    assert elf_machines(clone.root / "dist/models/fraud/fraud/oci", amd64_base, ("bin/python3.11",)) == {
+        "usr/bin/python3.11": EM_X86_64}
     extensions = elf_machines(arm64_layout, deps, (".so",))
     assert extensions and set(extensions.values()) == {EM_AARCH64}, extensions
     assert any("aarch64-linux-gnu" in name for name in extensions)

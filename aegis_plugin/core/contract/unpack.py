@@ -4,7 +4,9 @@ The layout is read by `core/oci/layout.py` (index.json -> manifest -> config, ev
 descriptor's size and digest, each layer's tar against the config's `diff_ids`, before anything of it is
 written). What the rootfs holds is the image's final filesystem as `core/oci/flatten.py` reads it, the view the
 SBOM's completeness check and the publisher share: each entry is written once, top layer first, and a path is a
-path (a lower layer's symlink never redirects an upper layer's entries, as in overlay-based runtimes).
+path (a lower layer's symlink never redirects an upper layer's entries, as in overlay-based runtimes). Each
+file's content is staged in a directory beside the rootfs while its layer is listed, so a layer is decompressed
+once, and moved into place when the flattener yields it; the staging directory is removed either way.
 
 Nothing a layer says can read, write, chmod or chown anything outside the rootfs (the contract test unpacks as
 root): the flattener refuses `..` and never yields an entry below a symlink, and every write here walks from the

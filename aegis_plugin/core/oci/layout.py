@@ -216,7 +216,7 @@ class VerifyingReader:
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
         end = self._position + len(data)
-        if end > self.count:
+        if data and end > self.count:  # position <= count whenever data comes back (see seek)
             self._hash.update(data[self.count - self._position :])
             self.count = end
             if self._size is not None and self.count > self._size:
