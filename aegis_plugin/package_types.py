@@ -23,6 +23,8 @@ class BuiltModelImage(BuiltPackageArtifact):
     git_sha: str = ""  # the source revision of its inputs
     lockfiles: tuple[str, ...] = ()  # the runtime resolve's lockfile, then the base's Debian lockfile
     registry: FrozenDict[str, Any] | None = None  # the MLflow provenance of the model files (util_rules/mlflow.py)
+    # (platform, manifest digest) of each platform's image; with several, `manifest_digest` is their image index
+    platforms: tuple[tuple[str, str], ...] = ()
 
     @property
     def output_path(self) -> str:

@@ -17,7 +17,7 @@ from pants.engine.target import HydratedSources
 from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
 
-from aegis_plugin.goals.package import ModelPackageFieldSet, build_model_image
+from aegis_plugin.goals.package import ModelImageRequest, ModelPackageFieldSet, build_model_image
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.target_types import ModelPackageTarget
 from aegis_plugin.util_rules.core_process import AegisBuildError
@@ -68,7 +68,8 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
     run_rule_with_mocks(
         build_model_image,
         rule_args=[
-            ModelPackageFieldSet.create(target), create_subsystem(AegisSubsystem), create_subsystem(PythonSetup),
+            ModelImageRequest(ModelPackageFieldSet.create(target), "linux/amd64"), create_subsystem(AegisSubsystem),
+            create_subsystem(PythonSetup),
         ],
         mock_gets=[
             MockGet(output_type=ModelInputs, input_types=(ModelInputsRequest,), mock=lambda _: model_inputs),

@@ -11,7 +11,7 @@ from pants.core.goals.lint import LintResult, LintTargetsRequest
 from pants.core.util_rules.partitions import PartitionerType
 from pants.engine.addresses import Address, AddressInput
 from pants.base.glob_match_error_behavior import GlobMatchErrorBehavior
-from pants.engine.fs import Digest, DigestEntries, FileEntry, MergeDigests, PathGlobs, RemovePrefix, Snapshot
+from pants.engine.fs import AddPrefix, Digest, DigestEntries, FileEntry, MergeDigests, PathGlobs, RemovePrefix, Snapshot
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     FieldSet,
@@ -23,7 +23,7 @@ from pants.engine.target import (
 from pants.util.logging import LogLevel
 
 from aegis_plugin.core.guards.defaults import SEVERITIES
-from aegis_plugin.goals.package import ModelImage, ModelPackageFieldSet
+from aegis_plugin.goals.package import ModelImage, ModelImageRequest, ModelPackageFieldSet
 from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.target_types import (
     FailOnSeverityField,
@@ -95,10 +95,11 @@ async def lint_model(
             )
     wrapped = await Get(WrappedTarget, WrappedTargetRequest(field_set.address, description_of_origin="`lint`"))
     package_fs = ModelPackageFieldSet.create(wrapped.target)
-    image, facts, database = await MultiGet(
-        Get(ModelImage, ModelPackageFieldSet, package_fs),
+    platforms = package_fs.platforms.value
+    facts, database, *images = await MultiGet(
         Get(GuardFacts, GuardFactsRequest(field_set.address)),
         Get(PinnedDatabase),
+        *(Get(ModelImage, ModelImageRequest(package_fs, platform)) for platform in platforms),
     )
     target_vex, repository_vex = await MultiGet(
         Get(HydratedSources, HydrateSourcesRequest(field_set.vex)),
@@ -117,10 +118,24 @@ async def lint_model(
         # The day of the scan: VEX acceptances expire on their date, cached results with them.
         today=datetime.date.today().isoformat(),
     )
-    result = await Get(GuardsResult, GuardsRequest(str(field_set.address), image.digest, facts.facts, gate))
-    report = await Get(Digest, RemovePrefix(result.report, "reports"))
-    return LintResult(result.exit_code, result.stdout, "", request.tool_name,
-                      partition_description=str(field_set.address), report=report)
+    results = await MultiGet(
+        Get(GuardsResult, GuardsRequest(str(field_set.address), image.digest, facts.facts, gate)) for image in images
+    )
+    if len(results) == 1:
+        report = await Get(Digest, RemovePrefix(results[0].report, "reports"))
+        return LintResult(results[0].exit_code, results[0].stdout, "", request.tool_name,
+                          partition_description=str(field_set.address), report=report)
+    # Each platform's image is guarded on its own; its reports go to a directory named after it.
+    unprefixed = await MultiGet(Get(Digest, RemovePrefix(result.report, "reports")) for result in results)
+    reports = await MultiGet(
+        Get(Digest, AddPrefix(report, platform.replace("/", "-"))) for platform, report in zip(platforms, unprefixed)
+    )
+    return LintResult(
+        max(result.exit_code for result in results),
+        "".join(f"{platform}:\n{result.stdout}" for platform, result in zip(platforms, results)),
+        "", request.tool_name, partition_description=str(field_set.address),
+        report=await Get(Digest, MergeDigests(reports)),
+    )
 
 
 def rules():

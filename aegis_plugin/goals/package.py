@@ -3,6 +3,7 @@
 (`util_rules/guards.py`), and hand the other goals its typed artifact (`package_types.BuiltModelImage`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from aegis_plugin.target_types import (
 )
 from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
 from aegis_plugin.util_rules.guards import GuardFacts, GuardFactsRequest, GuardsRequest, GuardsResult
-from aegis_plugin.util_rules.image import ModelArtifactRequest, OciImage, OciImageRequest
+from aegis_plugin.util_rules.image import ImageIndex, ImageIndexRequest, ModelArtifactRequest, OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
     APP_SITE_PACKAGES,
     APP_SRC,
@@ -98,6 +99,14 @@ class ModelPackageFieldSet(PackageFieldSet):
 
 
 @dataclass(frozen=True)
+class ModelImageRequest:
+    """The image of a `model_package` for one of its platforms."""
+
+    field_set: ModelPackageFieldSet
+    platform: str  # e.g. "linux/arm64"
+
+
+@dataclass(frozen=True)
 class ModelImage:
     """A built image before the guards: its files (OCI layout, image.json, the CycloneDX and SPDX 2.3 SBOMs,
     image.tar when asked) at the root, and what the package's typed artifact says of it."""
@@ -108,7 +117,9 @@ class ModelImage:
 
 
 @rule(desc="Building a model image")
-async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, python_setup: PythonSetup) -> ModelImage:
+async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, python_setup: PythonSetup
+                            ) -> ModelImage:
+    fs, platform = request.field_set, request.platform
     inputs = await Get(ModelInputs, ModelInputsRequest(fs.address))
     context = inputs.context
 
@@ -155,7 +166,6 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
     config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), inputs.model_revision.commit_time)
                        ] if config_files else []
     base_lockfile = inputs.base_lockfile.snapshot
-    (platform,) = fs.platforms.value  # one per target (PlatformsField)
     card_layer, base_layer, deps_layer, *model_layers = await MultiGet([
         Get(Layer, FilesLayerRequest, card_request),
         Get(
@@ -309,6 +319,7 @@ async def build_model_image(fs: ModelPackageFieldSet, aegis: AegisSubsystem, pyt
             git_sha=inputs.revision.git_sha,
             lockfiles=(python_setup.resolves[inputs.resolve], *inputs.base_lockfile.snapshot.files),
             registry=inputs.registry,
+            platforms=((platform, image.manifest_digest),),
         ),
         Spdx3Request(context, sbom.inventory, image.digest, image.manifest_digest, app_layer.blob_digest,
                      image.model_artifact_digest),
@@ -377,25 +388,65 @@ async def _check_output_path_is_its_own(fs: ModelPackageFieldSet) -> None:
 
 @rule(desc="Packaging a model")
 async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
-    image, facts = await MultiGet(Get(ModelImage, ModelPackageFieldSet, fs), Get(GuardFacts, GuardFactsRequest(fs.address)))
-    await _check_output_path_is_its_own(fs)
-    guarded, spdx3 = await MultiGet(
-        Get(GuardsResult, GuardsRequest(str(fs.address), image.digest, facts.facts)),
-        Get(Spdx3, Spdx3Request, image.spdx3),
+    platforms = fs.platforms.value
+    *images, facts = await MultiGet(
+        *(Get(ModelImage, ModelImageRequest(fs, platform)) for platform in platforms),
+        Get(GuardFacts, GuardFactsRequest(fs.address)),
     )
-    if guarded.errors:
-        more = f" (and {len(guarded.errors) - 1} more: see `pants lint {fs.address}`)" if len(guarded.errors) > 1 else ""
-        raise AegisBuildError(guarded.errors[0] + more)
-    output_path = image.artifact.output_path
-    return BuiltPackage(
-        await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([image.digest, spdx3.digest])), output_path)),
-        (
-            image.artifact,
-            BuiltPackageArtifact(f"{output_path}/{CYCLONEDX_FILE}"),
-            BuiltPackageArtifact(f"{output_path}/{SPDX_FILE}"),
-            BuiltPackageArtifact(f"{output_path}/{SPDX3_FILE}"),
+    await _check_output_path_is_its_own(fs)
+    checked = await MultiGet(
+        *(Get(GuardsResult, GuardsRequest(str(fs.address), image.digest, facts.facts)) for image in images),
+        *(Get(Spdx3, Spdx3Request, image.spdx3) for image in images),
+    )
+    guarded, spdx3s = checked[:len(images)], checked[len(images):]
+    for platform, result in zip(platforms, guarded):
+        if result.errors:
+            count = len(result.errors)
+            more = f" (and {count - 1} more: see `pants lint {fs.address}`)" if count > 1 else ""
+            on = f" (on {platform})" if len(platforms) > 1 else ""
+            raise AegisBuildError(result.errors[0] + on + more)
+    output_path = images[0].artifact.output_path
+    if len(images) == 1:
+        files = await Get(Digest, MergeDigests([images[0].digest, spdx3s[0].digest]))
+        return BuiltPackage(
+            await Get(Digest, AddPrefix(files, output_path)),
+            (images[0].artifact, *_sbom_artifacts(output_path)),
+        )
+    # One image per platform under one image index: the shared blobs (weights, model files, card, app, the
+    # ModelPack artifact) are the same files in every platform's layout; each platform's other files (its
+    # image.json, SBOMs, image.tar) go to a directory of their own.
+    index = await Get(ImageIndex, ImageIndexRequest(str(fs.address), fs.version.value,
+                                                    tuple(image.digest for image in images)))
+    others = await MultiGet(
+        Get(Digest, DigestSubset(image.digest, PathGlobs(["**", "!oci", "!oci/**"]))) for image in images
+    )
+    merged = await MultiGet(Get(Digest, MergeDigests([files, spdx3.digest])) for files, spdx3 in zip(others, spdx3s))
+    per_platform = await MultiGet(
+        Get(Digest, AddPrefix(files, _platform_dir(platform))) for platform, files in zip(platforms, merged)
+    )
+    first = images[0].artifact
+    artifact = dataclasses.replace(
+        first,
+        manifest_digest=index.index_digest,
+        platforms=tuple((platform, image.artifact.manifest_digest) for platform, image in zip(platforms, images)),
+        extra_log_lines=(
+            f"    image index digest: {index.index_digest}",
+            *(f"    {platform}: {image.artifact.manifest_digest}" for platform, image in zip(platforms, images)),
+            *(line for line in first.extra_log_lines if "manifest digest" not in line),
         ),
     )
+    return BuiltPackage(
+        await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([index.digest, *per_platform])), output_path)),
+        (artifact, *(a for platform in platforms for a in _sbom_artifacts(f"{output_path}/{_platform_dir(platform)}"))),
+    )
+
+
+def _platform_dir(platform: str) -> str:
+    return platform.replace("/", "-")  # linux/arm64 -> linux-arm64
+
+
+def _sbom_artifacts(directory: str) -> tuple[BuiltPackageArtifact, ...]:
+    return tuple(BuiltPackageArtifact(f"{directory}/{name}") for name in (CYCLONEDX_FILE, SPDX_FILE, SPDX3_FILE))
 
 
 def rules():

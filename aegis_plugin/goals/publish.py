@@ -84,6 +84,11 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
     target = f"{target_repository(fs, publish.registry)}:{fs.version.value}"
     (package,) = request.packages
     image = built_model_image(package)
+    if len(image.platforms) > 1:
+        raise AegisBuildError(
+            f"{fs.address}: field `platforms`: publishing an image index over {len(image.platforms)} platforms is "
+            f"not supported yet: publish a target of one platform"
+        )
     output_path = image.output_path
     # The lockfiles as `package` read them: Pants memoises the read within this run.
     locks = {f.path: f.content for f in await Get(DigestContents, PathGlobs(image.lockfiles))}

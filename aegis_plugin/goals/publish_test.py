@@ -2,6 +2,7 @@
 in seconds, without building an image."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -40,7 +41,8 @@ def field_set(**fields: str) -> PublishModelFieldSet:
     return PublishModelFieldSet.create(target)
 
 
-def run(fs: PublishModelFieldSet, registry: str | None = "registry.example:5000") -> tuple[Process, dict]:
+def run(fs: PublishModelFieldSet, registry: str | None = "registry.example:5000", package: BuiltPackage = PACKAGE
+        ) -> tuple[Process, dict]:
     """The publish process (what the interactive one runs), and the provenance facts the rule wrote for it."""
     written: dict = {}
 
@@ -52,7 +54,7 @@ def run(fs: PublishModelFieldSet, registry: str | None = "registry.example:5000"
     result = run_rule_with_mocks(
         publish_model,
         rule_args=[
-            PublishModelRequest(fs, (PACKAGE,)),
+            PublishModelRequest(fs, (package,)),
             create_subsystem(PublishSubsystem, resolve="publish", registry=registry, signing=SigningMode.key,
                              allow_plain_http=True, sigstore_staging=False),
             create_subsystem(AegisSubsystem, signer_identity="ci@example.com", source_url="https://example/aegis"),
@@ -101,3 +103,12 @@ def test_a_repository_without_registry_needs_the_option() -> None:
 def test_a_repository_naming_its_registry_keeps_it() -> None:
     process, _ = run(field_set(repository="registry.example:5000/aegis/fraud-detector"), registry="other.example")
     assert "registry.example:5000/aegis/fraud-detector:1.0.0" in process.argv
+
+
+def test_an_image_index_is_not_published_yet() -> None:
+    platforms = (("linux/amd64", "sha256:" + "5" * 64), ("linux/arm64", "sha256:" + "6" * 64))
+    index = dataclasses.replace(IMAGE, platforms=platforms)
+    with pytest.raises(AegisBuildError, match=r"^models/fraud:fraud: field `platforms`: publishing an image index "
+                                              r"over 2 platforms is not supported yet: publish a target of one "
+                                              r"platform$"):
+        run(field_set(), package=BuiltPackage(EMPTY_DIGEST, (index,)))

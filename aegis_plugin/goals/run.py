@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import platform as py_platform
 from dataclasses import dataclass
 
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -41,9 +42,14 @@ async def run_model_package(
     )
     image = built_model_image(package)
     layout = await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{image.relpath}/**"])))
+    # Of an image index, this machine's platform when there is one (another is served under emulation).
+    platforms = [platform for platform, _ in image.platforms]
+    host = f"linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(py_platform.machine(), py_platform.machine())}"
+    chosen = (["--platform", host if host in platforms else platforms[0]]) if len(platforms) > 1 else []
     return RunRequest(
         digest=await Get(Digest, MergeDigests([layout, driver.digest])),
-        args=[os.path.join("{chroot}", driver.pex.argv0), "--layout", os.path.join("{chroot}", image.relpath or "")],
+        args=[os.path.join("{chroot}", driver.pex.argv0), "--layout", os.path.join("{chroot}", image.relpath or ""),
+              *chosen],
         extra_env=environment.environment_dict(python=python),
         append_only_caches={**environment.append_only_caches, **(driver.append_only_caches or {})},
     )

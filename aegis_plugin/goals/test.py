@@ -81,6 +81,8 @@ async def run_contract_test(
     )
     argv = ["--layout", os.path.basename(image.relpath or ""), "--examples", examples.snapshot.files[0], "--report", "contract-report.json",
             "--ready-timeout", str(subsystem.ready_timeout)]
+    if len(image.platforms) > 1:  # an image index: each platform's image in turn (another architecture emulated)
+        argv += [f"--platform={platform}" for platform, _ in image.platforms]
     process = await Get(
         Process,
         VenvPexProcess(
@@ -92,7 +94,7 @@ async def run_contract_test(
             output_files=("contract-report.json",),
             description=f"Contract test of {field_set.address}",
             level=LogLevel.DEBUG,
-            timeout_seconds=subsystem.ready_timeout + 120,
+            timeout_seconds=(subsystem.ready_timeout + 120) * max(1, len(image.platforms)),
         ),
     )
     result = await Get(FallibleProcessResult, Process, process)

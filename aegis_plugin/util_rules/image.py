@@ -7,13 +7,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pants.engine.fs import AddPrefix, Digest, DigestContents, DigestSubset, MergeDigests, PathGlobs, RemovePrefix
+from pants.engine.fs import (
+    AddPrefix, CreateDigest, Digest, DigestContents, DigestSubset, FileContent, MergeDigests, PathGlobs, RemovePrefix,
+)
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
 
+from aegis_plugin.core.oci import image
 from aegis_plugin.core.oci.modelpack import REF_NAME_SUFFIX
 from aegis_plugin.core.specs import ImageSpec, ModelArtifactLayerSpec, ModelArtifactSpec, to_json
-from aegis_plugin.util_rules.core_process import CoreCommand, CoreProcess, CoreResult, freeze
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreCommand, CoreProcess, CoreResult, freeze
 from aegis_plugin.util_rules.layers import Layer
 
 NON_ROOT = "65532:65532"
@@ -107,6 +111,54 @@ def _model_artifact_spec(request: OciImageRequest, artifact: ModelArtifactReques
         annotations=artifact.annotations,
         ref_name=f"{request.tag}{REF_NAME_SUFFIX}",
     )
+
+
+@dataclass(frozen=True)
+class ImageIndexRequest:
+    """One image for several platforms: each platform's image (its `oci/` layout among its files)."""
+
+    context: str
+    tag: str
+    images: tuple[Digest, ...]  # in the target's `platforms` order
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    digest: Digest  # oci/: every platform's blobs, the image index blob, and index.json
+    index_digest: str
+
+
+@rule(desc="Writing an image index", level=LogLevel.DEBUG)
+async def build_image_index(request: ImageIndexRequest) -> ImageIndex:
+    """The layout's index.json names, tagged `<tag>`, an image index over the platforms' manifests (each with
+    its `platform`), and beside it the ModelPack artifact, which is the same in every platform's layout. Small
+    canonical JSON, made here: no blob is read or copied."""
+    indexes = await MultiGet(
+        Get(DigestContents, DigestSubset(layout, PathGlobs(["oci/index.json"]))) for layout in request.images
+    )
+    manifests, artifacts = [], set()
+    for contents in indexes:
+        for entry in json.loads(contents[0].content)["manifests"]:
+            descriptor = image.parse_descriptor({**entry, "annotations": None})
+            if entry.get("artifactType"):
+                artifacts.add(image.canonical_json(entry))
+            else:
+                manifests.append(descriptor)
+    if len(artifacts) > 1:
+        raise AegisBuildError(f"{request.context}: the platforms' ModelPack artifacts differ (a plumbing error)")
+    index_blob = image.build_index(manifests)
+    index_descriptor = image.descriptor_for(image.MEDIA_TYPE_INDEX, index_blob,
+                                            annotations={image.ANNOTATION_REF_NAME: request.tag})
+    artifact_entries = [image.parse_descriptor(json.loads(a)) for a in artifacts]
+    index_json = image.build_index([index_descriptor, *artifact_entries])
+    written = await Get(Digest, CreateDigest([
+        FileContent("oci/index.json", index_json),
+        FileContent(f"oci/blobs/sha256/{index_descriptor.digest[len('sha256:'):]}", index_blob),
+    ]))
+    blobs = await MultiGet(
+        Get(Digest, DigestSubset(layout, PathGlobs(["oci/blobs/**", "oci/oci-layout"]))) for layout in request.images
+    )
+    return ImageIndex(await Get(Digest, MergeDigests([written, *blobs])), index_descriptor.digest)
 
 
 def rules():

@@ -50,6 +50,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help='JSON list of {"inputs": {name: list}, "outputs": {name: list}}')
     parser.add_argument("--report", required=True, help="where to write the JSON report")
     parser.add_argument("--ref", help="the manifest's org.opencontainers.image.ref.name (default: the only one)")
+    parser.add_argument("--platform", action="append",
+                        help="`os/architecture`: test this platform's image of an image index (repeatable: each "
+                             "in turn; the report then has one section per platform)")
     parser.add_argument("--ready-timeout", type=float, default=60.0,
                         help="seconds to wait for /v2/health/ready, or /live for a CUDA image on a host without "
                              "a GPU (default: %(default)s)")
@@ -131,7 +134,7 @@ def _remove_tree(path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The contract test proper; runs inside the private network namespace."""
+    """The contract test proper, of each platform asked for in turn; runs inside the private network namespace."""
     examples = checks.load_examples(args.examples)
     own_workdir = WORKDIR_VARIABLE not in os.environ
     if own_workdir:
@@ -139,11 +142,34 @@ def run(args: argparse.Namespace) -> int:
         os.chmod(workdir, 0o755)
     else:
         workdir = Path(os.environ[WORKDIR_VARIABLE])
+    platforms = args.platform or [None]
+    reports = {}
+    try:
+        for platform in platforms:
+            rootfs = workdir / ("rootfs" if platform is None else f"rootfs-{platform.replace('/', '-')}")
+            report, results, heading = _run_platform(args, examples, rootfs, workdir, platform)
+            reports[platform] = report
+            print_table(results, heading=heading)
+    finally:
+        if own_workdir and not args.keep_rootfs:
+            _remove_tree(workdir)
+    if platforms == [None]:
+        combined = reports[None]
+    else:
+        combined = {"passed": all(r["passed"] for r in reports.values()), "platforms": reports}
+    _write_report(args.report, combined)
+    return EXIT_PASSED if combined["passed"] else EXIT_FAILED
+
+
+def _run_platform(
+    args: argparse.Namespace, examples: Any, rootfs: Path, workdir: Path, platform: Optional[str]
+) -> tuple[dict, list[CheckResult], Optional[str]]:
+    """One image's contract test: its report, its results and the line above its table."""
     container: Optional[sandbox.Container] = None
     contract: Optional[checks.ContractRun] = None
     try:
         started = time.monotonic()
-        image = unpack.unpack(args.layout, workdir / "rootfs", ref=args.ref)
+        image = unpack.unpack(args.layout, rootfs, ref=args.ref, platform=platform)
         unpack_seconds = time.monotonic() - started
         app_dir = image.config.env_dict().get("AEGIS_APP_DIR", "/app")
         manifest = checks.read_manifest(image.rootfs, app_dir)
@@ -153,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         gpu = sandbox.find_gpu() if cuda and emulator is None else None  # the host's driver is for its own CPUs
         mode = ("gpu" if gpu else "no-gpu") if cuda else "cpu"
         log_dir = Path(args.log_dir) if args.log_dir else workdir / "logs"
+        if platform is not None:
+            log_dir = log_dir / platform.replace("/", "-")
         container = sandbox.start(image.config, image.rootfs, log_dir, gpu=gpu, emulator=emulator)
         try:
             if mode == "no-gpu":
@@ -194,13 +222,11 @@ def run(args: argparse.Namespace) -> int:
         if container is not None and container.running():
             container.process.kill()
             container.process.wait()
-        if own_workdir and not args.keep_rootfs:
-            _remove_tree(workdir)
-    _write_report(args.report, report)
     emulated = f"linux/{image.config.architecture} image, run under {os.path.basename(emulator)}" if emulator else None
+    if platform is not None and emulated is None:
+        emulated = f"{platform} image"
     heading = "\n".join(h for h in (emulated, accelerator_heading(accelerator, mode, gpu)) if h)
-    print_table(results, heading=heading or None)
-    return EXIT_PASSED if report["passed"] else EXIT_FAILED
+    return report, results, heading or None
 
 
 def _write_report(path: str, report: dict) -> None:

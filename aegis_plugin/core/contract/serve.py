@@ -28,6 +28,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--layout", required=True, help="the image's OCI layout directory")
     parser.add_argument("--port", type=int, default=8080, help="port to serve on (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--platform", help="`os/architecture`: which image of an image index to serve")
     args = parser.parse_args(argv)
     _stop_with_parent()
 
@@ -35,7 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.chmod(workdir, 0o755)  # the sandboxed user must reach the rootfs below it
     try:
         try:
-            image = unpack.unpack(args.layout, workdir / "rootfs")
+            image = unpack.unpack(args.layout, workdir / "rootfs", platform=args.platform)
             manifest = checks.read_manifest(image.rootfs)
             # A CUDA image gets the host's GPU, as the NVIDIA container runtime would give it; without one it
             # starts and reports not-ready (it never runs on the CPU).

@@ -304,15 +304,17 @@ def unpack(
     rootfs: PathLike,
     ref: Optional[str] = None,
     preserve_owners: Optional[bool] = None,
+    platform: Optional[str] = None,
 ) -> UnpackedImage:
-    """Unpack the image (tagged `ref`, or the layout's only one) into `rootfs`, which must be new or empty.
+    """Unpack the image (tagged `ref`, or the layout's only one; `platform`'s of an image index) into `rootfs`,
+    which must be new or empty.
 
     `preserve_owners` defaults to "when running as root". On failure the partial rootfs is removed.
     """
     layout_dir, rootfs = Path(layout_dir), Path(rootfs)
     if preserve_owners is None:
         preserve_owners = os.geteuid() == 0
-    descriptor, manifest, config = read_image(layout_dir, ref)
+    descriptor, manifest, config = read_image(layout_dir, ref, platform)
     created = not rootfs.exists()
     if not created and (not rootfs.is_dir() or any(rootfs.iterdir())):
         raise UnpackError(f"{rootfs} must be a new or empty directory")

@@ -342,9 +342,10 @@ def read_index(layout_dir: PathLike) -> dict[str, Any]:
     return index
 
 
-def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str, Any]:
+def select_manifest(layout_dir: PathLike, ref: Optional[str] = None, platform: Optional[str] = None) -> dict[str, Any]:
     """The manifest descriptor tagged `ref`, or, when `ref` is None, the layout's only image: entries with an
-    `artifactType` (the ModelPack artifact `package` writes beside the image) are not images."""
+    `artifactType` (the ModelPack artifact `package` writes beside the image) are not images. When that is an
+    image index (one image for several platforms), the manifest of `platform` (`os/architecture`) in it."""
     index = read_index(layout_dir)
     manifests = [m for m in index["manifests"] if isinstance(m, dict)]
     if ref is not None:
@@ -360,10 +361,43 @@ def select_manifest(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str
         )
     descriptor = chosen[0]
     if descriptor.get("mediaType") in INDEX_MEDIA_TYPES:
-        raise LayoutError(f"{layout_dir}: {descriptor.get('digest')} is a nested index; name a single image")
+        descriptor = _platform_manifest(layout_dir, descriptor, platform)
+    elif platform is not None and descriptor.get("platform") and _platform(descriptor) != platform:
+        raise LayoutError(f"{layout_dir}: the image is {_platform(descriptor)}, not {platform}")
     if descriptor.get("mediaType") not in MANIFEST_MEDIA_TYPES:
         raise LayoutError(f"{layout_dir}: unsupported manifest media type {descriptor.get('mediaType')!r}")
     return descriptor
+
+
+def _platform(descriptor: dict[str, Any]) -> str:
+    platform = descriptor.get("platform") if isinstance(descriptor.get("platform"), dict) else {}
+    return f"{platform.get('os')}/{platform.get('architecture')}"
+
+
+def image_platforms(layout_dir: PathLike, index_descriptor: dict[str, Any]) -> list[dict[str, Any]]:
+    """The platform manifests' descriptors of an image index blob of the layout, in its order."""
+    index = read_json_blob(layout_dir, index_descriptor, "image index")
+    manifests = index.get("manifests")
+    if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+        raise LayoutError(f"image index {index_descriptor.get('digest')}: no `manifests` list")
+    return manifests
+
+
+def _platform_manifest(layout_dir: PathLike, index_descriptor: dict[str, Any], platform: Optional[str]
+                       ) -> dict[str, Any]:
+    manifests = image_platforms(layout_dir, index_descriptor)
+    offered = [_platform(m) for m in manifests]
+    if platform is None:
+        raise LayoutError(
+            f"{layout_dir}: the image is an index over {', '.join(offered)}: name a platform"
+        )
+    chosen = [m for m in manifests if _platform(m) == platform]
+    if len(chosen) != 1:
+        raise LayoutError(
+            f"{layout_dir}: the image index {index_descriptor.get('digest')} has {len(chosen)} manifests for "
+            f"{platform} (it offers {', '.join(offered) or 'none'})"
+        )
+    return chosen[0]
 
 
 def select_artifact(layout_dir: PathLike, artifact_type: str) -> Optional[dict[str, Any]]:
@@ -376,10 +410,12 @@ def select_artifact(layout_dir: PathLike, artifact_type: str) -> Optional[dict[s
     return found[0] if found else None
 
 
-def read_image(layout_dir: PathLike, ref: Optional[str] = None) -> tuple[dict, dict, dict]:
-    """(manifest descriptor, manifest, config blob), each blob checked against its digest."""
+def read_image(layout_dir: PathLike, ref: Optional[str] = None, platform: Optional[str] = None
+               ) -> tuple[dict, dict, dict]:
+    """(manifest descriptor, manifest, config blob), each blob checked against its digest; `platform` picks
+    the manifest of an image index."""
     layout_dir = Path(layout_dir)
-    descriptor = select_manifest(layout_dir, ref)
+    descriptor = select_manifest(layout_dir, ref, platform)
     manifest = read_json_blob(layout_dir, descriptor, "manifest")
     if manifest.get("mediaType", descriptor["mediaType"]) not in MANIFEST_MEDIA_TYPES:
         raise LayoutError(f"manifest {descriptor['digest']}: unsupported media type {manifest.get('mediaType')!r}")

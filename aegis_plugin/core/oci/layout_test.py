@@ -10,12 +10,15 @@ import pytest
 from aegis_plugin.core.oci.conftest import TestImage
 from aegis_plugin.core.oci.image import (
     ANNOTATION_REF_NAME,
+    MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
     Descriptor,
     build_index,
     sha256_digest,
 )
-from aegis_plugin.core.oci.layout import blob_path, read_index, select_artifact, select_manifest, write_layout
+from aegis_plugin.core.oci.layout import (
+    LayoutError, blob_path, read_index, select_artifact, select_manifest, write_layout,
+)
 from aegis_plugin.core.oci.modelpack import ARTIFACT_TYPE
 
 
@@ -117,3 +120,20 @@ def test_an_artifact_beside_the_image_is_not_taken_for_it(tmp_path: Path) -> Non
     assert select_manifest(tmp_path, "1.0.0_modelpack") == model
     assert select_artifact(tmp_path, ARTIFACT_TYPE) == model
     assert select_artifact(tmp_path, "application/x-other") is None
+
+
+def test_an_image_index_is_read_for_a_platform(tmp_path: Path) -> None:
+    manifests = {arch: b'{"schemaVersion":2,"arch":"%s"}' % arch.encode() for arch in ("amd64", "arm64")}
+    entries = [Descriptor(MEDIA_TYPE_MANIFEST, sha256_digest(data), len(data),
+                          platform={"os": "linux", "architecture": arch}) for arch, data in manifests.items()]
+    index_blob = build_index(entries)
+    index_entry = Descriptor(MEDIA_TYPE_INDEX, sha256_digest(index_blob), len(index_blob),
+                             annotations={ANNOTATION_REF_NAME: "1.0.0"})
+    write_layout(tmp_path / "oci", {**{sha256_digest(d): d for d in manifests.values()},
+                                    index_entry.digest: index_blob}, build_index([index_entry]))
+    assert select_manifest(tmp_path / "oci", platform="linux/arm64") == entries[1].to_json()
+    assert select_manifest(tmp_path / "oci", "1.0.0", "linux/amd64") == entries[0].to_json()
+    with pytest.raises(LayoutError, match=r"the image is an index over linux/amd64, linux/arm64: name a platform$"):
+        select_manifest(tmp_path / "oci")
+    with pytest.raises(LayoutError, match=r"0 manifests for linux/riscv64 \(it offers linux/amd64, linux/arm64\)$"):
+        select_manifest(tmp_path / "oci", platform="linux/riscv64")
