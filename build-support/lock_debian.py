@@ -17,6 +17,7 @@ Release file's sha256. No host name goes into the lock.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import lzma
 import os
@@ -75,8 +76,10 @@ def unsigned_body(clearsigned: str) -> str:
     return "\n".join(line[2:] if line.startswith("- ") else line for line in body.splitlines())
 
 
+@functools.lru_cache(maxsize=None)
 def release_text(suite: Suite) -> str | None:
-    """The suite's InRelease content, GPG-verified when gpgv and a keyring are available."""
+    """The suite's InRelease content, GPG-verified when gpgv and a keyring are available; fetched once per
+    suite, whatever the number of architectures locked."""
     url = f"{suite.mirror.rstrip('/')}/dists/{suite.name}/InRelease"
     try:
         signed = http_get(url)

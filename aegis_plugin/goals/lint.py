@@ -23,7 +23,7 @@ from pants.engine.target import (
 from pants.util.logging import LogLevel
 
 from aegis_plugin.core.guards.defaults import SEVERITIES
-from aegis_plugin.goals.package import ModelImage, ModelImageRequest, ModelPackageFieldSet
+from aegis_plugin.goals.package import ModelImage, ModelImageRequest, ModelPackageFieldSet, platform_dir
 from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.target_types import (
     FailOnSeverityField,
@@ -128,7 +128,7 @@ async def lint_model(
     # Each platform's image is guarded on its own; its reports go to a directory named after it.
     unprefixed = await MultiGet(Get(Digest, RemovePrefix(result.report, "reports")) for result in results)
     reports = await MultiGet(
-        Get(Digest, AddPrefix(report, platform.replace("/", "-"))) for platform, report in zip(platforms, unprefixed)
+        Get(Digest, AddPrefix(report, platform_dir(platform))) for platform, report in zip(platforms, unprefixed)
     )
     return LintResult(
         max(result.exit_code for result in results),

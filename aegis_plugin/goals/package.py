@@ -422,7 +422,7 @@ async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
     )
     merged = await MultiGet(Get(Digest, MergeDigests([files, spdx3.digest])) for files, spdx3 in zip(others, spdx3s))
     per_platform = await MultiGet(
-        Get(Digest, AddPrefix(files, _platform_dir(platform))) for platform, files in zip(platforms, merged)
+        Get(Digest, AddPrefix(files, platform_dir(platform))) for platform, files in zip(platforms, merged)
     )
     first = images[0].artifact
     artifact = dataclasses.replace(
@@ -437,11 +437,12 @@ async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
     )
     return BuiltPackage(
         await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([index.digest, *per_platform])), output_path)),
-        (artifact, *(a for platform in platforms for a in _sbom_artifacts(f"{output_path}/{_platform_dir(platform)}"))),
+        (artifact, *(a for platform in platforms for a in _sbom_artifacts(f"{output_path}/{platform_dir(platform)}"))),
     )
 
 
-def _platform_dir(platform: str) -> str:
+def platform_dir(platform: str) -> str:
+    """The directory of one platform's files in a multi-platform package (and its lint reports)."""
     return platform.replace("/", "-")  # linux/arm64 -> linux-arm64
 
 

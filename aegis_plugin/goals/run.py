@@ -15,6 +15,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
 
 from aegis_plugin.goals.package import ModelPackageFieldSet
+from aegis_plugin.core.python.interpreter import MACHINES
 from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelIdField
@@ -44,8 +45,8 @@ async def run_model_package(
     layout = await Get(Digest, DigestSubset(package.digest, PathGlobs([f"{image.relpath}/**"])))
     # Of an image index, this machine's platform when there is one (another is served under emulation).
     platforms = [platform for platform, _ in image.platforms]
-    host = f"linux/{ {'x86_64': 'amd64', 'aarch64': 'arm64'}.get(py_platform.machine(), py_platform.machine())}"
-    chosen = (["--platform", host if host in platforms else platforms[0]]) if len(platforms) > 1 else []
+    host = [platform for platform in platforms if MACHINES.get(platform) == py_platform.machine()]
+    chosen = ["--platform", (host or platforms)[0]] if len(platforms) > 1 else []
     return RunRequest(
         digest=await Get(Digest, MergeDigests([layout, driver.digest])),
         args=[os.path.join("{chroot}", driver.pex.argv0), "--layout", os.path.join("{chroot}", image.relpath or ""),
