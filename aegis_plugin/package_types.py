@@ -19,7 +19,8 @@ class BuiltModelImage(BuiltPackageArtifact):
     model_artifact_digest: str = ""  # the ModelPack artifact's manifest in the same layout; "" when turned off
     repository: str = ""  # without registry when the target names none
     tag: str = ""
-    base_layer_digest: str = ""  # the Debian base layer's blob, a material of the SLSA provenance
+    # (platform, the Debian base layer's blob digest) of each platform's image: materials of the SLSA provenance
+    base_layers: tuple[tuple[str, str], ...] = ()
     git_sha: str = ""  # the source revision of its inputs
     lockfiles: tuple[str, ...] = ()  # the runtime resolve's lockfile, then the base's Debian lockfile
     registry: FrozenDict[str, Any] | None = None  # the MLflow provenance of the model files (util_rules/mlflow.py)
@@ -30,6 +31,17 @@ class BuiltModelImage(BuiltPackageArtifact):
     def output_path(self) -> str:
         """The package's directory under dist/: the layout, image.json and the SBOMs."""
         return os.path.dirname(self.relpath or "")
+
+    def platform_output_path(self, platform: str) -> str:
+        """The directory of one platform's image.json, SBOMs and image.tar under dist/."""
+        if len(self.platforms) > 1:
+            return f"{self.output_path}/{platform_dir(platform)}"
+        return self.output_path
+
+
+def platform_dir(platform: str) -> str:
+    """The directory of one platform's files in a multi-platform package (and its lint reports)."""
+    return platform.replace("/", "-")  # linux/arm64 -> linux-arm64
 
 
 def built_model_image(package: BuiltPackage) -> BuiltModelImage:

@@ -239,8 +239,8 @@ class PlatformsField(StringSequenceField):
         image has that platform's Debian packages and wheels, whatever machine builds it (no emulation at build
         time); with several, the OCI layout tags one image index over them, and the model's layers are the
         same blobs in each. The contract test runs each platform's image, another architecture than the
-        machine's under qemu user-mode emulation (`qemu-user-static`). Publishing an index is not supported
-        yet: publish a target of one platform.
+        machine's under qemu user-mode emulation (`qemu-user-static`). `publish` pushes the index, and signs
+        and attests it and each platform's image, each with its own SBOM.
         """
     )
 

@@ -23,7 +23,8 @@ from pants.engine.target import (
 from pants.util.logging import LogLevel
 
 from aegis_plugin.core.guards.defaults import SEVERITIES
-from aegis_plugin.goals.package import ModelImage, ModelImageRequest, ModelPackageFieldSet, platform_dir
+from aegis_plugin.goals.package import ModelImage, ModelImageRequest, ModelPackageFieldSet
+from aegis_plugin.package_types import platform_dir
 from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.target_types import (
     FailOnSeverityField,

@@ -21,7 +21,7 @@ from aegis_plugin.core.oci import modelpack
 from aegis_plugin.core.python.handler_check import top_level_modules
 from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
-from aegis_plugin.package_types import BuiltModelImage
+from aegis_plugin.package_types import BuiltModelImage, platform_dir
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.target_types import (
     AcceleratorField,
@@ -315,7 +315,7 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
             model_artifact_digest=image.model_artifact_digest or "",
             repository=repository,
             tag=fs.version.value,
-            base_layer_digest=base_layer.blob_digest,
+            base_layers=((platform, base_layer.blob_digest),),
             git_sha=inputs.revision.git_sha,
             lockfiles=(python_setup.resolves[inputs.resolve], *inputs.base_lockfile.snapshot.files),
             registry=inputs.registry,
@@ -429,21 +429,21 @@ async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
         first,
         manifest_digest=index.index_digest,
         platforms=tuple((platform, image.artifact.manifest_digest) for platform, image in zip(platforms, images)),
+        base_layers=tuple(layer for image in images for layer in image.artifact.base_layers),
         extra_log_lines=(
             f"    image index digest: {index.index_digest}",
-            *(f"    {platform}: {image.artifact.manifest_digest}" for platform, image in zip(platforms, images)),
-            *(line for line in first.extra_log_lines if "manifest digest" not in line),
+            *(line for platform, image in zip(platforms, images) for line in (
+                f"    {platform}: {image.artifact.manifest_digest}",
+                *(f"  {line}" for line in image.artifact.extra_log_lines if line.lstrip().startswith("SBOM:")),
+            )),
+            *(line for line in first.extra_log_lines
+              if not line.lstrip().startswith(("manifest digest:", "SBOM:"))),
         ),
     )
     return BuiltPackage(
         await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([index.digest, *per_platform])), output_path)),
         (artifact, *(a for platform in platforms for a in _sbom_artifacts(f"{output_path}/{platform_dir(platform)}"))),
     )
-
-
-def platform_dir(platform: str) -> str:
-    """The directory of one platform's files in a multi-platform package (and its lint reports)."""
-    return platform.replace("/", "-")  # linux/arm64 -> linux-arm64
 
 
 def _sbom_artifacts(directory: str) -> tuple[BuiltPackageArtifact, ...]:

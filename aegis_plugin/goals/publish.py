@@ -1,5 +1,6 @@
 """`pants publish` for `model_package`: push the packaged image by digest, sign and attest it, tag its version;
-likewise its ModelPack artifact, tagged `<version>_modelpack`.
+likewise its ModelPack artifact, tagged `<version>_modelpack`. A target of several platforms publishes its image
+index, each platform's image signed and attested with its own SBOM.
 
 The work happens in one interactive process (it has side effects, so it is never cached), run from the
 `publish` PEX (`aegis_plugin/core/publish/cli.py`) on the outputs of `package`. Secrets (the signing key and
@@ -84,17 +85,14 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
     target = f"{target_repository(fs, publish.registry)}:{fs.version.value}"
     (package,) = request.packages
     image = built_model_image(package)
-    if len(image.platforms) > 1:
-        raise AegisBuildError(
-            f"{fs.address}: field `platforms`: publishing an image index over {len(image.platforms)} platforms is "
-            f"not supported yet: publish a target of one platform"
-        )
     output_path = image.output_path
+    several = len(image.platforms) > 1
     # The lockfiles as `package` read them: Pants memoises the read within this run.
     locks = {f.path: f.content for f in await Get(DigestContents, PathGlobs(image.lockfiles))}
     materials = [
         *({"uri": path, "sha256": hashlib.sha256(locks[path]).hexdigest()} for path in image.lockfiles),
-        {"uri": "oci-layer:debian-base", "sha256": image.base_layer_digest.split(":", 1)[1]},
+        *({"uri": f"oci-layer:debian-base{':' + platform if several else ''}", "sha256": digest.split(":", 1)[1]}
+          for platform, digest in image.base_layers),
         *(dict(f) for f in (image.registry["files"] if image.registry else ())),
     ]
     # The facts of the SLSA provenance (core/publish/provenance.py makes the predicate of them).
@@ -115,8 +113,10 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
         Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.PUBLISH, publish.resolve))),
         Get(EnvironmentVars, EnvironmentVarsRequest(PASSED_ENV)),
     )
+    sboms = [f"{platform + '=' if several else ''}{image.platform_output_path(platform)}/sbom.cdx.json"
+             for platform, _ in image.platforms]
     argv = [
-        "--layout", f"{output_path}/oci", "--target", target, "--sbom", f"{output_path}/sbom.cdx.json",
+        "--layout", f"{output_path}/oci", "--target", target, *(a for sbom in sboms for a in ("--sbom", sbom)),
         "--provenance", "provenance.json", "--signer-identity", aegis.signer_identity,
         "--signing", publish.signing.value,
         *(["--allow-plain-http"] if publish.allow_plain_http else []),

@@ -29,7 +29,8 @@ ADDRESS = Address("models/fraud", target_name="fraud")
 LOCKS = ("3rdparty/python/runtime.lock", "3rdparty/debian/python3.11-bookworm.lock")
 IMAGE = BuiltModelImage(
     relpath="models.fraud/fraud/oci", manifest_digest="sha256:" + "1" * 64, repository="aegis/fraud-detector",
-    tag="1.0.0", base_layer_digest="sha256:" + "2" * 64, git_sha="3" * 40, lockfiles=LOCKS,
+    tag="1.0.0", base_layers=(("linux/amd64", "sha256:" + "2" * 64),), git_sha="3" * 40, lockfiles=LOCKS,
+    platforms=(("linux/amd64", "sha256:" + "1" * 64),),
     registry=FrozenDict({"files": (FrozenDict({"uri": "runs:/r/model/w.safetensors", "sha256": "4" * 64}),)}),
 )
 PACKAGE = BuiltPackage(EMPTY_DIGEST, (IMAGE, BuiltPackageArtifact("models.fraud/fraud/sbom.cdx.json")))
@@ -105,10 +106,20 @@ def test_a_repository_naming_its_registry_keeps_it() -> None:
     assert "registry.example:5000/aegis/fraud-detector:1.0.0" in process.argv
 
 
-def test_an_image_index_is_not_published_yet() -> None:
-    platforms = (("linux/amd64", "sha256:" + "5" * 64), ("linux/arm64", "sha256:" + "6" * 64))
-    index = dataclasses.replace(IMAGE, platforms=platforms)
-    with pytest.raises(AegisBuildError, match=r"^models/fraud:fraud: field `platforms`: publishing an image index "
-                                              r"over 2 platforms is not supported yet: publish a target of one "
-                                              r"platform$"):
-        run(field_set(), package=BuiltPackage(EMPTY_DIGEST, (index,)))
+def test_an_image_index_is_published_with_each_platforms_sbom() -> None:
+    index = dataclasses.replace(
+        IMAGE,
+        platforms=(("linux/amd64", "sha256:" + "5" * 64), ("linux/arm64", "sha256:" + "6" * 64)),
+        base_layers=(("linux/amd64", "sha256:" + "2" * 64), ("linux/arm64", "sha256:" + "7" * 64)),
+    )
+    process, facts = run(field_set(), package=BuiltPackage(EMPTY_DIGEST, (index,)))
+    argv = list(process.argv)
+    assert argv[argv.index("--layout") + 1] == "models.fraud/fraud/oci"
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--sbom"] == [
+        "linux/amd64=models.fraud/fraud/linux-amd64/sbom.cdx.json",
+        "linux/arm64=models.fraud/fraud/linux-arm64/sbom.cdx.json",
+    ]
+    assert [m for m in facts["materials"] if m["uri"].startswith("oci-layer:")] == [
+        {"uri": "oci-layer:debian-base:linux/amd64", "sha256": "2" * 64},
+        {"uri": "oci-layer:debian-base:linux/arm64", "sha256": "7" * 64},
+    ]

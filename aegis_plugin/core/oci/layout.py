@@ -343,9 +343,22 @@ def read_index(layout_dir: PathLike) -> dict[str, Any]:
 
 
 def select_manifest(layout_dir: PathLike, ref: Optional[str] = None, platform: Optional[str] = None) -> dict[str, Any]:
-    """The manifest descriptor tagged `ref`, or, when `ref` is None, the layout's only image: entries with an
-    `artifactType` (the ModelPack artifact `package` writes beside the image) are not images. When that is an
-    image index (one image for several platforms), the manifest of `platform` (`os/architecture`) in it."""
+    """The manifest descriptor of `select_image`; when that is an image index (one image for several
+    platforms), the manifest of `platform` (`os/architecture`) in it."""
+    descriptor = select_image(layout_dir, ref)
+    if descriptor.get("mediaType") in INDEX_MEDIA_TYPES:
+        descriptor = _platform_manifest(layout_dir, descriptor, platform)
+    elif platform is not None and descriptor.get("platform") and platform_of(descriptor) != platform:
+        raise LayoutError(f"{layout_dir}: the image is {platform_of(descriptor)}, not {platform}")
+    if descriptor.get("mediaType") not in MANIFEST_MEDIA_TYPES:
+        raise LayoutError(f"{layout_dir}: unsupported manifest media type {descriptor.get('mediaType')!r}")
+    return descriptor
+
+
+def select_image(layout_dir: PathLike, ref: Optional[str] = None) -> dict[str, Any]:
+    """The descriptor tagged `ref`, or, when `ref` is None, the layout's only image: entries with an
+    `artifactType` (the ModelPack artifact `package` writes beside the image) are not images. An image
+    manifest, or an image index over several platforms' manifests."""
     index = read_index(layout_dir)
     manifests = [m for m in index["manifests"] if isinstance(m, dict)]
     if ref is not None:
@@ -359,17 +372,11 @@ def select_manifest(layout_dir: PathLike, ref: Optional[str] = None, platform: O
         raise LayoutError(
             f"{layout_dir}: {len(chosen)} manifests{f' tagged {ref!r}' if ref else ''}; name one with a ref"
         )
-    descriptor = chosen[0]
-    if descriptor.get("mediaType") in INDEX_MEDIA_TYPES:
-        descriptor = _platform_manifest(layout_dir, descriptor, platform)
-    elif platform is not None and descriptor.get("platform") and _platform(descriptor) != platform:
-        raise LayoutError(f"{layout_dir}: the image is {_platform(descriptor)}, not {platform}")
-    if descriptor.get("mediaType") not in MANIFEST_MEDIA_TYPES:
-        raise LayoutError(f"{layout_dir}: unsupported manifest media type {descriptor.get('mediaType')!r}")
-    return descriptor
+    return chosen[0]
 
 
-def _platform(descriptor: dict[str, Any]) -> str:
+def platform_of(descriptor: dict[str, Any]) -> str:
+    """`os/architecture` of an image index's entry."""
     platform = descriptor.get("platform") if isinstance(descriptor.get("platform"), dict) else {}
     return f"{platform.get('os')}/{platform.get('architecture')}"
 
@@ -386,12 +393,12 @@ def image_platforms(layout_dir: PathLike, index_descriptor: dict[str, Any]) -> l
 def _platform_manifest(layout_dir: PathLike, index_descriptor: dict[str, Any], platform: Optional[str]
                        ) -> dict[str, Any]:
     manifests = image_platforms(layout_dir, index_descriptor)
-    offered = [_platform(m) for m in manifests]
+    offered = [platform_of(m) for m in manifests]
     if platform is None:
         raise LayoutError(
             f"{layout_dir}: the image is an index over {', '.join(offered)}: name a platform"
         )
-    chosen = [m for m in manifests if _platform(m) == platform]
+    chosen = [m for m in manifests if platform_of(m) == platform]
     if len(chosen) != 1:
         raise LayoutError(
             f"{layout_dir}: the image index {index_descriptor.get('digest')} has {len(chosen)} manifests for "

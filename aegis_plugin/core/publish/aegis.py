@@ -8,7 +8,8 @@ Both run offline against the registries alone: a keyless signature is checked ag
 root (default: the production one shipped with sigstore-python), its transparency-log entry by the log's
 signed entry timestamp. `promote` verifies first and copies the image, its signature and attestations by
 digest, then tags it, refusing to move an existing tag. A model's ModelPack artifact is verified and promoted
-the same way, by its own digest (`... REPO:VERSION_modelpack`). Runnable from the repository as
+the same way, by its own digest (`... REPO:VERSION_modelpack`). An image index (several platforms) is verified
+with every platform's image it lists, and promoted with them. Runnable from the repository as
 `./pants run aegis_plugin/core/publish:aegis -- ...`.
 Exit status 0 when verified/promoted; 1 with the reason otherwise.
 """
@@ -25,6 +26,7 @@ from aegis_plugin.core.publish.verify import (
     KeyPolicy,
     Policy,
     VerificationError,
+    Verified,
     load_public_key,
     verify,
 )
@@ -47,6 +49,12 @@ def policy(args: argparse.Namespace) -> Policy:
     else:
         trust = TrustedRoot.sigstore_production()
     return KeylessPolicy(trust, args.identity, args.issuer)
+
+
+def _checked(verified: Verified) -> str:
+    what = "image index" if verified.is_index else "image, model signature"
+    return (f"signed by {verified.signed_by or '(no identity)'}; attestations: "
+            f"{', '.join(sorted(verified.attestations))} ({what})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -73,8 +81,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "verify":
             ref = parse(args.image)
             verified = verify(Registry.for_reference(ref, args.allow_plain_http), ref, trusted)
-            print(f"verified {ref}: signed by {verified.signed_by or '(no identity)'}; attestations: "
-                  f"{', '.join(sorted(verified.attestations))}")
+            print(f"verified {ref}: {_checked(verified)}")
+            for platform, image in verified.platforms:
+                print(f"verified its {platform} image {ref.with_digest(image.digest)}: {_checked(image)}")
         else:
             source, target = parse(args.source), parse(args.target)
             if not target.tag or target.digest:

@@ -1,7 +1,7 @@
 """Publish one packaged model image, and the ModelPack artifact `package` wrote beside it:
 
     python -m aegis_plugin.core.publish.cli --layout DIR --target REGISTRY/REPO:VERSION \
-        --sbom sbom.cdx.json --provenance provenance-facts.json --signer-identity ID \
+        --sbom [PLATFORM=]sbom.cdx.json --provenance provenance-facts.json --signer-identity ID \
         [--signing key|keyless] [--allow-plain-http]
 
 In this order, so that a failure anywhere leaves no version tag on anything incomplete: check the tag is
@@ -10,6 +10,14 @@ signature, the attestations (CycloneDX SBOM, SLSA provenance) and the weights' O
 only then tag the version. The artifact goes to the same repository, tagged `<version>_modelpack`: its blobs
 are the image's, so only its config and manifest are uploaded; it gets its own signature, the same
 attestations (whose subjects name both digests) and the same model signature.
+
+An image index (a `model_package` of several platforms) is pushed as its platforms' manifests by digest,
+then the index, as `cosign sign --recursive` sees it: the index and each platform's image get a signature.
+Each platform's CycloneDX SBOM (`--sbom PLATFORM=PATH`, one per platform) is a statement about that image,
+the index and the artifact, attached to each of them; the SLSA provenance names the index, every platform's
+image and the artifact, and is attached to all. So `cosign verify-attestation` finds both on the index (what
+a tag resolves to) and on each platform's digest (what a runtime pulls). The model signature goes on each
+platform's image and the artifact, the manifests that carry the model files.
 
 Signing (`--signing`): with a key, `AEGIS_SIGNING_KEY_FILE` (a path) or `AEGIS_SIGNING_KEY` (the PEM itself),
 with `AEGIS_SIGNING_KEY_PASSWORD` for an encrypted key; keyless, the CI's OIDC identity through Sigstore (see
@@ -24,10 +32,11 @@ import base64
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, replace
-from typing import Callable, ContextManager, Iterator, List, Mapping, Optional, Sequence
+from typing import Callable, ContextManager, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -46,6 +55,7 @@ from aegis_plugin.core.sign.signer import KeySigner, Signer
 
 UNSIGNED = "unsigned"
 KEY_FILE_ENV, KEY_ENV, PASSWORD_ENV = "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_PASSWORD"
+_PLATFORM_SBOM = re.compile(r"(?P<platform>[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?)=(?P<path>.+)")
 
 
 class PublishError(AegisError):
@@ -114,6 +124,26 @@ def open_signer(plan: SigningPlan, args: argparse.Namespace) -> Iterator[Optiona
         yield KeySigner(plan.key) if plan.key is not None else None
 
 
+def sbom_paths(values: Sequence[str], image: LayoutImage) -> Dict[str, str]:
+    """The SBOM file of each of the image's platform images (by digest), from `--sbom [PLATFORM=]PATH`."""
+    given: Dict[Optional[str], str] = {}
+    for value in values:
+        match = _PLATFORM_SBOM.fullmatch(value)
+        platform, path = (match["platform"], match["path"]) if match else (None, value)
+        if platform in given:
+            raise PublishError(f"--sbom {value}: {'platform ' + platform if platform else 'the image'}'s SBOM "
+                               f"is given twice")
+        given[platform] = path
+    images = image.images
+    wanted = [i.platform for i in images] if image.is_index else [None]
+    if sorted(given, key=str) != sorted(wanted, key=str):
+        if image.is_index:
+            raise PublishError(f"the image is an index over {', '.join(map(str, wanted))}: give one "
+                               f"--sbom PLATFORM=PATH for each of them")
+        raise PublishError("the image is of one platform: give one --sbom PATH")
+    return {i.digest: given[i.platform if image.is_index else None] for i in images}
+
+
 def publish(args: argparse.Namespace, environ: Mapping[str, str],
             signer_factory: Callable[..., ContextManager[Optional[Signer]]] = open_signer) -> Sequence[str]:
     target = parse(args.target)
@@ -121,6 +151,7 @@ def publish(args: argparse.Namespace, environ: Mapping[str, str],
         raise PublishError(f"{args.target}: the target must be REGISTRY/REPOSITORY:VERSION")
     plan = plan_signing(args, environ)
     image = LayoutImage.read(args.layout)
+    sboms = sbom_paths(args.sbom, image)
     # The model's ModelPack artifact beside the image, when `package` wrote one: pushed to the same
     # repository under `<version>_modelpack`, signed and attested with the image.
     model = LayoutImage.read_artifact(args.layout, modelpack.ARTIFACT_TYPE)
@@ -131,12 +162,14 @@ def publish(args: argparse.Namespace, environ: Mapping[str, str],
         check_tag(registry, model_target, model.digest)
     report = push_image(registry, image, target.with_digest(image.digest))
     lines = [f"pushed {report.summary()}"]
+    if image.is_index:
+        lines += [f"  {i.platform}: {i.digest}" for i in image.images]
     if model is not None and model_target is not None:
         model_report = push_image(registry, model, model_target.with_digest(model.digest))
         lines.append(f"pushed the ModelPack artifact {model_report.summary()}")
     with signer_factory(plan, args) as signer:
         if signer is not None:
-            lines += sign_and_attest(registry, target, image, signer, args, model)
+            lines += sign_and_attest(registry, target, image, signer, args, sboms, model)
         else:
             lines.append("not signed: [aegis].signer_identity is 'unsigned'")
     for subject, reference in ((model, model_target), (image, target)):
@@ -146,35 +179,75 @@ def publish(args: argparse.Namespace, environ: Mapping[str, str],
     return lines
 
 
+@dataclass(frozen=True)
+class _Attestation:
+    """One statement: about `about`, naming `others` too, attached to each of `attach_to`."""
+
+    predicate_type: str
+    predicate: dict
+    about: LayoutImage
+    others: List[str]
+    attach_to: List[LayoutImage]
+
+
 def sign_and_attest(registry: Registry, target: Reference, image: LayoutImage, signer: Signer,
-                    args: argparse.Namespace, model: Optional[LayoutImage] = None) -> List[str]:
-    """The signature, the two attestations and the weights' model signature, attached to the image's digest,
-    and with a ModelPack artifact (`model`), to its digest too: each attestation's subjects name both."""
-    subjects = [image, *([model] if model is not None else [])]
-    lines = [_sign(registry, target, subject, signer, args.signer_identity) for subject in subjects]
-    with open(args.sbom, encoding="utf-8") as f:
-        sbom = json.load(f)
+                    args: argparse.Namespace, sboms: Mapping[str, str],
+                    model: Optional[LayoutImage] = None) -> List[str]:
+    """The signatures, the attestations and the weights' model signature (see the module's docstring), each
+    attached to every manifest it is about: the image, an index's platform images, the ModelPack artifact
+    (`model`). `sboms`: the CycloneDX SBOM file of each platform image, by digest."""
+    index = [image] if image.is_index else []
+    images = image.images
+    extra = [model] if model is not None else []
+    subjects = [*index, *images, *extra]
+    names = {s.digest: _name(s, image, model) for s in subjects}
+    lines = [_sign(registry, target, subject, signer, args.signer_identity, names[subject.digest])
+             for subject in subjects]
     with open(args.provenance, encoding="utf-8") as f:
         build = provenance.predicate(**json.load(f))
-    others = [subject.digest for subject in subjects[1:]]
-    for predicate_type, predicate in ((dsse.CYCLONEDX, sbom), (dsse.SLSA_PROVENANCE_V1, build)):
-        statement = dsse.statement(target.name, image.digest, predicate_type, predicate, others)
-        layer = None
-        for subject in subjects:
-            if _keyless_signed(registry, target.repository, subject.digest, "att", args.signer_identity,
-                               lambda found: base64.b64decode(json.loads(found.data)["payload"]) == statement):
-                added = False
-            else:
-                layer = layer or cosign.attestation_layer(target.name, image.digest, predicate_type, predicate,
-                                                          signer, others)
-                added = attach(registry, target.repository, subject.descriptor, "att", layer)
-            lines.append(f"attestation {predicate_type} {'attached' if added else 'already attached'}"
-                         f"{' to the ModelPack artifact' if subject is model else ''}")
-    return [*lines, *_model_signature(registry, target.repository, image, subjects, signer),
+    statements = []
+    for platform_image in images:
+        with open(sboms[platform_image.digest], encoding="utf-8") as f:
+            sbom = json.load(f)
+        statements.append(_Attestation(dsse.CYCLONEDX, sbom, platform_image, [s.digest for s in index + extra],
+                                       [platform_image, *index, *extra]))
+    statements.append(_Attestation(dsse.SLSA_PROVENANCE_V1, build, image, [s.digest for s in subjects[1:]], subjects))
+    for attestation in statements:
+        lines += _attest(registry, target, attestation, signer, args.signer_identity, names)
+    return [*lines, *_model_signature(registry, target.repository, [*images, *extra], signer, names),
             _referrers_line(registry, target.repository, image.digest)]
 
 
-def _sign(registry: Registry, target: Reference, subject: LayoutImage, signer: Signer, identity: str) -> str:
+def _name(subject: LayoutImage, image: LayoutImage, model: Optional[LayoutImage]) -> str:
+    """How the output names a manifest that gets signatures."""
+    if model is not None and subject.digest == model.digest:
+        return "the ModelPack artifact"
+    if subject.digest == image.digest:
+        return "the image index" if image.is_index else "the image"
+    return f"the {subject.platform} image"
+
+
+def _attest(registry: Registry, target: Reference, attestation: _Attestation, signer: Signer, identity: str,
+            names: Mapping[str, str]) -> List[str]:
+    predicate_type, predicate, about = attestation.predicate_type, attestation.predicate, attestation.about
+    statement = dsse.statement(target.name, about.digest, predicate_type, predicate, attestation.others)
+    layer, lines = None, []
+    for subject in attestation.attach_to:
+        if _keyless_signed(registry, target.repository, subject.digest, "att", identity,
+                           lambda found: base64.b64decode(json.loads(found.data)["payload"]) == statement):
+            added = False
+        else:
+            layer = layer or cosign.attestation_layer(target.name, about.digest, predicate_type, predicate, signer,
+                                                      attestation.others)
+            added = attach(registry, target.repository, subject.descriptor, "att", layer)
+        about_text = f" (about {names[about.digest]})" if about.digest != subject.digest and about.platform else ""
+        lines.append(f"attestation {predicate_type}{about_text} {'attached' if added else 'already attached'} "
+                     f"to {names[subject.digest]}")
+    return lines
+
+
+def _sign(registry: Registry, target: Reference, subject: LayoutImage, signer: Signer, identity: str,
+          name: str) -> str:
     digest = subject.digest
     optional = {"signed_by": identity, "version": target.tag or ""}
     payload = cosign.simple_signing_payload(target.name, digest, optional)
@@ -184,28 +257,30 @@ def _sign(registry: Registry, target: Reference, subject: LayoutImage, signer: S
         layer = cosign.signature_layer(target.name, digest, signer, optional)
         _check_certificate(layer, identity)  # before anything is attached
         added = attach(registry, target.repository, subject.descriptor, "sig", layer)
-    return f"signature {'attached' if added else 'already attached'} as {cosign.tag_for(digest, 'sig')}"
+    return f"signature {'attached' if added else 'already attached'} to {name} as {cosign.tag_for(digest, 'sig')}"
 
 
-def _model_signature(registry: Registry, repository: str, image: LayoutImage, subjects: List[LayoutImage],
-                     signer: Signer) -> List[str]:
+def _model_signature(registry: Registry, repository: str, subjects: List[LayoutImage], signer: Signer,
+                     names: Mapping[str, str]) -> List[str]:
     """The weights' own OpenSSF model signature: the model files are signed once, and the one bundle is
-    attached to the image and to its ModelPack artifact. Its bundle is not deterministic, and the digest
-    fixes the files: one already attached stays."""
+    attached to each manifest that carries them (every platform's image, the ModelPack artifact). Its bundle
+    is not deterministic, and the digest fixes the files: one already attached stays."""
     lines, bundle = [], None
     for subject in subjects:
         model_tag = cosign.tag_for(subject.digest, model_signature.SUFFIX)
         if registry.get_manifest(repository, model_tag) is not None:
-            lines.append(f"model signature already attached as {model_tag}")
+            lines.append(f"model signature already attached to {names[subject.digest]} as {model_tag}")
             continue
         if bundle is None:
             with tempfile.TemporaryDirectory(prefix="aegis-model-") as work:
                 model_dir = model_signature.model_dir_of(work)
-                names = model_signature.extract_model(image.manifest, lambda d: blob_path(image.layout, d), model_dir)
+                image = subjects[0]  # an image: the platforms' images carry the same model files
+                files = model_signature.extract_model(image.manifest, lambda d: blob_path(image.layout, d), model_dir)
                 bundle = model_signature.sign(model_dir, signer)
         attach(registry, repository, subject.descriptor, model_signature.SUFFIX,
                cosign.Layer(model_signature.BUNDLE_MEDIA_TYPE, bundle, {}))
-        lines.append(f"model signature (OpenSSF model-signing, {len(names)} files) attached as {model_tag}")
+        lines.append(f"model signature (OpenSSF model-signing, {len(files)} files) attached to "
+                     f"{names[subject.digest]} as {model_tag}")
     return lines
 
 
@@ -245,7 +320,9 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aegis-publish", description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", required=True, help="the image's OCI layout directory")
     parser.add_argument("--target", required=True, help="REGISTRY/REPOSITORY:VERSION")
-    parser.add_argument("--sbom", required=True, help="the CycloneDX SBOM to attest")
+    parser.add_argument("--sbom", required=True, action="append",
+                        help="the CycloneDX SBOM to attest; for an image index, PLATFORM=PATH for each platform "
+                             "(e.g. linux/arm64=linux-arm64/sbom.cdx.json)")
     parser.add_argument("--provenance", required=True,
                         help="the facts of the SLSA v1 provenance to attest (provenance.predicate's arguments)")
     parser.add_argument("--signer-identity", required=True, help="the image manifest's signed_by")

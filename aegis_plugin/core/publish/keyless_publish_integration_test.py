@@ -66,7 +66,7 @@ def _cosign(sigstore: testutil.LocalSigstore, tmp_path: Path, *args: str, identi
 def test_keyless_publish_verifies_with_cosign_and_aegis(sigstore, registry: str, tmp_path: Path, capsys) -> None:
     args = [*publish_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
     lines = _publish(args, sigstore)
-    assert "signature attached as" in lines[1] and "model signature (OpenSSF model-signing, 1 files)" in lines[4]
+    assert "signature attached to the image as" in lines[1] and "model signature (OpenSSF model-signing, 1 files)" in lines[4]
     digest = lines[-1].rsplit("-> ", 1)[1]
     ref = f"{registry}/ml/fraud@{digest}"
 
@@ -96,8 +96,10 @@ def test_keyless_publish_verifies_with_cosign_and_aegis(sigstore, registry: str,
     # A re-publish adds no second keyless signature (each run would have a new key and certificate).
     again = _publish(args, sigstore)
     assert [line.split(" as ")[0] for line in again[1:5]] == [
-        "signature already attached", "attestation https://cyclonedx.org/bom already attached",
-        "attestation https://slsa.dev/provenance/v1 already attached", "model signature already attached"]
+        "signature already attached to the image",
+        "attestation https://cyclonedx.org/bom already attached to the image",
+        "attestation https://slsa.dev/provenance/v1 already attached to the image",
+        "model signature already attached to the image"]
     client = Registry.for_reference(parse(ref))
     _, manifest, _ = client.get_manifest("ml/fraud", cosign.tag_for(digest, "sig"))
     assert len(json.loads(manifest)["layers"]) == 1

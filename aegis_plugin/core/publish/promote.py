@@ -25,7 +25,8 @@ def copy_verified(verified: Verified, source_registry: Registry, source: Referen
     """Copies what `verify` read and checked, never a second read of the source: the `.sig`, `.att` and `.msig`
     tags are mutable, and whoever can push to the source could swap them in between. The image's manifest is
     the one verify read by its digest; its blobs, fixed by their digests (checked as they are read), are
-    copied by digest, through a file (layers of any size).
+    copied by digest, through a file (layers of any size). An image index goes after its platforms' images,
+    each with its own signatures, as verify checked them.
 
     A `.sig`, `.att` or `.msig` image at the target is never overwritten, nor merged: if one there differs
     from the verified one, promote refuses before copying anything and names both digests (the target's
@@ -33,8 +34,9 @@ def copy_verified(verified: Verified, source_registry: Registry, source: Referen
     """
     digest = verified.digest
     check_tag(target_registry, target, digest)
+    manifests = [*(image for _, image in verified.platforms), verified]  # an index after its images
     present = set()
-    for attached in verified.attached.values():
+    for attached in (a for image in manifests for a in image.attached.values()):
         existing = target_registry.manifest_digest(target.repository, attached.tag)
         if existing == attached.digest:
             present.add(attached.tag)
@@ -45,18 +47,21 @@ def copy_verified(verified: Verified, source_registry: Registry, source: Referen
                 f"one of them first")
     same_registry = source.registry == target.registry
     mount_from = source.repository if same_registry else None
+    lines = []
+    for image in manifests:
+        media_type, manifest = image.image
+        copied = _copy_image_blobs(source_registry, source.repository, target_registry, target.repository, manifest,
+                                   same_registry)
+        target_registry.put_manifest(target.repository, image.digest, media_type, manifest)
+        lines.append(f"copied {image.digest} ({copied} blob(s) transferred)")
+        for attached in image.attached.values():
+            if attached.tag in present:
+                lines.append(f"{attached.tag} already there")
+                continue
+            _, uploaded, _ = push_blobs(target_registry, target.repository, dict(attached.blobs), mount_from)
+            target_registry.put_manifest(target.repository, attached.tag, attached.media_type, attached.manifest)
+            lines.append(f"copied {attached.tag} ({len(uploaded)} blob(s) transferred)")
     media_type, manifest = verified.image
-    copied = _copy_image_blobs(source_registry, source.repository, target_registry, target.repository, manifest,
-                               same_registry)
-    target_registry.put_manifest(target.repository, digest, media_type, manifest)
-    lines = [f"copied {digest} ({copied} blob(s) transferred)"]
-    for attached in verified.attached.values():
-        if attached.tag in present:
-            lines.append(f"{attached.tag} already there")
-            continue
-        _, uploaded, _ = push_blobs(target_registry, target.repository, dict(attached.blobs), mount_from)
-        target_registry.put_manifest(target.repository, attached.tag, attached.media_type, attached.manifest)
-        lines.append(f"copied {attached.tag} ({len(uploaded)} blob(s) transferred)")
     if check_tag(target_registry, target, digest):
         lines.append(f"{target} already -> {digest}")
     else:
@@ -67,7 +72,10 @@ def copy_verified(verified: Verified, source_registry: Registry, source: Referen
 
 def _copy_image_blobs(source_registry: Registry, source_repository: str, target_registry: Registry,
                       target_repository: str, manifest: bytes, same_registry: bool) -> int:
+    """Copies an image manifest's config and layers; an image index has no blobs of its own."""
     data = json.loads(manifest)
+    if "config" not in data:
+        return 0
     digests = [data["config"]["digest"], *(layer["digest"] for layer in data.get("layers", []))]
     transferred = 0
     for digest in digests:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,16 +16,24 @@ from aegis_plugin.core.registry.testutil import make_layout
 from aegis_plugin.core.sign import cosign, keys
 
 
-def publish_inputs(tmp_path: Path, content: bytes, name: str = "oci", model_artifact: bool = False) -> list:
-    image = make_layout(tmp_path / name, content, model_artifact=model_artifact)
-    (tmp_path / "sbom.json").write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6"}))
+def publish_inputs(tmp_path: Path, content: bytes, name: str = "oci", model_artifact: bool = False,
+                   platforms: Sequence[str] = ()) -> list:
+    """The publisher's arguments for a layout of one image or, with `platforms`, an image index: each
+    platform's SBOM names its platform, so that a test can tell them apart."""
+    image = make_layout(tmp_path / name, content, model_artifact=model_artifact, platforms=platforms)
+    sboms = []
+    for platform in platforms or [None]:
+        path = tmp_path / f"sbom-{(platform or 'image').replace('/', '-')}.json"
+        path.write_text(json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6",
+                                    **({"metadata": {"properties": [{"name": "platform", "value": platform}]}}
+                                       if platform else {})}))
+        sboms += ["--sbom", f"{platform}={path}" if platform else str(path)]
     (tmp_path / "provenance.json").write_text(json.dumps({
         "builder_id": "https://example.invalid/builder", "target": "models/fraud:fraud", "version": "1.0.0",
         "source_url": "https://example.invalid/repo", "git_sha": "ab" * 20,
         "materials": [{"uri": "3rdparty/python/runtime.lock", "sha256": "cd" * 32}],
         "invocation": ["pants", "publish", "models/fraud:fraud"]}))
-    return ["--layout", image.layout, "--sbom", str(tmp_path / "sbom.json"),
-            "--provenance", str(tmp_path / "provenance.json")]
+    return ["--layout", image.layout, *sboms, "--provenance", str(tmp_path / "provenance.json")]
 
 
 def signing_key_env(key: ec.EllipticCurvePrivateKey) -> dict:

@@ -8,6 +8,10 @@ layer is one entry judged on its own: one that is unreadable, of the wrong shape
 another image is skipped (a warning naming the layer's digest, when verification passes) and cannot block
 the valid ones; verification passes if and only if the required signature, attestations and model signature
 verify. Everything is read once: `Verified` holds the very bytes that were checked, for `promote` to copy.
+
+An image index (one image for several platforms) verifies when it has its own signature and attestations and
+every platform's image it lists verifies in full, model signature included: a runtime pulls the platform's
+digest, and a deployment that checked only the index would trust images nobody checked.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.errors import AegisError
+from aegis_plugin.core.oci.layout import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
 from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
@@ -76,6 +81,11 @@ class Verified:
     attestations: Dict[str, dict]  # predicate type -> predicate
     image: Tuple[str, bytes]  # the image's manifest (media type, bytes), read by its digest
     attached: Dict[str, Attached]  # suffix -> the `.sig`, `.att`, `.msig` images verified
+    platforms: List[Tuple[str, "Verified"]] = field(default_factory=list)  # an image index's images
+
+    @property
+    def is_index(self) -> bool:
+        return bool(self.platforms)
 
 
 def load_public_key(data: bytes, origin: str) -> ec.EllipticCurvePublicKey:
@@ -118,14 +128,15 @@ def _warn_on_stderr(line: str) -> None:
 
 def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequence[str] = REQUIRED_ATTESTATIONS,
            warn: Callable[[str], None] = _warn_on_stderr) -> Verified:
-    """Raises VerificationError (one line, with the reasons) unless the image verifies; then `warn`s once
-    per skipped entry and returns what was verified."""
+    """Raises VerificationError (one line, with the reasons) unless the image (or image index) verifies;
+    then `warn`s once per skipped entry and returns what was verified."""
     if not ref.digest:
         raise VerificationError(f"{ref}: verify an image by digest (REPOSITORY@sha256:...), never by tag")
     digest, repository = ref.digest, ref.repository
     image = registry.get_manifest(repository, digest)
     if image is None:
         raise VerificationError(f"{ref}: no such image in the registry")
+    children = _index_entries(ref, image[0], image[1])
     sig, att, msig = (_read_attached(registry, repository, cosign.tag_for(digest, suffix)) for suffix in SUFFIXES)
 
     if sig is None:
@@ -146,15 +157,42 @@ def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequenc
     if att:
         warnings += [_warning(ref, att.tag, s) for s in skipped]
 
-    if msig is None:
+    platforms = []
+    if children is not None:  # the model files are in the platforms' images, each verified in full
+        for platform, child in children:
+            try:
+                platforms.append((platform, verify(registry, ref.with_digest(child), policy, required, warn)))
+            except VerificationError as e:
+                raise VerificationError(f"{ref}: the image index's {platform} image does not verify: {e}") from None
+    elif msig is None:
         raise VerificationError(f"{ref}: no model signature is attached "
                                 f"({cosign.tag_for(digest, model_signature.SUFFIX)} does not exist)")
-    skipped = _verify_model_signature(registry, ref, image[1], policy, msig)
-    warnings += [_warning(ref, msig.tag, s) for s in skipped]
+    else:
+        skipped = _verify_model_signature(registry, ref, image[1], policy, msig)
+        warnings += [_warning(ref, msig.tag, s) for s in skipped]
     for line in warnings:
         warn(line)
     attached = {suffix: a for suffix, a in zip(SUFFIXES, (sig, att, msig)) if a is not None}
-    return Verified(digest, signers[0], found, image[:2], attached)
+    return Verified(digest, signers[0], found, image[:2], attached, platforms)
+
+
+def _index_entries(ref: Reference, media_type: str, manifest: bytes) -> Optional[List[Tuple[str, str]]]:
+    """(platform, digest) of each image an image index lists; None for an image's manifest."""
+    try:
+        data = _json_object(manifest, "the manifest")
+        if media_type.split(";")[0].strip() not in INDEX_MEDIA_TYPES and data.get("mediaType") not in INDEX_MEDIA_TYPES:
+            return None
+        entries = []
+        for entry in _member(data, "manifests", list):
+            if _member(entry, "mediaType", str) not in MANIFEST_MEDIA_TYPES:
+                raise _Invalid(f"it lists a {entry['mediaType']!r}, not an image manifest")
+            platform = _member(entry, "platform", dict)
+            entries.append((f"{platform.get('os')}/{platform.get('architecture')}", _digest_of(entry)))
+    except _Invalid as e:
+        raise VerificationError(f"{ref}: not a readable image index: {e}") from None
+    if not entries:
+        raise VerificationError(f"{ref}: the image index lists no image")
+    return entries
 
 
 def _judge(attached: Attached, check: Callable[[cosign.Layer], Any]) -> Tuple[List[Any], List[Skipped]]:

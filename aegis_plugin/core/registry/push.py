@@ -1,8 +1,8 @@
 """Push an image from an OCI layout by digest, then tag it, immutably.
 
-Blobs go first (those the registry has are skipped, no bytes sent), then the manifest by its digest, and
-only then the tag: a push interrupted anywhere leaves no tag pointing at a partial image, and re-running it
-completes the push. A tag that already points at another digest is never moved: versions are immutable.
+Blobs go first (those the registry has are skipped, no bytes sent), then the manifest by its digest (for an
+image index: each platform's manifest, then the index), and only then the tag: a push interrupted anywhere
+leaves no tag pointing at a partial image, and re-running it completes the push. A tag that already points at another digest is never moved: versions are immutable.
 """
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.oci.layout import blob_path, read_small_blob, select_artifact, select_manifest
+from aegis_plugin.core.oci.layout import (
+    INDEX_MEDIA_TYPES,
+    blob_path,
+    image_platforms,
+    platform_of,
+    read_small_blob,
+    select_artifact,
+    select_image,
+)
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
 
@@ -43,17 +51,19 @@ class PushReport:
 
 @dataclass(frozen=True)
 class LayoutImage:
-    """An image of an OCI layout directory (what `package` writes to dist/<path>/oci), or an artifact beside it."""
+    """An image of an OCI layout directory (what `package` writes to dist/<path>/oci): one manifest, or an image
+    index over several platforms' manifests; or an artifact beside it."""
 
     layout: str
     media_type: str
     digest: str
     manifest: bytes
+    platform: Optional[str] = None  # `os/architecture`, for a manifest of an image index
 
     @classmethod
     def read(cls, layout: str) -> "LayoutImage":
-        """The layout's one image, its manifest checked against the index's descriptor."""
-        return cls._of(layout, select_manifest(layout))
+        """The layout's one image, its manifest (or index) checked against the layout index's descriptor."""
+        return cls._of(layout, select_image(layout))
 
     @classmethod
     def read_artifact(cls, layout: str, artifact_type: str) -> Optional["LayoutImage"]:
@@ -62,9 +72,20 @@ class LayoutImage:
         return cls._of(layout, descriptor) if descriptor is not None else None
 
     @classmethod
-    def _of(cls, layout: str, descriptor: Dict[str, Any]) -> "LayoutImage":
+    def _of(cls, layout: str, descriptor: Dict[str, Any], platform: Optional[str] = None) -> "LayoutImage":
         manifest = read_small_blob(layout, descriptor, "manifest")
-        return cls(layout, descriptor["mediaType"], descriptor["digest"], manifest)
+        return cls(layout, descriptor["mediaType"], descriptor["digest"], manifest, platform)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_MEDIA_TYPES
+
+    @property
+    def images(self) -> List["LayoutImage"]:
+        """The manifests that carry the image's blobs: itself, or an index's platform images in its order."""
+        if not self.is_index:
+            return [self]
+        return [LayoutImage._of(self.layout, d, platform_of(d)) for d in image_platforms(self.layout, self.descriptor)]
 
     @property
     def descriptor(self) -> Dict[str, object]:
@@ -72,14 +93,17 @@ class LayoutImage:
 
     @property
     def blob_digests(self) -> List[str]:
-        """Config first, then the layers, as the manifest lists them."""
+        """Config first, then the layers, as the manifest lists them; an index's images', each once."""
+        if self.is_index:
+            return list(dict.fromkeys(digest for image in self.images for digest in image.blob_digests))
         data = json.loads(self.manifest)
         return [data["config"]["digest"], *(layer["digest"] for layer in data["layers"])]
 
 
 def push_image(registry: Registry, image: LayoutImage, target: Reference,
                mount_from: Optional[str] = None) -> PushReport:
-    """Pushes `image` to `target`'s repository and, if `target` has a tag, tags it (never moving a tag)."""
+    """Pushes `image` to `target`'s repository and, if `target` has a tag, tags it (never moving a tag). An
+    image index goes after its platforms' manifests, which are pushed by digest alone."""
     repository = target.repository
     report = PushReport(target.with_digest(image.digest), tag=target.tag)
     if target.tag:
@@ -88,6 +112,8 @@ def push_image(registry: Registry, image: LayoutImage, target: Reference,
     report.uploaded_bytes, report.uploaded_blobs, report.skipped_blobs = push_blobs(
         registry, repository, blobs, mount_from
     )
+    for platform_image in image.images if image.is_index else ():
+        registry.put_manifest(repository, platform_image.digest, platform_image.media_type, platform_image.manifest)
     registry.put_manifest(repository, image.digest, image.media_type, image.manifest)
     if target.tag:
         report.tag_created = tag_image(registry, target, image)

@@ -21,7 +21,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +34,7 @@ from aegis_plugin.core.oci.layout import write_layout
 from aegis_plugin.core.registry.push import LayoutImage
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @contextlib.contextmanager
@@ -69,32 +70,43 @@ def _answers(url: str) -> bool:
     return True
 
 
-def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artifact: bool = False) -> LayoutImage:
+def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artifact: bool = False,
+                platforms: Sequence[str] = ()) -> LayoutImage:
     """An OCI layout holding one image with one layer (`/app/model/weights.safetensors` = `content`, where
     model images keep their weights), written by hand so that these tests need nothing but this package. With
     `model_artifact`, also a ModelPack artifact of that same layer, tagged `<tag>_modelpack`, as `package`
-    writes one."""
-    tar = io.BytesIO()
-    with tarfile.open(fileobj=tar, mode="w") as archive:
-        info = tarfile.TarInfo("app/model/weights.safetensors")
-        info.size, info.mode = len(content), 0o644
-        archive.addfile(info, io.BytesIO(content))
-    layer = gzip.compress(tar.getvalue(), mtime=0)
-    config = _json({"architecture": "amd64", "os": "linux",
-                    "rootfs": {"type": "layers", "diff_ids": [_digest(tar.getvalue())]}})
-    manifest = _json({
-        "schemaVersion": 2, "mediaType": MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _digest(layer),
-                    "size": len(layer)}],
-    })
-    blobs = [layer, config, manifest]
-    entries = [{"mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
-                "annotations": {"org.opencontainers.image.ref.name": tag}}]
+    writes one. With `platforms` (`linux/arm64`, ...), an image index over one image per platform, each with
+    the same weights layer and a layer of its own (`/app/platform`), as `package` writes several platforms."""
+    weights = _tar("app/model/weights.safetensors", content)
+    layer = gzip.compress(weights, mtime=0)
+    blobs = [layer]
+    manifests = []
+    for platform in platforms or [None]:
+        tars = [weights] + ([_tar("app/platform", platform.encode())] if platform else [])
+        layers = [layer] + [gzip.compress(t, mtime=0) for t in tars[1:]]
+        architecture = platform.split("/")[1] if platform else "amd64"
+        config = _json({"architecture": architecture, "os": "linux",
+                        "rootfs": {"type": "layers", "diff_ids": [_digest(t) for t in tars]}})
+        manifest = _json({
+            "schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _digest(b),
+                        "size": len(b)} for b in layers],
+        })
+        blobs += [*layers[1:], config, manifest]
+        manifests.append({"mediaType": MANIFEST, "digest": _digest(manifest), "size": len(manifest),
+                          **({"platform": {"architecture": architecture, "os": "linux"}} if platform else {})})
+    if platforms:
+        index = _json({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests})
+        blobs.append(index)
+        top = {"mediaType": INDEX, "digest": _digest(index), "size": len(index)}
+    else:
+        top = manifests[0]
+    entries = [{**top, "annotations": {"org.opencontainers.image.ref.name": tag}}]
     if model_artifact:
         model_config = _json({"descriptor": {"name": "fraud", "version": tag}, "config": {"format": "safetensors"},
-                              "modelfs": {"type": "layers", "diffIds": [_digest(tar.getvalue())]}})
+                              "modelfs": {"type": "layers", "diffIds": [_digest(weights)]}})
         model_manifest = _json({
             "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": modelpack.ARTIFACT_TYPE,
             "config": {"mediaType": modelpack.MEDIA_TYPE_CONFIG, "digest": _digest(model_config),
@@ -109,6 +121,15 @@ def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artif
                         "annotations": {"org.opencontainers.image.ref.name": f"{tag}{modelpack.REF_NAME_SUFFIX}"}})
     write_layout(directory, {_digest(b): b for b in blobs}, _json({"schemaVersion": 2, "manifests": entries}))
     return LayoutImage.read(str(directory))
+
+
+def _tar(name: str, content: bytes) -> bytes:
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(content), 0o644
+        archive.addfile(info, io.BytesIO(content))
+    return tar.getvalue()
 
 
 def _json(value: object) -> bytes:

@@ -1,0 +1,185 @@
+"""Publishing, verifying and promoting an image index (a model of two platforms) against real registries
+(docker-registry on 127.0.0.1), checked by real cosign: the index and each platform's image are signed and
+attested, each platform with its own SBOM."""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from aegis_plugin.core.oci import modelpack
+from aegis_plugin.core.publish import aegis, cli
+from aegis_plugin.core.publish.testutil import (
+    attached_layers,
+    publish_inputs,
+    put_attached,
+    simple_signed,
+    write_public_key,
+)
+from aegis_plugin.core.registry.client import Registry
+from aegis_plugin.core.registry.push import LayoutImage
+from aegis_plugin.core.registry.reference import parse
+from aegis_plugin.core.registry.testutil import INDEX, running_registry
+from aegis_plugin.core.sign import cosign, dsse, keys, testutil
+
+PASSWORD = "correct horse"
+IDENTITY = "ci@aegis.example"
+PLATFORMS = ("linux/amd64", "linux/arm64")
+
+
+@pytest.fixture(scope="module")
+def cosign_binary() -> str:
+    return testutil.cosign_binary()
+
+
+@pytest.fixture(scope="module")
+def key_dir(cosign_binary: str, tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("keys")
+    testutil.generate_key_pair(cosign_binary, directory, PASSWORD)
+    return directory
+
+
+@pytest.fixture
+def registry(tmp_path: Path):
+    with running_registry(tmp_path / "registry") as address:
+        yield address
+
+
+def _env(key_dir: Path) -> dict:
+    return {"AEGIS_SIGNING_KEY_FILE": str(key_dir / "cosign.key"), "AEGIS_SIGNING_KEY_PASSWORD": PASSWORD}
+
+
+def _cosign(cosign_binary: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([cosign_binary, *args, "--insecure-ignore-tlog=true", "--allow-http-registry"],
+                          capture_output=True, text=True)
+
+
+def _statements(client: Registry, digest: str) -> list:
+    return [json.loads(base64.b64decode(json.loads(layer.data)["payload"]))
+            for layer in attached_layers(client, "ml/fraud", digest, "att")]
+
+
+def _subjects(statement: dict) -> list:
+    return [f"sha256:{s['digest']['sha256']}" for s in statement["subject"]]
+
+
+def test_an_image_index_is_published_signed_and_attested_per_platform(
+    cosign_binary, key_dir: Path, registry: str, tmp_path: Path, capsys
+) -> None:
+    inputs = publish_inputs(tmp_path, b"weights", model_artifact=True, platforms=PLATFORMS)
+    args = [*inputs, "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    out = capsys.readouterr().out
+    layout = LayoutImage.read(inputs[1])
+    index, images = layout.digest, {i.platform: i.digest for i in layout.images}
+    artifact = LayoutImage.read_artifact(inputs[1], modelpack.ARTIFACT_TYPE)
+    assert layout.is_index and set(images) == set(PLATFORMS) and artifact is not None
+    # The weights layer both platforms share is uploaded once: it, each platform's own layer and config.
+    assert f"ml/fraud@{index}: 5 blob(s)" in out
+    assert f"{registry}/ml/fraud:1.0.0 -> {index}" in out
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud:1.0.0"))
+    assert client.manifest_digest("ml/fraud", "1.0.0") == index
+    pushed_index = json.loads(client.get_manifest("ml/fraud", index)[1])
+    assert pushed_index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert [(m["platform"]["architecture"], m["digest"]) for m in pushed_index["manifests"]] == [
+        ("amd64", images["linux/amd64"]), ("arm64", images["linux/arm64"])]
+
+    # cosign checks the index (what the tag resolves to) and each platform's image (what a runtime pulls).
+    pub = str(key_dir / "cosign.pub")
+    for digest in (index, *images.values(), artifact.digest):
+        ref = f"{registry}/ml/fraud@{digest}"
+        for command in (["verify"], ["verify-attestation", "--type", "cyclonedx"],
+                        ["verify-attestation", "--type", "slsaprovenance1"]):
+            checked = _cosign(cosign_binary, *command, "--key", pub, ref)
+            assert checked.returncode == 0, (command, digest, checked.stderr)
+    checked = _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "cyclonedx",
+                      f"{registry}/ml/fraud:1.0.0")
+    assert checked.returncode == 0, checked.stderr
+
+    # Each platform's SBOM is a statement about its image (then the index and the artifact), attached to
+    # its image, the index and the artifact; the provenance names everything and is attached everywhere.
+    everything = [index, *images.values(), artifact.digest]
+    for platform, digest in images.items():
+        (sbom,) = [s for s in _statements(client, digest) if s["predicateType"] == dsse.CYCLONEDX]
+        assert _subjects(sbom) == [digest, index, artifact.digest]
+        assert sbom["predicate"]["metadata"]["properties"] == [{"name": "platform", "value": platform}]
+    for digest in (index, artifact.digest):
+        sboms = [s for s in _statements(client, digest) if s["predicateType"] == dsse.CYCLONEDX]
+        assert [_subjects(s)[0] for s in sboms] == list(images.values())
+    for digest in everything:
+        (slsa,) = [s for s in _statements(client, digest) if s["predicateType"] == dsse.SLSA_PROVENANCE_V1]
+        assert _subjects(slsa) == everything
+    # The model signature goes where the model files are: each platform's image and the artifact.
+    assert client.get_manifest("ml/fraud", cosign.tag_for(index, "msig")) is None
+    bundles = {d: [x.data for x in attached_layers(client, "ml/fraud", d, "msig")] for d in everything[1:]}
+    assert len({b[0] for b in bundles.values()}) == 1 and all(len(b) == 1 for b in bundles.values())
+
+    # aegis verify takes the index, and checks every platform's image in full.
+    ref = f"{registry}/ml/fraud@{index}"
+    assert aegis.main(["verify", ref, "--key", pub, "--identity", IDENTITY]) == 0
+    verified = capsys.readouterr().out.splitlines()
+    assert verified[0].startswith(f"verified {ref}: signed by {IDENTITY}") and "(image index)" in verified[0]
+    for line, (platform, digest) in zip(verified[1:], images.items()):
+        assert line.startswith(f"verified its {platform} image {registry}/ml/fraud@{digest}: signed by {IDENTITY}")
+        assert line.endswith("(image, model signature)")
+
+    # Publishing again uploads nothing and attaches nothing.
+    assert cli.main(args, _env(key_dir)) == 0
+    again = capsys.readouterr().out
+    assert "no layer bytes uploaded" in again
+    attaching = [line for line in again.splitlines() if line.startswith(("signature", "attestation", "model"))]
+    assert len(attaching) == 4 + (2 * 3 + 4) + 3 and all("already attached" in line for line in attaching)
+    assert again.count("already ->") == 2
+
+    # A platform's image whose signature is not the signer's fails the index, naming the platform.
+    key = keys.load_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD.encode(), "cosign.key")
+    other = simple_signed(b"not a signature payload", key)
+    put_attached(client, "ml/fraud", images["linux/arm64"], "sig", [other])
+    assert aegis.main(["verify", ref, "--key", pub]) == 1
+    err = capsys.readouterr().err
+    assert f"aegis: {ref}: the image index's linux/arm64 image does not verify: " in err and "no valid signature" in err
+
+
+def test_an_image_index_is_promoted_with_its_platforms(cosign_binary, key_dir: Path, registry: str, tmp_path: Path,
+                                                       capsys) -> None:
+    inputs = publish_inputs(tmp_path, b"weights", platforms=PLATFORMS)
+    args = [*inputs, "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main(args, _env(key_dir)) == 0
+    capsys.readouterr()
+    layout = LayoutImage.read(inputs[1])
+    index = layout.digest
+    pub = str(key_dir / "cosign.pub")
+    with running_registry(tmp_path / "prod-registry") as prod:
+        assert aegis.main(["promote", f"{registry}/ml/fraud@{index}", f"{prod}/fraud:1.0.0", "--key", pub]) == 0
+        out = capsys.readouterr().out
+        assert f"{prod}/fraud:1.0.0 -> {index}" in out
+        # Both platforms' images, then the index; the shared weights blob crosses once.
+        copied = [line for line in out.splitlines() if line.startswith("copied sha256:")]
+        assert [line.split()[1] for line in copied] == [*(i.digest for i in layout.images), index]
+        assert "(3 blob(s) transferred)" in copied[0] and "(2 blob(s) transferred)" in copied[1]
+        for digest in (index, *(i.digest for i in layout.images)):
+            checked = _cosign(cosign_binary, "verify", "--key", pub, f"{prod}/fraud@{digest}")
+            assert checked.returncode == 0, checked.stderr
+        assert aegis.main(["verify", f"{prod}/fraud@{index}", "--key", pub]) == 0
+        assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_an_index_that_lists_no_image_manifest_is_refused(registry: str, tmp_path: Path, capsys) -> None:
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud"))
+    empty = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": []}).encode()
+    empty_digest = client.put_manifest("ml/fraud", "empty", INDEX, empty)
+    nested = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [
+        {"mediaType": INDEX, "digest": empty_digest, "size": len(empty),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    nested_digest = client.put_manifest("ml/fraud", "nested", INDEX, nested)
+    key = str(tmp_path / "key.pub")
+    write_public_key(ec.generate_private_key(ec.SECP256R1()), Path(key))
+    assert aegis.main(["verify", f"{registry}/ml/fraud@{empty_digest}", "--key", key]) == 1
+    assert f"ml/fraud@{empty_digest}: the image index lists no image\n" in capsys.readouterr().err
+    assert aegis.main(["verify", f"{registry}/ml/fraud@{nested_digest}", "--key", key]) == 1
+    assert (f"ml/fraud@{nested_digest}: not a readable image index: it lists a '{INDEX}', not an image "
+            f"manifest\n") in capsys.readouterr().err
