@@ -32,9 +32,14 @@ class BuiltModelImage(BuiltPackageArtifact):
         """The package's directory under dist/: the layout, image.json and the SBOMs."""
         return os.path.dirname(self.relpath or "")
 
+    @property
+    def is_index(self) -> bool:
+        """Several platforms' images under one image index."""
+        return len(self.platforms) > 1
+
     def platform_output_path(self, platform: str) -> str:
         """The directory of one platform's image.json, SBOMs and image.tar under dist/."""
-        if len(self.platforms) > 1:
+        if self.is_index:
             return f"{self.output_path}/{platform_dir(platform)}"
         return self.output_path
 

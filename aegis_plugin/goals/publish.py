@@ -86,13 +86,12 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
     (package,) = request.packages
     image = built_model_image(package)
     output_path = image.output_path
-    several = len(image.platforms) > 1
     # The lockfiles as `package` read them: Pants memoises the read within this run.
     locks = {f.path: f.content for f in await Get(DigestContents, PathGlobs(image.lockfiles))}
     materials = [
         *({"uri": path, "sha256": hashlib.sha256(locks[path]).hexdigest()} for path in image.lockfiles),
-        *({"uri": f"oci-layer:debian-base{':' + platform if several else ''}", "sha256": digest.split(":", 1)[1]}
-          for platform, digest in image.base_layers),
+        *({"uri": f"oci-layer:debian-base{':' + platform if image.is_index else ''}",
+           "sha256": digest.split(":", 1)[1]} for platform, digest in image.base_layers),
         *(dict(f) for f in (image.registry["files"] if image.registry else ())),
     ]
     # The facts of the SLSA provenance (core/publish/provenance.py makes the predicate of them).
@@ -113,7 +112,7 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
         Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.PUBLISH, publish.resolve))),
         Get(EnvironmentVars, EnvironmentVarsRequest(PASSED_ENV)),
     )
-    sboms = [f"{platform + '=' if several else ''}{image.platform_output_path(platform)}/sbom.cdx.json"
+    sboms = [f"{platform + '=' if image.is_index else ''}{image.platform_output_path(platform)}/sbom.cdx.json"
              for platform, _ in image.platforms]
     argv = [
         "--layout", f"{output_path}/oci", "--target", target, *(a for sbom in sboms for a in ("--sbom", sbom)),

@@ -55,7 +55,7 @@ from aegis_plugin.core.sign.signer import KeySigner, Signer
 
 UNSIGNED = "unsigned"
 KEY_FILE_ENV, KEY_ENV, PASSWORD_ENV = "AEGIS_SIGNING_KEY_FILE", "AEGIS_SIGNING_KEY", "AEGIS_SIGNING_KEY_PASSWORD"
-_PLATFORM_SBOM = re.compile(r"(?P<platform>[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?)=(?P<path>.+)")
+_PLATFORM_SBOM = re.compile(r"(?P<platform>[a-z0-9]+/[a-z0-9_]+)=(?P<path>.+)")  # os/architecture=PATH
 
 
 class PublishError(AegisError):

@@ -4,6 +4,7 @@ attested, each platform with its own SBOM."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.oci import modelpack
-from aegis_plugin.core.publish import aegis, cli
+from aegis_plugin.core.oci.layout import LayoutError, write_layout
+from aegis_plugin.core.publish import aegis, cli, verify
 from aegis_plugin.core.publish.testutil import (
     attached_layers,
     publish_inputs,
@@ -23,8 +25,9 @@ from aegis_plugin.core.publish.testutil import (
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import LayoutImage
 from aegis_plugin.core.registry.reference import parse
-from aegis_plugin.core.registry.testutil import INDEX, running_registry
+from aegis_plugin.core.registry.testutil import INDEX, MANIFEST, running_registry
 from aegis_plugin.core.sign import cosign, dsse, keys, testutil
+from aegis_plugin.core.sign.signer import KeySigner
 
 PASSWORD = "correct horse"
 IDENTITY = "ci@aegis.example"
@@ -135,13 +138,33 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(
     assert len(attaching) == 4 + (2 * 3 + 4) + 3 and all("already attached" in line for line in attaching)
     assert again.count("already ->") == 2
 
-    # A platform's image whose signature is not the signer's fails the index, naming the platform.
+    # A platform's image whose signature is not the signer's fails the index, naming the platform; the
+    # warnings of the platform verified before it (a junk entry beside its valid signature) are not printed.
     key = keys.load_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD.encode(), "cosign.key")
-    other = simple_signed(b"not a signature payload", key)
-    put_attached(client, "ml/fraud", images["linux/arm64"], "sig", [other])
+    junk = simple_signed(b"not a signature payload", key)
+    valid = attached_layers(client, "ml/fraud", images["linux/amd64"], "sig")
+    put_attached(client, "ml/fraud", images["linux/amd64"], "sig", [*valid, junk])
+    assert aegis.main(["verify", ref, "--key", pub]) == 0
+    assert capsys.readouterr().err.count("warning") == 1
+    put_attached(client, "ml/fraud", images["linux/arm64"], "sig", [junk])
     assert aegis.main(["verify", ref, "--key", pub]) == 1
     err = capsys.readouterr().err
     assert f"aegis: {ref}: the image index's linux/arm64 image does not verify: " in err and "no valid signature" in err
+    assert "warning" not in err and err.count("\n") == 1
+
+    # An index listing an index as if it were an image is refused, even when both are signed.
+    signer = KeySigner(key)
+    name = f"{registry}/ml/fraud"
+    outer = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [
+        {"mediaType": MANIFEST, "digest": index, "size": len(client.get_manifest("ml/fraud", index)[1]),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    outer_digest = client.put_manifest("ml/fraud", "outer", INDEX, outer)
+    put_attached(client, "ml/fraud", outer_digest, "sig", [cosign.signature_layer(name, outer_digest, signer)])
+    put_attached(client, "ml/fraud", outer_digest, "att", [
+        cosign.attestation_layer(name, outer_digest, kind, {}, signer) for kind in verify.REQUIRED_ATTESTATIONS])
+    assert aegis.main(["verify", f"{name}@{outer_digest}", "--key", pub]) == 1
+    assert (f"the image index's linux/amd64 image does not verify: {name}@{index}: an image index, not an image"
+            in capsys.readouterr().err)
 
 
 def test_an_image_index_is_promoted_with_its_platforms(cosign_binary, key_dir: Path, registry: str, tmp_path: Path,
@@ -153,6 +176,10 @@ def test_an_image_index_is_promoted_with_its_platforms(cosign_binary, key_dir: P
     layout = LayoutImage.read(inputs[1])
     index = layout.digest
     pub = str(key_dir / "cosign.pub")
+    # A model signature on an index is nobody's to check (the model files are in the platforms' images):
+    # promote neither checks nor copies one that someone attached.
+    client = Registry.for_reference(parse(f"{registry}/ml/fraud"))
+    put_attached(client, "ml/fraud", index, "msig", [cosign.Layer("text/plain", b"junk", {})])
     with running_registry(tmp_path / "prod-registry") as prod:
         assert aegis.main(["promote", f"{registry}/ml/fraud@{index}", f"{prod}/fraud:1.0.0", "--key", pub]) == 0
         out = capsys.readouterr().out
@@ -166,6 +193,8 @@ def test_an_image_index_is_promoted_with_its_platforms(cosign_binary, key_dir: P
             assert checked.returncode == 0, checked.stderr
         assert aegis.main(["verify", f"{prod}/fraud@{index}", "--key", pub]) == 0
         assert len(capsys.readouterr().out.splitlines()) == 3
+        promoted = Registry.for_reference(parse(f"{prod}/fraud"))
+        assert promoted.get_manifest("fraud", cosign.tag_for(index, "msig")) is None
 
 
 def test_an_index_that_lists_no_image_manifest_is_refused(registry: str, tmp_path: Path, capsys) -> None:
@@ -183,3 +212,18 @@ def test_an_index_that_lists_no_image_manifest_is_refused(registry: str, tmp_pat
     assert aegis.main(["verify", f"{registry}/ml/fraud@{nested_digest}", "--key", key]) == 1
     assert (f"ml/fraud@{nested_digest}: not a readable image index: it lists a '{INDEX}', not an image "
             f"manifest\n") in capsys.readouterr().err
+
+
+def test_a_layout_whose_index_lists_an_index_is_refused(tmp_path: Path) -> None:
+    inner = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": []}).encode()
+    inner_digest = "sha256:" + hashlib.sha256(inner).hexdigest()
+    outer = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [
+        {"mediaType": INDEX, "digest": inner_digest, "size": len(inner),
+         "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
+    outer_digest = "sha256:" + hashlib.sha256(outer).hexdigest()
+    top = {"mediaType": INDEX, "digest": outer_digest, "size": len(outer),
+           "annotations": {"org.opencontainers.image.ref.name": "1.0.0"}}
+    write_layout(tmp_path / "oci", {inner_digest: inner, outer_digest: outer},
+                 json.dumps({"schemaVersion": 2, "manifests": [top]}).encode())
+    with pytest.raises(LayoutError, match=f"image index {outer_digest}: an entry is not an image manifest"):
+        LayoutImage.read(str(tmp_path / "oci")).images

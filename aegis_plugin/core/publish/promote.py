@@ -50,8 +50,8 @@ def copy_verified(verified: Verified, source_registry: Registry, source: Referen
     lines = []
     for image in manifests:
         media_type, manifest = image.image
-        copied = _copy_image_blobs(source_registry, source.repository, target_registry, target.repository, manifest,
-                                   same_registry)
+        copied = 0 if image.is_index else _copy_image_blobs(source_registry, source.repository, target_registry,
+                                                            target.repository, manifest, same_registry)
         target_registry.put_manifest(target.repository, image.digest, media_type, manifest)
         lines.append(f"copied {image.digest} ({copied} blob(s) transferred)")
         for attached in image.attached.values():
@@ -72,10 +72,8 @@ def copy_verified(verified: Verified, source_registry: Registry, source: Referen
 
 def _copy_image_blobs(source_registry: Registry, source_repository: str, target_registry: Registry,
                       target_repository: str, manifest: bytes, same_registry: bool) -> int:
-    """Copies an image manifest's config and layers; an image index has no blobs of its own."""
+    """Copies an image manifest's config and layers."""
     data = json.loads(manifest)
-    if "config" not in data:
-        return 0
     digests = [data["config"]["digest"], *(layer["digest"] for layer in data.get("layers", []))]
     transferred = 0
     for digest in digests:

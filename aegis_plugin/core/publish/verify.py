@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from aegis_plugin.core.errors import AegisError
-from aegis_plugin.core.oci.layout import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES
+from aegis_plugin.core.oci.layout import INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, platform_of
 from aegis_plugin.core.publish import model_signature
 from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.reference import Reference
@@ -130,6 +130,16 @@ def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequenc
            warn: Callable[[str], None] = _warn_on_stderr) -> Verified:
     """Raises VerificationError (one line, with the reasons) unless the image (or image index) verifies;
     then `warn`s once per skipped entry and returns what was verified."""
+    warnings: List[str] = []
+    verified = _verify(registry, ref, policy, required, warnings, index_allowed=True)
+    for line in warnings:
+        warn(line)
+    return verified
+
+
+def _verify(registry: Registry, ref: Reference, policy: Policy, required: Sequence[str], warnings: List[str],
+            index_allowed: bool) -> Verified:
+    """`verify`, adding its warnings to `warnings`; an index's platforms are verified with `index_allowed` False."""
     if not ref.digest:
         raise VerificationError(f"{ref}: verify an image by digest (REPOSITORY@sha256:...), never by tag")
     digest, repository = ref.digest, ref.repository
@@ -137,14 +147,20 @@ def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequenc
     if image is None:
         raise VerificationError(f"{ref}: no such image in the registry")
     children = _index_entries(ref, image[0], image[1])
-    sig, att, msig = (_read_attached(registry, repository, cosign.tag_for(digest, suffix)) for suffix in SUFFIXES)
+    if children is not None and not index_allowed:
+        raise VerificationError(f"{ref}: an image index, not an image: an image index may list only images")
+    sig = _read_attached(registry, repository, cosign.tag_for(digest, "sig"))
+    att = _read_attached(registry, repository, cosign.tag_for(digest, "att"))
+    # An index carries no model files, so no model signature: one attached to it would be checked by nobody.
+    msig = None if children is not None else _read_attached(registry, repository,
+                                                            cosign.tag_for(digest, model_signature.SUFFIX))
 
     if sig is None:
         raise VerificationError(f"{ref}: no signature is attached ({cosign.tag_for(digest, 'sig')} does not exist)")
     signers, skipped = _judge(sig, lambda layer: _signature(policy, digest, layer))
     if not signers:
         raise VerificationError(f"{ref}: no valid signature: {_summary(skipped)}")
-    warnings = [_warning(ref, sig.tag, s) for s in skipped]
+    warnings += [_warning(ref, sig.tag, s) for s in skipped]
 
     found: Dict[str, dict] = {}
     attestations, skipped = _judge(att, lambda layer: _attestation(policy, digest, layer)) if att else ([], [])
@@ -161,7 +177,8 @@ def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequenc
     if children is not None:  # the model files are in the platforms' images, each verified in full
         for platform, child in children:
             try:
-                platforms.append((platform, verify(registry, ref.with_digest(child), policy, required, warn)))
+                platforms.append((platform, _verify(registry, ref.with_digest(child), policy, required,
+                                                    warnings, index_allowed=False)))
             except VerificationError as e:
                 raise VerificationError(f"{ref}: the image index's {platform} image does not verify: {e}") from None
     elif msig is None:
@@ -170,29 +187,27 @@ def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequenc
     else:
         skipped = _verify_model_signature(registry, ref, image[1], policy, msig)
         warnings += [_warning(ref, msig.tag, s) for s in skipped]
-    for line in warnings:
-        warn(line)
     attached = {suffix: a for suffix, a in zip(SUFFIXES, (sig, att, msig)) if a is not None}
     return Verified(digest, signers[0], found, image[:2], attached, platforms)
 
 
 def _index_entries(ref: Reference, media_type: str, manifest: bytes) -> Optional[List[Tuple[str, str]]]:
-    """(platform, digest) of each image an image index lists; None for an image's manifest."""
+    """(platform, digest) of each image an image index lists, each once; None for an image's manifest."""
     try:
         data = _json_object(manifest, "the manifest")
-        if media_type.split(";")[0].strip() not in INDEX_MEDIA_TYPES and data.get("mediaType") not in INDEX_MEDIA_TYPES:
+        if not {media_type.split(";")[0].strip(), data.get("mediaType")} & set(INDEX_MEDIA_TYPES):
             return None
-        entries = []
+        entries: Dict[str, str] = {}
         for entry in _member(data, "manifests", list):
             if _member(entry, "mediaType", str) not in MANIFEST_MEDIA_TYPES:
                 raise _Invalid(f"it lists a {entry['mediaType']!r}, not an image manifest")
-            platform = _member(entry, "platform", dict)
-            entries.append((f"{platform.get('os')}/{platform.get('architecture')}", _digest_of(entry)))
+            _member(entry, "platform", dict)
+            entries.setdefault(_digest_of(entry), platform_of(entry))
     except _Invalid as e:
         raise VerificationError(f"{ref}: not a readable image index: {e}") from None
     if not entries:
         raise VerificationError(f"{ref}: the image index lists no image")
-    return entries
+    return [(platform, digest) for digest, platform in entries.items()]
 
 
 def _judge(attached: Attached, check: Callable[[cosign.Layer], Any]) -> Tuple[List[Any], List[Skipped]]:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci.layout import (
     INDEX_MEDIA_TYPES,
+    MANIFEST_MEDIA_TYPES,
+    LayoutError,
     blob_path,
     image_platforms,
     platform_of,
@@ -63,7 +66,10 @@ class LayoutImage:
     @classmethod
     def read(cls, layout: str) -> "LayoutImage":
         """The layout's one image, its manifest (or index) checked against the layout index's descriptor."""
-        return cls._of(layout, select_image(layout))
+        descriptor = select_image(layout)
+        if descriptor.get("mediaType") not in (*MANIFEST_MEDIA_TYPES, *INDEX_MEDIA_TYPES):
+            raise LayoutError(f"{layout}: unsupported manifest media type {descriptor.get('mediaType')!r}")
+        return cls._of(layout, descriptor)
 
     @classmethod
     def read_artifact(cls, layout: str, artifact_type: str) -> Optional["LayoutImage"]:
@@ -80,12 +86,16 @@ class LayoutImage:
     def is_index(self) -> bool:
         return self.media_type in INDEX_MEDIA_TYPES
 
-    @property
+    @cached_property
     def images(self) -> List["LayoutImage"]:
         """The manifests that carry the image's blobs: itself, or an index's platform images in its order."""
         if not self.is_index:
             return [self]
-        return [LayoutImage._of(self.layout, d, platform_of(d)) for d in image_platforms(self.layout, self.descriptor)]
+        entries = image_platforms(self.layout, self.descriptor)
+        for entry in entries:
+            if entry.get("mediaType") not in MANIFEST_MEDIA_TYPES or not isinstance(entry.get("platform"), dict):
+                raise LayoutError(f"image index {self.digest}: an entry is not an image manifest with a platform")
+        return [LayoutImage._of(self.layout, entry, platform_of(entry)) for entry in entries]
 
     @property
     def descriptor(self) -> Dict[str, object]:
