@@ -19,6 +19,7 @@ from aegis_plugin.core.publish.testutil import (
     attached_layers,
     publish_inputs,
     put_attached,
+    signing_key_env,
     simple_signed,
     write_public_key,
 )
@@ -26,24 +27,12 @@ from aegis_plugin.core.registry.client import Registry
 from aegis_plugin.core.registry.push import LayoutImage
 from aegis_plugin.core.registry.reference import parse
 from aegis_plugin.core.registry.testutil import INDEX, MANIFEST, running_registry
-from aegis_plugin.core.sign import cosign, dsse, keys, testutil
+from aegis_plugin.core.sign import cosign, dsse, testutil
 from aegis_plugin.core.sign.signer import KeySigner
 
-PASSWORD = "correct horse"
 IDENTITY = "ci@aegis.example"
 PLATFORMS = ("linux/amd64", "linux/arm64")
-
-
-@pytest.fixture(scope="module")
-def cosign_binary() -> str:
-    return testutil.cosign_binary()
-
-
-@pytest.fixture(scope="module")
-def key_dir(cosign_binary: str, tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("keys")
-    testutil.generate_key_pair(cosign_binary, directory, PASSWORD)
-    return directory
+KEY = ec.generate_private_key(ec.SECP256R1())
 
 
 @pytest.fixture
@@ -52,12 +41,8 @@ def registry(tmp_path: Path):
         yield address
 
 
-def _env(key_dir: Path) -> dict:
-    return {"AEGIS_SIGNING_KEY_FILE": str(key_dir / "cosign.key"), "AEGIS_SIGNING_KEY_PASSWORD": PASSWORD}
-
-
-def _cosign(cosign_binary: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([cosign_binary, *args, "--insecure-ignore-tlog=true", "--allow-http-registry"],
+def _cosign(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([testutil.cosign_binary(), *args, "--insecure-ignore-tlog=true", "--allow-http-registry"],
                           capture_output=True, text=True)
 
 
@@ -70,12 +55,10 @@ def _subjects(statement: dict) -> list:
     return [f"sha256:{s['digest']['sha256']}" for s in statement["subject"]]
 
 
-def test_an_image_index_is_published_signed_and_attested_per_platform(
-    cosign_binary, key_dir: Path, registry: str, tmp_path: Path, capsys
-) -> None:
+def test_an_image_index_is_published_signed_and_attested_per_platform(registry: str, tmp_path: Path, capsys) -> None:
     inputs = publish_inputs(tmp_path, b"weights", model_artifact=True, platforms=PLATFORMS)
     args = [*inputs, "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
-    assert cli.main(args, _env(key_dir)) == 0
+    assert cli.main(args, signing_key_env(KEY)) == 0
     out = capsys.readouterr().out
     layout = LayoutImage.read(inputs[1])
     index, images = layout.digest, {i.platform: i.digest for i in layout.images}
@@ -92,14 +75,14 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(
         ("amd64", images["linux/amd64"]), ("arm64", images["linux/arm64"])]
 
     # cosign checks the index (what the tag resolves to) and each platform's image (what a runtime pulls).
-    pub = str(key_dir / "cosign.pub")
+    pub = write_public_key(KEY, tmp_path / "key.pub")
     for digest in (index, *images.values(), artifact.digest):
         ref = f"{registry}/ml/fraud@{digest}"
         for command in (["verify"], ["verify-attestation", "--type", "cyclonedx"],
                         ["verify-attestation", "--type", "slsaprovenance1"]):
-            checked = _cosign(cosign_binary, *command, "--key", pub, ref)
+            checked = _cosign(*command, "--key", pub, ref)
             assert checked.returncode == 0, (command, digest, checked.stderr)
-    checked = _cosign(cosign_binary, "verify-attestation", "--key", pub, "--type", "cyclonedx",
+    checked = _cosign("verify-attestation", "--key", pub, "--type", "cyclonedx",
                       f"{registry}/ml/fraud:1.0.0")
     assert checked.returncode == 0, checked.stderr
 
@@ -131,7 +114,7 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(
         assert line.endswith("(image, model signature)")
 
     # Publishing again uploads nothing and attaches nothing.
-    assert cli.main(args, _env(key_dir)) == 0
+    assert cli.main(args, signing_key_env(KEY)) == 0
     again = capsys.readouterr().out
     assert "no layer bytes uploaded" in again
     attaching = [line for line in again.splitlines() if line.startswith(("signature", "attestation", "model"))]
@@ -140,8 +123,7 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(
 
     # A platform's image whose signature is not the signer's fails the index, naming the platform; the
     # warnings of the platform verified before it (a junk entry beside its valid signature) are not printed.
-    key = keys.load_private_key((key_dir / "cosign.key").read_bytes(), PASSWORD.encode(), "cosign.key")
-    junk = simple_signed(b"not a signature payload", key)
+    junk = simple_signed(b"not a signature payload", KEY)
     valid = attached_layers(client, "ml/fraud", images["linux/amd64"], "sig")
     put_attached(client, "ml/fraud", images["linux/amd64"], "sig", [*valid, junk])
     assert aegis.main(["verify", ref, "--key", pub]) == 0
@@ -153,7 +135,7 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(
     assert "warning" not in err and err.count("\n") == 1
 
     # An index listing an index as if it were an image is refused, even when both are signed.
-    signer = KeySigner(key)
+    signer = KeySigner(KEY)
     name = f"{registry}/ml/fraud"
     outer = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": [
         {"mediaType": MANIFEST, "digest": index, "size": len(client.get_manifest("ml/fraud", index)[1]),
@@ -167,15 +149,14 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(
             in capsys.readouterr().err)
 
 
-def test_an_image_index_is_promoted_with_its_platforms(cosign_binary, key_dir: Path, registry: str, tmp_path: Path,
-                                                       capsys) -> None:
+def test_an_image_index_is_promoted_with_its_platforms(registry: str, tmp_path: Path, capsys) -> None:
     inputs = publish_inputs(tmp_path, b"weights", platforms=PLATFORMS)
     args = [*inputs, "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
-    assert cli.main(args, _env(key_dir)) == 0
+    assert cli.main(args, signing_key_env(KEY)) == 0
     capsys.readouterr()
     layout = LayoutImage.read(inputs[1])
     index = layout.digest
-    pub = str(key_dir / "cosign.pub")
+    pub = write_public_key(KEY, tmp_path / "key.pub")
     # A model signature on an index is nobody's to check (the model files are in the platforms' images):
     # promote neither checks nor copies one that someone attached.
     client = Registry.for_reference(parse(f"{registry}/ml/fraud"))
@@ -189,7 +170,7 @@ def test_an_image_index_is_promoted_with_its_platforms(cosign_binary, key_dir: P
         assert [line.split()[1] for line in copied] == [*(i.digest for i in layout.images), index]
         assert "(3 blob(s) transferred)" in copied[0] and "(2 blob(s) transferred)" in copied[1]
         for digest in (index, *(i.digest for i in layout.images)):
-            checked = _cosign(cosign_binary, "verify", "--key", pub, f"{prod}/fraud@{digest}")
+            checked = _cosign("verify", "--key", pub, f"{prod}/fraud@{digest}")
             assert checked.returncode == 0, checked.stderr
         assert aegis.main(["verify", f"{prod}/fraud@{index}", "--key", pub]) == 0
         assert len(capsys.readouterr().out.splitlines()) == 3
@@ -205,8 +186,7 @@ def test_an_index_that_lists_no_image_manifest_is_refused(registry: str, tmp_pat
         {"mediaType": INDEX, "digest": empty_digest, "size": len(empty),
          "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
     nested_digest = client.put_manifest("ml/fraud", "nested", INDEX, nested)
-    key = str(tmp_path / "key.pub")
-    write_public_key(ec.generate_private_key(ec.SECP256R1()), Path(key))
+    key = write_public_key(KEY, tmp_path / "key.pub")
     assert aegis.main(["verify", f"{registry}/ml/fraud@{empty_digest}", "--key", key]) == 1
     assert f"ml/fraud@{empty_digest}: the image index lists no image\n" in capsys.readouterr().err
     assert aegis.main(["verify", f"{registry}/ml/fraud@{nested_digest}", "--key", key]) == 1
