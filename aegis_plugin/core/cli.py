@@ -39,6 +39,7 @@ INVENTORY = "inventory.json"  # debian-layer: {"debian": [...]}; deps-layer: {"p
 WHEELS_INFO = "wheels.json"  # locate-wheels: [{name, version, filename, url, sha256, size}] of every wheel
 FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
 MODEL_CARD_INFO = "model_card.json"  # files-layer with a model card: its {sections, fields}
+TOP_LAYER_DIR = "top-layer"  # image: where it writes its spec's top_layer, outside the out/ it returns
 TENSORS_INFO = "tensors.json"  # files-layer checking a checkpoint: {parameters, dtypes} of all its tensors
 
 
@@ -71,8 +72,11 @@ def layer_blob(layer_dir: str) -> str:
 
 
 def files_layer(args: argparse.Namespace) -> None:
-    """A layer of the files a `specs.FilesLayerSpec` lists, each checked as it says first."""
-    spec = FilesLayerSpec.from_json(_read_spec(args.spec))
+    write_files_layer(FilesLayerSpec.from_json(_read_spec(args.spec)), args.out)
+
+
+def write_files_layer(spec: FilesLayerSpec, out: str) -> LayerInfo:
+    """A layer of the files a `specs.FilesLayerSpec` lists, each checked as it says first, into `out`."""
     summary = None
     if spec.checkpoint:
         try:
@@ -104,16 +108,17 @@ def files_layer(args: argparse.Namespace) -> None:
             entries.append(LayerEntry(item.path, "file", item.mode, data=item.text.encode()))
         else:
             entries.append(LayerEntry(item.path, "file", item.mode, source=item.source))
-    info = _write_layer(entries, args.out, spec.mtime, spec.description, spec.compression)
-    _write_json(os.path.join(args.out, FILES_INFO), [f.to_json() for f in info.files])
+    info = _write_layer(entries, out, spec.mtime, spec.description, spec.compression)
+    _write_json(os.path.join(out, FILES_INFO), [f.to_json() for f in info.files])
     if summary is not None:
-        _write_json(os.path.join(args.out, TENSORS_INFO), {"parameters": summary.parameters,
-                                                          "dtypes": list(summary.dtypes)})
+        _write_json(os.path.join(out, TENSORS_INFO), {"parameters": summary.parameters,
+                                                      "dtypes": list(summary.dtypes)})
     cards = [item for item in spec.entries if item.check == "model_card"]
     if cards:
         with open(cards[0].source, encoding="utf-8") as f:
             card = model_card.parse(f.read())
-        _write_json(os.path.join(args.out, MODEL_CARD_INFO), {"sections": card.sections, "fields": card.fields})
+        _write_json(os.path.join(out, MODEL_CARD_INFO), {"sections": card.sections, "fields": card.fields})
+    return info
 
 
 def _read_spec(path: str) -> object:
@@ -230,13 +235,20 @@ def pinned_files(args: argparse.Namespace) -> None:
 
 def build_image(args: argparse.Namespace) -> None:
     """Config, manifest and index of one image: an OCI layout without the layer blobs, which the layer steps
-    wrote under their layout names (the calling rule merges them in). With `docker_archive`, also image.tar,
-    a second full copy of every byte, from the layer blobs given as inputs."""
+    wrote under their layout names (the calling rule merges them in), but for the `top_layer` this step writes
+    itself (the SBOM's: one process fewer on every edit). With `docker_archive`, also image.tar, a second full
+    copy of every byte, from the layer blobs given as inputs."""
     spec = ImageSpec.from_json(_read_spec(args.spec))
     layers = []
     for layer_dir in spec.layers:
         with open(os.path.join(layer_dir, LAYER_INFO)) as f:
             layers.append((layer_dir, json.load(f)))
+    written_here = {}
+    if spec.top_layer is not None:  # a small layer written here, beside the out/ this step returns
+        write_files_layer(spec.top_layer, TOP_LAYER_DIR)
+        with open(os.path.join(TOP_LAYER_DIR, LAYER_INFO)) as f:
+            layers.append((TOP_LAYER_DIR, json.load(f)))
+        written_here[layers[-1][1]["digest"]] = layout.blob_path(TOP_LAYER_DIR, layers[-1][1]["digest"])
     created = datetime.fromtimestamp(spec.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = image.build_config(
         architecture=spec.architecture,
@@ -260,7 +272,7 @@ def build_image(args: argparse.Namespace) -> None:
     platform = {"architecture": spec.architecture, "os": spec.os}
     manifest_desc = image.descriptor_for(image.MEDIA_TYPE_MANIFEST, manifest, platform=platform)
     image_entry = image.with_ref_name(manifest_desc, spec.ref_name)
-    blobs = {config_desc.digest: config, manifest_desc.digest: manifest}
+    blobs = {config_desc.digest: config, manifest_desc.digest: manifest, **written_here}
     entries = [image_entry]
     artifact = None
     if spec.model_artifact is not None:
@@ -269,7 +281,7 @@ def build_image(args: argparse.Namespace) -> None:
         entries.append(artifact)
     layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
     layout.write_layout(os.path.join(args.out, "oci"), blobs, image.build_index(entries),
-                        external={info["digest"]: info["size"] for _, info in layers})
+                        external={info["digest"]: info["size"] for _, info in layers if info["digest"] not in blobs})
     if spec.docker_archive:
         with tempfile.TemporaryDirectory(dir=".") as complete:
             layout.write_layout(complete, {**blobs, **layer_blobs}, image.build_index([image_entry]))

@@ -138,6 +138,26 @@ def test_image_writes_image_tar_when_asked(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["image.json", "image.tar", "oci"]
 
 
+def test_image_writes_its_top_layer_as_the_files_layer_step_would(tmp_path: Path, monkeypatch) -> None:
+    layer = _weights_layer(tmp_path, b"w" * 1000, "w")
+    (tmp_path / "sbom.spdx.json").write_text('{"spdxVersion": "SPDX-2.3"}')
+    top = {"mtime": 0, "description": "SBOM", "entries": [
+        {"path": "/app/sbom.spdx.json", "origin": "the SBOM", "name": "sbom.spdx.json",
+         "source": str(tmp_path / "sbom.spdx.json"), "mode": 0o644}]}
+    (tmp_path / "top.json").write_text(json.dumps(top))
+    assert cli.main(["files-layer", "--spec", str(tmp_path / "top.json"), "--out", str(tmp_path / "own")]) == 0
+    own = json.loads((tmp_path / "own" / cli.LAYER_INFO).read_text())
+    (tmp_path / "image.json").write_text(json.dumps({**_image_spec([str(layer)], False), "top_layer": top}))
+    monkeypatch.chdir(tmp_path)  # the step's working directory: the top layer is written beside out/
+    assert cli.main(["image", "--spec", "image.json", "--out", "out"]) == 0
+    summary = json.loads((tmp_path / "out" / "image.json").read_text())
+    assert [entry["digest"] for entry in summary["layers"]][1:] == [own["digest"]]
+    assert summary["layers"][1]["description"] == "SBOM"
+    blob = tmp_path / "out" / "oci" / "blobs" / "sha256" / own["digest"][7:]
+    assert blob.read_bytes() == Path(cli.layer_blob(str(tmp_path / "own"))).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["image.json", "oci"]
+
+
 def _safetensors(shapes: dict[str, list[int]]) -> bytes:
     """A valid F32 safetensors file of zeros with these tensor shapes."""
     header, offset = {}, 0

@@ -149,13 +149,15 @@ class ImageSpec:
     repo_tags: Tuple[str, ...]  # of image.tar
     docker_archive: bool = False  # also write image.tar
     model_artifact: Optional[ModelArtifactSpec] = None  # also write this ModelPack artifact into the layout
+    top_layer: Optional[FilesLayerSpec] = None  # a small layer on top of `layers`, written by the image step
 
     @classmethod
     def from_json(cls, data: Any, where: str = "spec") -> "ImageSpec":
         values = _read(cls, data, where)
-        artifact = values.get("model_artifact")
+        artifact, top = values.get("model_artifact"), values.get("top_layer")
         return cls(**{
             **values, **{k: tuple(values[k]) for k in ("layers", "env", "entrypoint", "repo_tags")},
             "model_artifact": ModelArtifactSpec.from_json(artifact, f"{where}.model_artifact")
             if artifact is not None else None,
+            "top_layer": FilesLayerSpec.from_json(top, f"{where}.top_layer") if top is not None else None,
         })

@@ -266,11 +266,12 @@ class FilesLayerRequest:
     handler_check: HandlerCheckSpec | None = None
 
 
-@rule(desc="Building a files layer")
-async def build_files_layer(request: FilesLayerRequest) -> Layer:
+async def files_layer_inputs(request: FilesLayerRequest) -> tuple[Digest, FilesLayerSpec]:
+    """The inputs (under `in/` and `checkpoint/`) and spec of the core step that writes a files layer: its own,
+    or the image step, which writes a small top layer itself (`OciImageRequest.top_layer`)."""
     with_digest = [(i, f) for i, f in enumerate(request.files) if f.digest is not None]
     all_entries = await MultiGet(Get(DigestEntries, Digest, f.digest) for _, f in with_digest)
-    inputs = await MultiGet(Get(Digest, AddPrefix(f.digest, f"in/{i}")) for i, f in with_digest)
+    prefixed = await MultiGet(Get(Digest, AddPrefix(f.digest, f"in/{i}")) for i, f in with_digest)
     spec_entries = [
         LayerEntrySpec(f.path, f.origin, f.path.rsplit("/", 1)[-1], 0o644, text=f.text)
         for f in request.files
@@ -293,16 +294,23 @@ async def build_files_layer(request: FilesLayerRequest) -> Layer:
         name: f"checkpoint/{i}/{next(e.path for e in entries if isinstance(e, FileEntry))}"
         for i, ((name, _), entries) in enumerate(zip(request.checkpoint, checkpoint_entries))
     }
+    inputs = await Get(Digest, MergeDigests([*prefixed, *checkpoint_inputs]))
+    return inputs, FilesLayerSpec(request.mtime, request.description, tuple(spec_entries), request.compression,
+                                  checkpoint or None, request.handler_check)
+
+
+@rule(desc="Building a files layer")
+async def build_files_layer(request: FilesLayerRequest) -> Layer:
+    inputs, spec = await files_layer_inputs(request)
     result = await Get(
         CoreResult,
         CoreProcess(
             CoreCommand.FILES_LAYER,
             (),
-            await Get(Digest, MergeDigests([*inputs, *checkpoint_inputs])),
+            inputs,
             description=f"Building the {request.description} layer",
             error_context=request.context,
-            spec=freeze(to_json(FilesLayerSpec(request.mtime, request.description, tuple(spec_entries),
-                                               request.compression, checkpoint or None, request.handler_check))),
+            spec=freeze(to_json(spec)),
         ),
     )
     return await _layer(result)
