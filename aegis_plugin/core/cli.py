@@ -281,7 +281,8 @@ def build_image(args: argparse.Namespace) -> None:
         entries.append(artifact)
     layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
     layout.write_layout(os.path.join(args.out, "oci"), blobs, image.build_index(entries),
-                        external={info["digest"]: info["size"] for _, info in layers if info["digest"] not in blobs})
+                        external={info["digest"]: info["size"] for _, info in layers
+                                  if info["digest"] not in written_here})
     if spec.docker_archive:
         with tempfile.TemporaryDirectory(dir=".") as complete:
             layout.write_layout(complete, {**blobs, **layer_blobs}, image.build_index([image_entry]))

@@ -66,7 +66,8 @@ def _cosign(sigstore: testutil.LocalSigstore, tmp_path: Path, *args: str, identi
 def test_keyless_publish_verifies_with_cosign_and_aegis(sigstore, registry: str, tmp_path: Path, capsys) -> None:
     args = [*publish_inputs(tmp_path, b"weights"), "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
     lines = _publish(args, sigstore)
-    assert "signature attached to the image as" in lines[1] and "model signature (OpenSSF model-signing, 1 files)" in lines[4]
+    assert "signature attached to the image as" in lines[1]
+    assert "model signature (OpenSSF model-signing, 1 files)" in lines[4]
     digest = lines[-1].rsplit("-> ", 1)[1]
     ref = f"{registry}/ml/fraud@{digest}"
 

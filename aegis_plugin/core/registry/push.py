@@ -2,7 +2,8 @@
 
 Blobs go first (those the registry has are skipped, no bytes sent), then the manifest by its digest (for an
 image index: each platform's manifest, then the index), and only then the tag: a push interrupted anywhere
-leaves no tag pointing at a partial image, and re-running it completes the push. A tag that already points at another digest is never moved: versions are immutable.
+leaves no tag pointing at a partial image, and re-running it completes the push. A tag that already points at
+another digest is never moved: versions are immutable.
 """
 from __future__ import annotations
 
