@@ -207,3 +207,19 @@ def test_a_layout_whose_index_lists_an_index_is_refused(tmp_path: Path) -> None:
                  json.dumps({"schemaVersion": 2, "manifests": [top]}).encode())
     with pytest.raises(LayoutError, match=f"image index {outer_digest}: an entry is not an image manifest"):
         LayoutImage.read(str(tmp_path / "oci")).images
+
+
+def test_the_sboms_must_match_the_images_platforms(tmp_path: Path, capsys) -> None:
+    index_inputs = publish_inputs(tmp_path / "index", b"weights", platforms=PLATFORMS)
+    one_sbom = index_inputs[:3] + index_inputs[5:]  # --layout DIR --sbom linux/arm64=… --provenance FILE
+    target = ["--target", "127.0.0.1:1/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
+    assert cli.main([*one_sbom, *target], signing_key_env(KEY)) == 2
+    assert capsys.readouterr().err == ("aegis: the image is an index over linux/amd64, linux/arm64: give one "
+                                       "--sbom PLATFORM=PATH for each of them\n")
+    image_inputs = publish_inputs(tmp_path / "image", b"weights")
+    qualified = [*image_inputs[:3], f"linux/amd64={image_inputs[3]}", *image_inputs[4:]]
+    assert cli.main([*qualified, *target], signing_key_env(KEY)) == 2
+    assert capsys.readouterr().err == "aegis: the image is of one platform: give one --sbom PATH\n"
+    twice = [*index_inputs, "--sbom", index_inputs[5]]
+    assert cli.main([*twice, *target], signing_key_env(KEY)) == 2
+    assert "platform linux/arm64's SBOM is given twice" in capsys.readouterr().err
