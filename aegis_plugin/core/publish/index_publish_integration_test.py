@@ -55,7 +55,8 @@ def _subjects(statement: dict) -> list:
     return [f"sha256:{s['digest']['sha256']}" for s in statement["subject"]]
 
 
-def test_an_image_index_is_published_signed_and_attested_per_platform(registry: str, tmp_path: Path, capsys) -> None:
+def test_an_image_index_is_published_signed_and_attested_per_platform(registry: str, tmp_path: Path, capsys,
+                                                                      monkeypatch) -> None:
     inputs = publish_inputs(tmp_path, b"weights", model_artifact=True, platforms=PLATFORMS)
     args = [*inputs, "--target", f"{registry}/ml/fraud:1.0.0", "--signer-identity", IDENTITY]
     assert cli.main(args, signing_key_env(KEY)) == 0
@@ -112,6 +113,15 @@ def test_an_image_index_is_published_signed_and_attested_per_platform(registry: 
     for line, (platform, digest) in zip(verified[1:], images.items()):
         assert line.startswith(f"verified its {platform} image {registry}/ml/fraud@{digest}: signed by {IDENTITY}")
         assert line.endswith("(image, model signature)")
+    # The weights layer both platforms share is downloaded once for their model signatures.
+    downloads, download = [], Registry.download_blob
+    monkeypatch.setattr(Registry, "download_blob", lambda self, repo, d, path: (downloads.append(d),
+                                                                                 download(self, repo, d, path)))
+    assert aegis.main(["verify", ref, "--key", pub]) == 0
+    capsys.readouterr()
+    # Each platform's image has the weights layer and its own: 3 distinct blobs, each downloaded once.
+    assert len(downloads) == len(set(downloads)) == 3, downloads
+    monkeypatch.undo()
 
     # Publishing again uploads nothing and attaches nothing.
     assert cli.main(args, signing_key_env(KEY)) == 0

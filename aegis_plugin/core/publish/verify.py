@@ -131,14 +131,32 @@ def verify(registry: Registry, ref: Reference, policy: Policy, required: Sequenc
     """Raises VerificationError (one line, with the reasons) unless the image (or image index) verifies;
     then `warn`s once per skipped entry and returns what was verified."""
     warnings: List[str] = []
-    verified = _verify(registry, ref, policy, required, warnings, index_allowed=True)
+    with tempfile.TemporaryDirectory(prefix="aegis-verify-") as work:
+        verified = _verify(registry, ref, policy, required, warnings, _LayerFiles(registry, ref.repository, work),
+                           index_allowed=True)
     for line in warnings:
         warn(line)
     return verified
 
 
+class _LayerFiles:
+    """Layer blobs downloaded into `directory` for the model signature checks, each once: the platforms of an
+    index share their model's layers (gigabytes of weights)."""
+
+    def __init__(self, registry: Registry, repository: str, directory: str) -> None:
+        self.registry, self.repository, self.directory = registry, repository, directory
+        self._downloaded: Dict[str, str] = {}
+
+    def path(self, digest: str) -> str:
+        if digest not in self._downloaded:
+            path = os.path.join(self.directory, digest.replace(":", "-"))
+            self.registry.download_blob(self.repository, digest, path)
+            self._downloaded[digest] = path
+        return self._downloaded[digest]
+
+
 def _verify(registry: Registry, ref: Reference, policy: Policy, required: Sequence[str], warnings: List[str],
-            index_allowed: bool) -> Verified:
+            layer_files: _LayerFiles, index_allowed: bool) -> Verified:
     """`verify`, adding its warnings to `warnings`; an index's platforms are verified with `index_allowed` False."""
     if not ref.digest:
         raise VerificationError(f"{ref}: verify an image by digest (REPOSITORY@sha256:...), never by tag")
@@ -178,14 +196,14 @@ def _verify(registry: Registry, ref: Reference, policy: Policy, required: Sequen
         for platform, child in children:
             try:
                 platforms.append((platform, _verify(registry, ref.with_digest(child), policy, required,
-                                                    warnings, index_allowed=False)))
+                                                    warnings, layer_files, index_allowed=False)))
             except VerificationError as e:
                 raise VerificationError(f"{ref}: the image index's {platform} image does not verify: {e}") from None
     elif msig is None:
         raise VerificationError(f"{ref}: no model signature is attached "
                                 f"({cosign.tag_for(digest, model_signature.SUFFIX)} does not exist)")
     else:
-        skipped = _verify_model_signature(registry, ref, image[1], policy, msig)
+        skipped = _verify_model_signature(ref, image[1], policy, msig, layer_files)
         warnings += [_warning(ref, msig.tag, s) for s in skipped]
     attached = {suffix: a for suffix, a in zip(SUFFIXES, (sig, att, msig)) if a is not None}
     return Verified(digest, signers[0], found, image[:2], attached, platforms)
@@ -306,20 +324,14 @@ def _check_signature(policy: Policy, layer: cosign.Layer, signature_b64: Any, si
         raise _Invalid(f"a signature does not verify with {which}") from None
 
 
-def _verify_model_signature(registry: Registry, ref: Reference, manifest: bytes, policy: Policy,
-                            msig: Attached) -> List[Skipped]:
+def _verify_model_signature(ref: Reference, manifest: bytes, policy: Policy, msig: Attached,
+                            layer_files: _LayerFiles) -> List[Skipped]:
     """One of the `.msig` layers, the weights' OpenSSF model signature, must sign exactly the model files of
-    this image. Returns the layers skipped."""
-    with tempfile.TemporaryDirectory(prefix="aegis-verify-") as work:
-
-        def layer_file(layer_digest: str) -> str:  # downloaded as the model is searched for, top layer first
-            path = os.path.join(work, layer_digest.replace(":", "-"))
-            registry.download_blob(ref.repository, layer_digest, path)
-            return path
-
+    this image. Returns the layers skipped. Layers are downloaded as the model is searched for, top first."""
+    with tempfile.TemporaryDirectory(prefix="model-", dir=layer_files.directory) as work:
         try:
             model_dir = model_signature.model_dir_of(work)
-            model_signature.extract_model(manifest, layer_file, model_dir)
+            model_signature.extract_model(manifest, layer_files.path, model_dir)
         except model_signature.ModelSignatureError as e:
             raise VerificationError(f"{ref}: {e}") from None
         valid, skipped = _judge(msig, lambda layer: _check_model_signature(model_dir, layer.data, policy))
