@@ -440,7 +440,7 @@ async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
     )
     return BuiltPackage(
         await Get(Digest, AddPrefix(await Get(Digest, MergeDigests([index.digest, *per_platform])), output_path)),
-        (artifact, *(a for platform in platforms for a in _sbom_artifacts(f"{output_path}/{platform_dir(platform)}"))),
+        (artifact, *(a for platform in platforms for a in _sbom_artifacts(artifact.platform_output_path(platform)))),
     )
 
 
