@@ -259,6 +259,27 @@ class PlatformsField(StringSequenceField):
         return value
 
 
+LAYER_COMPRESSIONS = ("gzip", "zstd")
+
+
+class LayerCompressionField(_CheckedStringField):
+    alias = "layer_compression"
+    default = "gzip"
+    help = help_text(
+        """
+        How the image's compressible layers (the base, the dependencies, the model's small files, the app and
+        the SBOM) are compressed: `gzip`, which every registry and runtime reads, or `zstd`, which is several
+        times faster to write and smaller (the PyTorch demo's 5.5 GB dependencies layer: 2,303 MB in 18.9 s
+        against gzip's 2,952 MB in 50.5 s), for runtimes that read OCI zstd layers: containerd 1.5+, CRI-O,
+        podman, skopeo; umoci 0.4.7 (Debian 12) cannot unpack them. Weights layers are plain tars either way.
+        """
+    )
+
+    @classmethod
+    def problem(cls, value: str) -> Optional[str]:
+        return None if value in LAYER_COMPRESSIONS else f"{value!r} is not one of {', '.join(LAYER_COMPRESSIONS)}"
+
+
 class RepositoryField(_CheckedStringField):
     alias = "repository"
     help = help_text(
@@ -464,6 +485,7 @@ class ModelPackageTarget(Target):
         AcceleratorField,
         BaseImageField,
         PlatformsField,
+        LayerCompressionField,
         RepositoryField,
         ImageAnnotationsField,
         VexField,

@@ -13,6 +13,7 @@ from pants.testutil.rule_runner import RuleRunner
 
 from aegis_plugin.target_types import (
     ImageAnnotationsField,
+    LayerCompressionField,
     MlflowArtifactPathField,
     MlflowArtifactsTarget,
     MlflowFilesField,
@@ -159,6 +160,7 @@ def error(field: Type[Field], raw: Any) -> str:
         (SizeBudgetField, float("inf"), "m:m: field `size_budget`: inf is not a positive, finite size in MB (e.g. `60`)"),
         (SizeBudgetField, -5, "m:m: field `size_budget`: -5.0 is not a positive, finite size in MB (e.g. `60`)"),
         (SizeBudgetField, 0.0, "m:m: field `size_budget`: 0.0 is not a positive, finite size in MB (e.g. `60`)"),
+        (LayerCompressionField, "xz", "m:m: field `layer_compression`: 'xz' is not one of gzip, zstd"),
     ],
 )
 def test_refused_with_one_line(field: Type[Field], raw: Any, message: str) -> None:
@@ -176,6 +178,7 @@ def test_refused_with_one_line(field: Type[Field], raw: Any, message: str) -> No
         (ImageAnnotationsField, {"org.opencontainers.image.vendor": "Acme", "com.example/team": "ml"}),
         (ModelPackageOutputPathField, "images/fraud"),
         (SizeBudgetField, 60),
+        (LayerCompressionField, "zstd"),
     ],
 )
 def test_accepted(field: Type[Field], raw: Any) -> None:

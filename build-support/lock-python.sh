@@ -14,6 +14,7 @@ set -euo pipefail
 #   lock                                   python
 LOCKS="
   3rdparty/python/runtime.lock             3.11
+  3rdparty/python/core.lock                3.11
   3rdparty/python/training.lock            3.11
   3rdparty/python/pytorch.lock             3.11
   3rdparty/python/contract-test.lock       3.11

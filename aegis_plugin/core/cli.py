@@ -159,7 +159,7 @@ def debian_layer(args: argparse.Namespace) -> None:
         base = rootfs.build_base([os.path.join(args.debs, p.deb_basename) for p in packages], packages, work_dir)
         # The SBOM takes the packages' files from their dpkg records: no per-file digests needed.
         _write_layer(base.entries, args.out, 0, f"debian packages from {os.path.basename(args.lock)}",
-                     file_digests=False)
+                     args.compression, file_digests=False)
     _write_json(os.path.join(args.out, INVENTORY), {"debian": [p.to_json() for p in base.packages]})
 
 
@@ -189,7 +189,8 @@ def deps_layer(args: argparse.Namespace) -> None:
     lock_text = requirements_lock.subset(locked, {d.name: d.version for d in dists}, lock_name)
     installed = site_packages.build_site_packages(installed_dir, args.prefix)
     # The SBOM takes the distributions' files from their RECORDs: no per-file digests needed.
-    _write_layer(installed.entries, args.out, 0, f"python distributions from {lock_name}", file_digests=False)
+    _write_layer(installed.entries, args.out, 0, f"python distributions from {lock_name}", args.compression,
+                 file_digests=False)
     with open(os.path.join(args.out, "requirements.lock"), "wb") as f:
         f.write(lock_text)
     hashes = {(r.name, r.version): r.hashes for r in locked}
@@ -334,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--debs", required=True)
     cmd.add_argument("--arch", required=True, help="the Debian architecture of the image, e.g. arm64")
+    cmd.add_argument("--compression", default="gzip", choices=("gzip", "zstd"))
     cmd.set_defaults(run=debian_layer)
     cmd = commands.add_parser("locate-wheels")
     cmd.add_argument("--lock", required=True)
@@ -346,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--platform", required=True, choices=sorted(MACHINES))
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--prefix", required=True)
+    cmd.add_argument("--compression", default="gzip", choices=("gzip", "zstd"))
     cmd.set_defaults(run=deps_layer)
     cmd = commands.add_parser("fetch")
     cmd.add_argument("--url", required=True)

@@ -51,9 +51,16 @@ def not_reached(request: object) -> None:
     raise AssertionError(f"the rule went on to {type(request).__name__}")
 
 
-def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: str = "numpy") -> None:
+class ReachedTheApp(Exception):
+    pass
+
+
+def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: str = "numpy",
+        fields: dict | None = None, layer_requests: list | None = None) -> None:
+    """Runs the rule up to its app layer; with `layer_requests`, records every layer it asks for, the app's
+    included, and stops there (`ReachedTheApp`)."""
     target = ModelPackageTarget({"model_id": "fraud-detector", "version": "1.0.0", "weights": ":w", "handler": "h.py",
-                                 "model_card": "card.md", "framework": framework}, ADDRESS)
+                                 "model_card": "card.md", "framework": framework, **(fields or {})}, ADDRESS)
     deps = [{"name": name, "version": version, "files": []} for name, version in [("numpy", "2.4.6"),
                                                                                 ("safetensors", "0.8.0")]]
 
@@ -65,20 +72,33 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
                                FileContent("out/requirements.lock", b"")])
 
     layer = Layer(EMPTY_DIGEST, "sha256:" + "0" * 64)
+
+    def built(request: object) -> Layer:
+        if layer_requests is not None:
+            layer_requests.append(request)
+        return layer
+
+    def app(request: AppLayerRequest) -> Layer:
+        if layer_requests is None:
+            not_reached(request)
+        layer_requests.append(request)  # type: ignore[union-attr]
+        raise ReachedTheApp()
+
     run_rule_with_mocks(
         build_model_image,
         rule_args=[
-            ModelImageRequest(ModelPackageFieldSet.create(target), "linux/amd64"), create_subsystem(AegisSubsystem),
+            ModelImageRequest(ModelPackageFieldSet.create(target), "linux/amd64"),
+            create_subsystem(AegisSubsystem, signer_identity="ci@aegis.example"),
             create_subsystem(PythonSetup),
         ],
         mock_gets=[
             MockGet(output_type=ModelInputs, input_types=(ModelInputsRequest,), mock=lambda _: model_inputs),
-            MockGet(output_type=Layer, input_types=(FilesLayerRequest,), mock=lambda _: layer),
-            MockGet(output_type=Layer, input_types=(DebianLayerRequest,), mock=lambda _: layer),
-            MockGet(output_type=Layer, input_types=(DepsLayerRequest,), mock=lambda _: layer),
+            MockGet(output_type=Layer, input_types=(FilesLayerRequest,), mock=built),
+            MockGet(output_type=Layer, input_types=(DebianLayerRequest,), mock=built),
+            MockGet(output_type=Layer, input_types=(DepsLayerRequest,), mock=built),
             MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=contents),
             # Every refusal comes before these steps.
-            MockGet(output_type=Layer, input_types=(AppLayerRequest,), mock=not_reached),
+            MockGet(output_type=Layer, input_types=(AppLayerRequest,), mock=app),
             MockGet(output_type=Sbom, input_types=(SbomRequest,), mock=not_reached),
             MockGet(output_type=OciImage, input_types=(OciImageRequest,), mock=not_reached),
             MockGet(output_type=Digest, input_types=(MergeDigests,), mock=not_reached),
@@ -108,3 +128,16 @@ def test_a_card_that_disagrees_with_the_target(key: str, value: str) -> None:
     with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `model_card`: the card says {key} '{value}', but "
                                               rf"the target's `{key}` is '[^']+': update one of them$"):
         run(inputs(), card_fields={key: value})
+
+
+@pytest.mark.parametrize("fields, expected", [({}, "gzip"), ({"layer_compression": "zstd"}, "zstd")])
+def test_layer_compression_reaches_every_compressed_layer(fields: dict, expected: str) -> None:
+    requests: list = []
+    with pytest.raises(ReachedTheApp):
+        run(inputs(), fields=fields, layer_requests=requests)
+    compressions = {getattr(r, "description", type(r).__name__): r.compression for r in requests}
+    assert compressions == {
+        "DebianLayerRequest": expected, "DepsLayerRequest": expected, "AppLayerRequest": expected,
+        "model card": expected, "model files": expected,
+        "model weights weights.safetensors": "none",  # weights are plain tars whatever the field says
+    }

@@ -31,6 +31,7 @@ from aegis_plugin.target_types import (
     FrameworkField,
     HandlerField,
     ImageAnnotationsField,
+    LayerCompressionField,
     ModelCardField,
     ModelIdField,
     ModelPackageOutputPathField,
@@ -88,6 +89,7 @@ class ModelPackageFieldSet(PackageFieldSet):
     accelerator: AcceleratorField
     base_image: BaseImageField
     platforms: PlatformsField
+    layer_compression: LayerCompressionField
     repository: RepositoryField
     annotations: ImageAnnotationsField
     size_budget: SizeBudgetField
@@ -125,7 +127,7 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
 
     # One plain-tar layer per weights file, stamped with mtime 0: the same file gives the same blob in every
     # image that carries it, a retrained file re-ships only its own layer, and nothing compresses float
-    # weights at disk speed. The model's small files share one gzip layer, stamped with their own revision,
+    # weights at disk speed. The model's small files share one compressed layer, stamped with their own revision,
     # so a code-only commit leaves every model layer as it is.
     weights_files = [(path, d) for path, d in inputs.weights if path.endswith(".safetensors")]
     weights_requests = [
@@ -159,22 +161,24 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
     # and configuration files (its `weight.config` layer), so that the ModelPack artifact is made of the image's
     # own layers. Every model has a card, so the card's layer step also checks the checkpoint as a whole (every
     # shard's header, the index against the shards): it reads the headers only.
+    compression = fs.layer_compression.value
     card_request = FilesLayerRequest(
-        context, "model card", (card,), inputs.model_revision.commit_time,
+        context, "model card", (card,), inputs.model_revision.commit_time, compression,
         checkpoint=tuple((os.path.basename(path), d) for path, d in inputs.weights),
     )
-    config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), inputs.model_revision.commit_time)
-                       ] if config_files else []
+    config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), inputs.model_revision.commit_time,
+                                         compression)] if config_files else []
     base_lockfile = inputs.base_lockfile.snapshot
     card_layer, base_layer, deps_layer, *model_layers = await MultiGet([
         Get(Layer, FilesLayerRequest, card_request),
         Get(
             Layer,
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
-                               base_lockfile.files[0], platform),
+                               base_lockfile.files[0], platform, compression),
         ),
         # The wheels are chosen for the image's platform, never for the build machine.
-        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve, platform)),
+        Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve, platform,
+                                    compression)),
         *(Get(Layer, FilesLayerRequest, r) for r in (*weights_requests, *config_requests)),
     ])
     weights_layers, config_layers = model_layers[:len(weights_requests)], model_layers[len(weights_requests):]
@@ -227,6 +231,7 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
             deps_files["out/requirements.lock"].decode(),
             inputs.revision.commit_time,
             tuple(sorted(importable)),
+            compression,
         ),
     )
 
@@ -279,7 +284,8 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
             layers=(base_layer, deps_layer, *weights_layers, *config_layers, card_layer, app_layer),
             # The SBOM's own small layer, on top: the image step writes it, one process fewer on every edit.
             top_layer=FilesLayerRequest(
-                context, "SBOM", (LayerFile(SBOM_IN_IMAGE, "the SBOM", sbom.spdx),), inputs.revision.commit_time
+                context, "SBOM", (LayerFile(SBOM_IN_IMAGE, "the SBOM", sbom.spdx),), inputs.revision.commit_time,
+                compression,
             ),
             created=inputs.revision.commit_time,
             entrypoint=(inputs.python, "-m", "aegis_runtime.server"),

@@ -20,6 +20,17 @@ class AegisSubsystem(Subsystem):
             """
         ),
     )
+    core_resolve = StrOption(
+        default="core",
+        help=help_text(
+            """
+            The Python resolve whose lock (installed whole) holds what Aegis' build steps need beyond the
+            standard library: `zstandard`, which writes the layers of a `layer_compression="zstd"` image. The
+            lock pins it by hash, and with it the libzstd it bundles, so those layers are the same bytes on every
+            machine.
+            """
+        ),
+    )
     debian_mirrors = DictOption[str](
         help=help_text(
             """

@@ -2,7 +2,8 @@
 
 The core (`aegis_plugin/core/`) runs as a PEX inside Pants sandboxes, so no import shows the tie: every
 command a rule runs is a `CoreCommand` here, and each maps onto one subcommand of `aegis_plugin.core.cli`
-(stdlib only); the entry points that need third-party code are the `CoreTool`s.
+(the standard library, and `zstandard` from `[aegis].core_resolve` for zstd layers); the entry points that need
+more third-party code are the `CoreTool`s.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 import aegis_plugin.core
+from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.util_rules import core_imports
 
 _CORE_DIR = Path(aegis_plugin.core.__file__).parent
@@ -99,14 +101,18 @@ CORE_CLI = "aegis_plugin.core.cli"
 
 
 @rule(desc="Building the Aegis core", level=LogLevel.DEBUG)
-async def build_core_pex() -> AegisCorePex:
-    sources = await Get(CoreSources, CoreSourcesRequest(CORE_CLI))
+async def build_core_pex(aegis: AegisSubsystem) -> AegisCorePex:
+    sources, lockfile = await MultiGet(
+        Get(CoreSources, CoreSourcesRequest(CORE_CLI)),
+        Get(Lockfile, Resolve(aegis.core_resolve, use_entire_lockfile=True)),
+    )
     pex = await Get(
         VenvPex,
         PexRequest(
             output_filename="aegis-core.pex",
             internal_only=True,
             sources=sources.digest,
+            requirements=EntireLockfile(lockfile),
             interpreter_constraints=CORE_INTERPRETER_CONSTRAINTS,
             main=EntryPoint(CORE_CLI),
         ),

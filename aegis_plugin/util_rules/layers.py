@@ -85,6 +85,7 @@ class DebianLayerRequest:
     lockfile_digest: Digest
     lockfile_path: str
     platform: str = "linux/amd64"  # an image platform: its Debian architecture's packages
+    compression: str = "gzip"  # or "zstd": the target's `layer_compression`
 
 
 def debian_architecture(platform: str) -> str:
@@ -132,7 +133,8 @@ async def build_debian_layer(request: DebianLayerRequest, aegis: AegisSubsystem)
         CoreResult,
         CoreProcess(
             CoreCommand.DEBIAN_LAYER,
-            ("--lock", request.lockfile_path, "--debs", "debs", "--arch", architecture),
+            ("--lock", request.lockfile_path, "--debs", "debs", "--arch", architecture,
+             "--compression", request.compression),
             await Get(Digest, MergeDigests([debs_digest, request.lockfile_digest])),
             description=f"Building the {architecture} Debian base layer from {request.lockfile_path}",
             error_context=request.context,
@@ -151,6 +153,7 @@ class DepsLayerRequest:
     handler: Address
     resolve: str
     platform: str = "linux/amd64"
+    compression: str = "gzip"  # or "zstd": the target's `layer_compression`
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,8 @@ async def build_deps_layer(request: DepsLayerRequest, python_setup: PythonSetup)
             CoreCommand.DEPS_LAYER,
             (
                 "--wheels", "wheels", "--lock", lockfile, "--platform", request.platform,
-                "--prefix", APP_SITE_PACKAGES, *(f"--require={r}" for r in requirements),
+                "--prefix", APP_SITE_PACKAGES, "--compression", request.compression,
+                *(f"--require={r}" for r in requirements),
             ),
             await Get(Digest, MergeDigests([wheels.digest, lock_digest])),
             description=f"Building the Python dependencies layer from resolve {request.resolve!r}",
@@ -257,7 +261,9 @@ class FilesLayerRequest:
     description: str
     files: tuple[LayerFile, ...]
     mtime: int
-    compression: str = "gzip"  # "none" for weights: they do not compress, and a plain tar is read at disk speed
+    # "zstd" where the target's `layer_compression` says so; "none" for weights: they do not compress, and a plain
+    # tar is read at disk speed.
+    compression: str = "gzip"
     # Files checked together as a model checkpoint (`core/model/checkpoint.py`) but not put in this layer:
     # (name in the model directory, digest of the one file).
     checkpoint: tuple[tuple[str, Digest], ...] = ()
@@ -330,6 +336,7 @@ class AppLayerRequest:
     requirements_lock: str
     mtime: int
     importable: tuple[str, ...]  # the top-level modules of the deps layer
+    compression: str = "gzip"  # or "zstd": the target's `layer_compression`
 
 
 @rule(desc="Building the app layer")
@@ -357,7 +364,7 @@ async def build_app_layer(request: AppLayerRequest) -> Layer:
         LayerFile(f"{APP_SRC}/", "the handler's first-party dependencies", first_party),
     )
     handler_check = HandlerCheckSpec(handler_path, HANDLER_IN_IMAGE, APP_SRC, request.importable)
-    return await Get(Layer, FilesLayerRequest(request.context, "app", files, request.mtime,
+    return await Get(Layer, FilesLayerRequest(request.context, "app", files, request.mtime, request.compression,
                                               handler_check=handler_check))
 
 

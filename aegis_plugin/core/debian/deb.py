@@ -14,6 +14,7 @@ from typing import IO, BinaryIO, Iterator
 
 from aegis_plugin.core.debian.deb822 import parse_paragraph
 from aegis_plugin.core.debian.errors import DebianError
+from aegis_plugin.core.oci.compression import zstd_reader
 
 _AR_MAGIC = b"!<arch>\n"
 _AR_HEADER = 60
@@ -95,19 +96,9 @@ def _open_tar(f: BinaryIO, members: dict[str, tuple[int, int]], stem: str, where
         if compression in ("", ".xz", ".gz", ".bz2"):
             return tarfile.open(fileobj=raw, mode="r|" + compression.lstrip("."))  # type: ignore[call-overload]
         if compression == ".zst":
-            return tarfile.open(fileobj=_zstd_reader(raw, where), mode="r|")
+            return tarfile.open(fileobj=zstd_reader(raw, f"{where}: its zstd data"), mode="r|")
         raise DebFormatError(f"{where}: unsupported compression {name}")
     raise DebFormatError(f"{where}: no {stem}.tar.* member")
-
-
-def _zstd_reader(raw: IO[bytes], where: str) -> IO[bytes]:
-    try:
-        import zstandard  # type: ignore[import-not-found]
-    except ImportError:
-        raise DebFormatError(
-            f"{where}: compressed with zstd, which needs the 'zstandard' Python package (not installed)"
-        ) from None
-    return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[no-any-return]
 
 
 def _check_version(f: BinaryIO, members: dict[str, tuple[int, int]], where: str) -> None:

@@ -40,6 +40,10 @@ def _ar(members: Sequence[tuple[str, bytes]]) -> bytes:
 
 
 def _tar(members: Sequence[tuple[tarfile.TarInfo, bytes | None]], compression: str) -> bytes:
+    if compression == "zst":  # tarfile has no zstd before Python 3.14
+        import zstandard  # type: ignore[import-not-found]
+
+        return zstandard.ZstdCompressor().compress(_tar(members, ""))  # type: ignore[no-any-return]
     out = io.BytesIO()
     mode = f"w:{compression}" if compression else "w"
     with tarfile.open(fileobj=out, mode=mode, format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
@@ -70,7 +74,7 @@ def build_deb(
     depends: str = "",
     md5sums: bool = True,
     conffiles: Sequence[str] = (),  # member paths dpkg treats as configuration (left out of md5sums)
-    compression: str = "xz",  # "xz", "gz", "" (plain tar) or anything else to test errors
+    compression: str = "xz",  # "xz", "gz", "zst", "" (plain tar) or anything else to test errors
 ) -> Path:
     """Write a .deb whose data.tar lists parent directories first, as dpkg-deb does."""
     data: list[tuple[tarfile.TarInfo, bytes | None]] = [(_info("./", "dir", 0o755), None)]
@@ -109,7 +113,7 @@ def build_deb(
         text = "".join(f"{path}\n" for path in conffiles).encode()
         control_members.append((_info("./conffiles", "file", 0o644, len(text)), text))
     suffix = f".{compression}" if compression else ""
-    tar_compression = compression if compression in ("xz", "gz", "") else ""
+    tar_compression = compression if compression in ("xz", "gz", "zst", "") else ""
     out = Path(path)
     out.write_bytes(
         _ar(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import tarfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -13,6 +12,7 @@ from aegis_plugin.core.guards.findings import Finding
 from aegis_plugin.core.guards.inventory import Inventory, Package
 from aegis_plugin.core.guards.osv import normalize
 from aegis_plugin.core.guards.defaults import DENY_DEBIAN, DENY_PYTHON
+from aegis_plugin.core.oci.compression import open_layer_tar
 
 # CUDA builds: wheels and Debian packages that only make sense with an NVIDIA GPU.
 _CUDA_PYTHON = re.compile(r"^(nvidia-.*|.*-cu\d+|.*-cuda\d*(x)?|cupy-cuda.*|jax-cuda.*|tensorflow-gpu|onnxruntime-gpu)$")
@@ -94,7 +94,7 @@ def largest_files(layers: Sequence[Layer], count: int = 10) -> List[Dict[str, ob
     for layer in layers:
         if layer.blob is None:
             continue
-        with tarfile.open(layer.blob) as tar:  # gzip or plain, as tarfile detects
+        with open_layer_tar(layer.blob) as tar:
             sizes += [("/" + m.name.lstrip("./"), m.size) for m in tar if m.isfile()]
     return [{"path": path, "bytes": size} for path, size in sorted(sizes, key=lambda s: (-s[1], s[0]))[:count]]
 

@@ -11,7 +11,6 @@ import pytest
 
 from aegis_plugin.core.oci.image import (
     MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_LAYER_GZIP,
     MEDIA_TYPE_MANIFEST,
     Descriptor,
     build_config,
@@ -40,8 +39,13 @@ class TestImage:
 
 @pytest.fixture
 def test_image(tmp_path: Path) -> TestImage:
+    return make_test_image(tmp_path)
+
+
+def make_test_image(tmp_path: Path, compression: str = "gzip") -> TestImage:
+    """Two layers (`compression`: gzip or zstd), their config, manifest and index, under `tmp_path`."""
     src = tmp_path / "src"
-    src.mkdir()
+    src.mkdir(parents=True)
     weights = src / "weights.bin"
     weights.write_bytes(os.urandom(64 * 1024))
 
@@ -50,16 +54,18 @@ def test_image(tmp_path: Path) -> TestImage:
             LayerEntry("/etc/hostname", "file", 0o644, data=b"aegis\n"),
             LayerEntry("/usr/bin/tool", "file", 0o755, data=b"#!/bin/sh\necho hi\n"),
         ],
-        tmp_path / "base.tar.gz",
+        tmp_path / "base.blob",
         MTIME,
+        compression,
     )
     app = write_layer(
         [
             LayerEntry("/app/model/weights.bin", "file", 0o644, source=str(weights)),
             LayerEntry("/app/current", "symlink", 0o777, linkname="model"),
         ],
-        tmp_path / "app.tar.gz",
+        tmp_path / "app.blob",
         MTIME,
+        compression,
     )
     config = build_config(
         architecture="amd64",
@@ -76,7 +82,7 @@ def test_image(tmp_path: Path) -> TestImage:
     )
     manifest = build_manifest(
         config=descriptor_for(MEDIA_TYPE_CONFIG, config),
-        layers=[Descriptor(MEDIA_TYPE_LAYER_GZIP, info.digest, info.size) for info in (base, app)],
+        layers=[Descriptor(info.media_type, info.digest, info.size) for info in (base, app)],
         annotations={},
     )
     manifest_desc = descriptor_for(
@@ -85,8 +91,8 @@ def test_image(tmp_path: Path) -> TestImage:
     ref_name = "v1"
     index = build_index([with_ref_name(manifest_desc, ref_name)])
     blobs: Dict[str, Union[Path, bytes]] = {
-        base.digest: tmp_path / "base.tar.gz",
-        app.digest: tmp_path / "app.tar.gz",
+        base.digest: tmp_path / "base.blob",
+        app.digest: tmp_path / "app.blob",
         manifest_desc.digest: manifest,
         descriptor_for(MEDIA_TYPE_CONFIG, config).digest: config,
     }

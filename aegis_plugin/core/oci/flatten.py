@@ -23,6 +23,7 @@ from typing import (
 
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci import whiteout
+from aegis_plugin.core.oci.compression import open_layer_tar
 
 T = TypeVar("T")
 # A layer blob's path (gzip or plain tar), or what gives it when asked: its path, or a seekable stream of its
@@ -135,7 +136,7 @@ def final_entries(layers: Sequence[Layer], while_listing: Optional[Callable[[tar
             source = layer() if callable(layer) else layer
             with contextlib.ExitStack() as stack:
                 if isinstance(source, str):
-                    tar = stack.enter_context(tarfile.open(source))  # gzip detected; random access
+                    tar = stack.enter_context(open_layer_tar(source))  # random access
                 else:
                     stack.enter_context(contextlib.closing(source))
                     tar = stack.enter_context(tarfile.open(fileobj=source, mode="r:"))

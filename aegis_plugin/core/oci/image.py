@@ -16,12 +16,9 @@ MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 MEDIA_TYPE_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-LAYER_MEDIA_TYPES = (
-    MEDIA_TYPE_LAYER_TAR,
-    MEDIA_TYPE_LAYER_GZIP,
-    "application/vnd.oci.image.layer.v1.tar+zstd",
-)
+LAYER_MEDIA_TYPES = (MEDIA_TYPE_LAYER_TAR, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD)
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")

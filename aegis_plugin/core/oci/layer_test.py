@@ -12,6 +12,7 @@ from typing import List
 
 import pytest
 
+from aegis_plugin.core.oci.compression import ZstdUnavailableError, open_layer_tar
 from aegis_plugin.core.oci.layer import LayerEntry, write_layer, write_tar
 
 MTIME = 1_700_000_000
@@ -275,12 +276,26 @@ def test_source_must_be_a_regular_file_and_no_partial_output_remains(tmp_path: P
     assert not out.exists()
 
 
-def test_gzip_layers_are_fixed_size_members_whatever_the_threads(tmp_path, monkeypatch) -> None:
-    """Members are cut every GZIP_MEMBER_BYTES of tar and compressed in parallel; the blob must not depend on
-    how many threads did it, and must read back as one tar with the same diff_id."""
-    from aegis_plugin.core.oci import layer as layer_module
+def decompress(blob: bytes, compression: str) -> bytes:
+    if compression == "gzip":
+        return gzip.decompress(blob)
+    import zstandard
 
-    monkeypatch.setattr(layer_module, "GZIP_MEMBER_BYTES", 4096)
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(blob), read_across_frames=True).read()
+
+
+# The start of each piece: a gzip member's header free of machine state (no mtime, OS byte 255), or a zstd
+# frame's magic number and descriptor (content size present, no checksum, no dictionary).
+PIECE_START = {"gzip": bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF]), "zstd": b"\x28\xb5\x2f\xfd"}
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_compressed_layers_are_fixed_size_pieces_whatever_the_threads(tmp_path, monkeypatch, compression) -> None:
+    """Pieces are cut every FRAME_BYTES of tar and compressed in parallel; the blob must not depend on how many
+    threads did it, and must read back as one tar with the same diff_id."""
+    from aegis_plugin.core.oci import compression as compression_module
+
+    monkeypatch.setattr(compression_module, "FRAME_BYTES", 4096)
     rng = random.Random(7)
     big = tmp_path / "big.bin"
     big.write_bytes(bytes(rng.getrandbits(8) for _ in range(50_000)) + b"\x00" * 30_000)
@@ -289,28 +304,43 @@ def test_gzip_layers_are_fixed_size_members_whatever_the_threads(tmp_path, monke
     blobs = []
     for threads in (1, 4):
         monkeypatch.setattr(os, "cpu_count", lambda: threads)
-        info = write_layer(entries, tmp_path / f"{threads}.tar.gz", MTIME)
-        blobs.append(((tmp_path / f"{threads}.tar.gz").read_bytes(), info))
+        info = write_layer(entries, tmp_path / f"{threads}.blob", MTIME, compression=compression)
+        blobs.append(((tmp_path / f"{threads}.blob").read_bytes(), info))
     (one, info_one), (four, info_four) = blobs
     assert one == four and info_one == info_four
+    assert info_one.media_type == f"application/vnd.oci.image.layer.v1.tar+{compression}"
     plain = io.BytesIO()
     write_tar(entries, plain, MTIME)
     tar_bytes = plain.getvalue()
-    assert gzip.decompress(one) == tar_bytes
+    assert decompress(one, compression) == tar_bytes
     assert info_one.diff_id == "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
     assert info_one.digest == "sha256:" + hashlib.sha256(one).hexdigest() and info_one.size == len(one)
-    # One member per 4096 bytes of tar, each with a header free of machine state (no mtime, OS byte 255).
-    assert one.count(bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 0xFF])) == -(-len(tar_bytes) // 4096)
-    assert [m.name for m in members(tmp_path / "1.tar.gz")] == ["data", "data/big.bin", "data/small.txt"]
+    assert one.count(PIECE_START[compression]) == -(-len(tar_bytes) // 4096)
+    if compression == "zstd":  # frame header descriptor: content size in 2 bytes, single segment, no checksum
+        assert one[4] == 0b0110_0000
+    with open_layer_tar(str(tmp_path / "1.blob")) as tar:
+        assert [m.name for m in tar] == ["data", "data/big.bin", "data/small.txt"]
+        assert tar.extractfile("data/small.txt").read() == b"hello"  # type: ignore[union-attr]
+        assert tar.extractfile("data/big.bin").read() == big.read_bytes()  # type: ignore[union-attr]
 
 
-def test_an_empty_gzip_layer_is_one_empty_member(tmp_path) -> None:
-    info = write_layer([], tmp_path / "empty.tar.gz", MTIME)
-    blob = (tmp_path / "empty.tar.gz").read_bytes()
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_an_empty_compressed_layer_is_one_empty_piece(tmp_path, compression) -> None:
+    info = write_layer([], tmp_path / "empty.blob", MTIME, compression=compression)
+    blob = (tmp_path / "empty.blob").read_bytes()
     plain = io.BytesIO()
     write_tar([], plain, MTIME)
-    assert gzip.decompress(blob) == plain.getvalue()
-    assert blob.count(bytes([0x1F, 0x8B])) == 1 and info.size == len(blob)
+    assert decompress(blob, compression) == plain.getvalue()
+    assert blob.count(PIECE_START[compression][:2]) == 1 and info.size == len(blob)
+
+
+def test_zstd_layers_need_zstandard_and_leave_nothing_behind(tmp_path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # what an interpreter without it does on import
+    with pytest.raises(ZstdUnavailableError, match="writing a zstd layer needs the 'zstandard' Python package"):
+        write_layer(sample_entries(tmp_path), tmp_path / "l.blob", MTIME, compression="zstd")
+    assert not (tmp_path / "l.blob").exists()
 
 
 def test_file_digests_can_be_skipped_without_changing_the_blob(tmp_path) -> None:

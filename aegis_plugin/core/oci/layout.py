@@ -25,10 +25,12 @@ from aegis_plugin.core.oci.image import (
     MEDIA_TYPE_INDEX,
     MEDIA_TYPE_LAYER_GZIP,
     MEDIA_TYPE_LAYER_TAR,
+    MEDIA_TYPE_LAYER_ZSTD,
     MEDIA_TYPE_MANIFEST,
     check_digest,
     child_descriptors,
 )
+from aegis_plugin.core.oci.compression import SeekableZstdReader
 
 from aegis_plugin.core.errors import AegisError
 
@@ -58,6 +60,10 @@ GZIP_LAYERS = (
     MEDIA_TYPE_LAYER_GZIP,
     "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
+)
+ZSTD_LAYERS = (
+    MEDIA_TYPE_LAYER_ZSTD,
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 )
 TAR_LAYERS = (
     MEDIA_TYPE_LAYER_TAR,
@@ -257,23 +263,27 @@ class VerifyingReader:
 
 
 class LayerReader:
-    """A layer blob's uncompressed tar (gzip or plain), seekable for tarfile's random access. The blob's size
+    """A layer blob's uncompressed tar (gzip, zstd or plain), seekable for tarfile's random access. The blob's size
     and digest and the tar's diff_id are checked by `verify()`, which reads whatever the first pass has not:
     call it once the tar's members are listed, before trusting any content."""
 
     def __init__(self, layout_dir: PathLike, descriptor: dict[str, Any], diff_id: str) -> None:
         digest, size = check_descriptor(descriptor, "layer")
         media_type = descriptor.get("mediaType")
-        if media_type not in GZIP_LAYERS + TAR_LAYERS:
-            raise LayoutError(f"layer {digest}: unsupported media type {media_type!r} (gzip or plain tar only)")
+        if media_type not in GZIP_LAYERS + ZSTD_LAYERS + TAR_LAYERS:
+            raise LayoutError(f"layer {digest}: unsupported media type {media_type!r} (plain, gzip or zstd tar only)")
         if not is_digest(diff_id):
             raise LayoutError(f"layer {digest}: invalid diff_id {diff_id!r}")
         self.digest = digest
         self._file = open(existing_blob(layout_dir, digest), "rb")
         self._blob = VerifyingReader(self._file, digest, size, "layer")
         blob: Any = self._blob
-        self._gzip = gzip.GzipFile(fileobj=blob, mode="rb") if media_type in GZIP_LAYERS else None
-        self._tar = VerifyingReader(self._gzip or blob, diff_id, None, f"layer {digest}: uncompressed")
+        self._decompressed: Any = None
+        if media_type in GZIP_LAYERS:
+            self._decompressed = gzip.GzipFile(fileobj=blob, mode="rb")
+        elif media_type in ZSTD_LAYERS:
+            self._decompressed = SeekableZstdReader(blob, f"reading the zstd layer {digest}")
+        self._tar = VerifyingReader(self._decompressed or blob, diff_id, None, f"layer {digest}: uncompressed")
 
     def read(self, n: int = -1) -> bytes:
         return self._tar.read(n)
@@ -296,8 +306,8 @@ class LayerReader:
         self._tar.verify()
 
     def close(self) -> None:
-        if self._gzip is not None:
-            self._gzip.close()
+        if self._decompressed is not None:
+            self._decompressed.close()
         self._file.close()
 
 

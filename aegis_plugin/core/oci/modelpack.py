@@ -22,6 +22,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 from aegis_plugin.core.oci.image import (
     MEDIA_TYPE_LAYER_GZIP,
     MEDIA_TYPE_LAYER_TAR,
+    MEDIA_TYPE_LAYER_ZSTD,
     MEDIA_TYPE_MANIFEST,
     Descriptor,
     canonical_json,
@@ -44,7 +45,7 @@ REF_NAME_SUFFIX = "_modelpack"  # `<version>_modelpack`: `_` is never in a seman
 DESCRIPTOR_KEYS = ("createdAt", "authors", "family", "name", "docURL", "sourceURL", "version", "revision",
                    "vendor", "licenses", "title", "description")
 CONFIG_KEYS = ("architecture", "format", "paramSize", "precision", "quantization", "capabilities")
-_ARCHIVES = {MEDIA_TYPE_LAYER_TAR: "tar", MEDIA_TYPE_LAYER_GZIP: "tar+gzip"}
+_ARCHIVES = {MEDIA_TYPE_LAYER_TAR: "tar", MEDIA_TYPE_LAYER_GZIP: "tar+gzip", MEDIA_TYPE_LAYER_ZSTD: "tar+zstd"}
 _SCALES = (("Q", 10**15), ("T", 10**12), ("B", 10**9), ("M", 10**6), ("K", 10**3))
 # safetensors dtypes -> the spec's precision names
 PRECISIONS = {

@@ -5,7 +5,13 @@ import json
 import pytest
 
 from aegis_plugin.core.oci import modelpack
-from aegis_plugin.core.oci.image import MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_TAR, Descriptor, descriptor_for
+from aegis_plugin.core.oci.image import (
+    MEDIA_TYPE_LAYER_GZIP,
+    MEDIA_TYPE_LAYER_TAR,
+    MEDIA_TYPE_LAYER_ZSTD,
+    Descriptor,
+    descriptor_for,
+)
 
 
 @pytest.mark.parametrize("count, text", [
@@ -26,6 +32,7 @@ def test_precision_names_every_dtype_once() -> None:
 def test_layer_media_types_follow_the_image_layers_compression() -> None:
     assert modelpack.layer_media_type("weight", MEDIA_TYPE_LAYER_TAR) == "application/vnd.cncf.model.weight.v1.tar"
     assert modelpack.layer_media_type("doc", MEDIA_TYPE_LAYER_GZIP) == "application/vnd.cncf.model.doc.v1.tar+gzip"
+    assert modelpack.layer_media_type("doc", MEDIA_TYPE_LAYER_ZSTD) == "application/vnd.cncf.model.doc.v1.tar+zstd"
     with pytest.raises(ValueError, match="unknown ModelPack layer kind 'weights'"):
         modelpack.layer_media_type("weights", MEDIA_TYPE_LAYER_TAR)
 

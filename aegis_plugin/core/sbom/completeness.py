@@ -40,6 +40,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.oci import flatten, toc
+from aegis_plugin.core.oci.compression import open_layer_tar
 
 DPKG_STATUS_DIR = toc.DPKG_STATUS_DIR
 STANDARD_TYPES = ("deb", "pypi", "model", "app", "allowed")
@@ -205,13 +206,13 @@ def _members(layer: str) -> Iterator[List[Member]]:
             raise CompletenessError(str(e)) from e
         yield [(entry.path, entry.kind, entry.linkname, (lambda data=entry.data: data or b"")) for entry in entries]
         return
-    try:
-        # Random access, not a stream: in a plain-tar layer (the weights) tarfile seeks past each
-        # file's content instead of reading it.
-        tar = tarfile.open(layer, mode="r:*")
-    except (OSError, tarfile.TarError) as e:
-        raise CompletenessError(f"{layer}: not a tar or gzip-compressed tar layer ({e})") from e
-    with tar:
+    # Random access, not a stream: in a plain-tar layer (the weights) tarfile seeks past each file's content
+    # instead of reading it.
+    with contextlib.ExitStack() as stack:
+        try:
+            tar = stack.enter_context(open_layer_tar(layer))
+        except (OSError, tarfile.TarError) as e:
+            raise CompletenessError(f"{layer}: not a plain, gzip or zstd tar layer ({e})") from e
         yield [(member.name, _kind(member), member.linkname or None, (lambda m=member: _read(tar, m)))
                for member in tar]
 

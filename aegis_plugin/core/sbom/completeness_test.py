@@ -224,7 +224,7 @@ def test_uncompressed_layers_are_read(tmp_path: Path) -> None:
 def test_not_a_layer(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.write_bytes(b"not a tar at all" * 100)
-    with pytest.raises(CompletenessError, match="not a tar or gzip-compressed tar layer"):
+    with pytest.raises(CompletenessError, match="not a plain, gzip or zstd tar layer"):
         attribute([str(bad)], SITE, [], [])
 
 
