@@ -11,24 +11,30 @@ import pytest
 from aegis_plugin.core.publish.model_signature import ModelSignatureError, extract_model
 
 
-def layer(path: Path, files: dict, compress: bool = False) -> str:
+def layer(path: Path, files: dict, compression: str = "") -> str:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for name, content in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
-    path.write_bytes(gzip.compress(raw.getvalue(), mtime=0) if compress else raw.getvalue())
+    if compression == "zstd":
+        import zstandard
+
+        path.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+    else:
+        path.write_bytes(gzip.compress(raw.getvalue(), mtime=0) if compression == "gzip" else raw.getvalue())
     return str(path)
 
 
-def test_every_model_file_of_every_layer_is_extracted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])  # of the layers other than the weights'
+def test_every_model_file_of_every_layer_is_extracted(tmp_path: Path, compression: str) -> None:
     blobs = {
-        "sha256:base": layer(tmp_path / "base", {"etc/motd": b"m"}, compress=True),
+        "sha256:base": layer(tmp_path / "base", {"etc/motd": b"m"}, compression),
         "sha256:weights": layer(tmp_path / "weights", {"app/model/weights.safetensors": b"w"}),
         "sha256:shard": layer(tmp_path / "shard", {"app/model/old.safetensors": b"o"}),
         "sha256:model": layer(tmp_path / "model", {"app/model/model_card.md": b"c", "app/model/tokenizer.json": b"t",
-                                                   "app/model/.wh.old.safetensors": b""}, compress=True),
+                                                   "app/model/.wh.old.safetensors": b""}, compression),
         "sha256:app": layer(tmp_path / "app", {"app/server/handler.py": b"h", "app/model/sub/x": b"nested"}),
     }
     manifest = json.dumps({"layers": [{"digest": d} for d in ("sha256:base", "sha256:shard", "sha256:weights",
