@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from aegis_plugin.core.python.site_packages import (
     declared_license,
     declared_parties,
     distributions,
+    install_wheels,
     site_packages_entries,
 )
+from aegis_plugin.core.python.wheels import WheelError, install
+from aegis_plugin.testutil.wheels import make_wheel
 
 
 def make_installed(root: Path, wheels: dict[str, dict[str, bytes]]) -> Path:
@@ -178,3 +182,26 @@ def test_no_copyright_notice_in_any_text_file(tmp_path) -> None:
         "x-1.dist-info/METADATA": b"Name: x\n", "x/__init__.py": b"'''The copyright holders are named elsewhere.'''\n",
     }})
     assert declared_parties(str(pex), Distribution("x", "1", "x-1-py3-none-any.whl")).copyright == ()
+
+
+def test_wheels_installed_side_by_side_are_each_as_installed_alone(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    paths = [str(make_wheel(tmp_path, name, "1.0", {f"{name}/__init__.py": name.encode() * size}))
+             for name, size in [("small", 1), ("large", 100_000), ("middle", 1_000)]]
+    install_wheels(paths, {"large"}, str(tmp_path / "together"))
+    for path in paths:
+        alone = tmp_path / "alone" / os.path.basename(path)
+        install(path, str(alone), requested="large" in path)
+        together = tmp_path / "together" / ".deps" / os.path.basename(path)
+        assert {p.relative_to(together): p.read_bytes() for p in together.rglob("*") if p.is_file()} == {
+            p.relative_to(alone): p.read_bytes() for p in alone.rglob("*") if p.is_file()}
+
+
+def test_of_several_damaged_wheels_the_first_in_path_order_is_named(tmp_path: Path) -> None:
+    paths = []
+    for name, size in [("a", 10), ("b", 10_000), ("c", 100_000)]:  # the largest is installed first
+        path = tmp_path / f"{name}-1.0-py3-none-any.whl"
+        path.write_bytes(b"not a zip" * size)
+        paths.append(str(path))
+    with pytest.raises(WheelError, match=r"^a-1\.0-py3-none-any\.whl is not a valid wheel"):
+        install_wheels(paths, set(), str(tmp_path / "site"))
