@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping, Optional, Union
 
+from aegis_plugin.core.oci.compression import SeekableZstdReader
 from aegis_plugin.core.oci.image import (
     ANNOTATION_REF_NAME,
     MEDIA_TYPE_CONFIG,
@@ -30,7 +31,6 @@ from aegis_plugin.core.oci.image import (
     check_digest,
     child_descriptors,
 )
-from aegis_plugin.core.oci.compression import SeekableZstdReader
 
 from aegis_plugin.core.errors import AegisError
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import subprocess
@@ -40,6 +41,36 @@ def test_push_by_digest_then_tag_and_a_second_push_uploads_nothing(registry: str
     again = push_image(client, image, target)
     assert again.uploaded_bytes == 0 and again.uploaded_blobs == [] and not again.tag_created
     assert "no layer bytes uploaded" in again.summary() and "already points to this digest" in again.summary()
+
+
+def _skopeo_copy(source: str, layout: Path, *args: str) -> dict:
+    """`skopeo copy` into an OCI layout; the manifest it wrote, with its config as `config`."""
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false", *args, source, f"oci:{layout}:x"],
+                   check=True, capture_output=True)
+    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    manifest = json.loads(_blob(layout, digest))
+    return {**manifest, "digest": digest, "config": json.loads(_blob(layout, manifest["config"]["digest"]))}
+
+
+def _blob(layout: Path, digest: str) -> bytes:
+    return (layout / "blobs" / "sha256" / digest.split(":", 1)[1]).read_bytes()
+
+
+def test_a_zstd_image_goes_to_the_registry_and_back_unchanged(registry: str, tmp_path: Path) -> None:
+    image = make_layout(tmp_path / "oci", b"weights", compression="zstd")
+    target = parse(f"{registry}/ml/fraud:1.0.0")
+    push_image(Registry.for_reference(target), image, target)
+    assert _skopeo_digest(f"{registry}/ml/fraud:1.0.0") == image.digest
+    # skopeo pulls it back as it is: the same manifest, and zstd layers ...
+    back = _skopeo_copy(f"docker://{registry}/ml/fraud:1.0.0", tmp_path / "back", "--preserve-digests")
+    assert back["digest"] == image.digest
+    assert [layer["mediaType"] for layer in back["layers"]] == ["application/vnd.oci.image.layer.v1.tar+zstd"]
+    # ... which it reads: recompressed to gzip, each layer is the tar that the config's diff_id names.
+    recompressed = _skopeo_copy(f"docker://{registry}/ml/fraud:1.0.0", tmp_path / "gzip",
+                                "--dest-compress-format", "gzip")
+    assert [layer["mediaType"] for layer in recompressed["layers"]] == ["application/vnd.oci.image.layer.v1.tar+gzip"]
+    tars = [gzip.decompress(_blob(tmp_path / "gzip", layer["digest"])) for layer in recompressed["layers"]]
+    assert ["sha256:" + hashlib.sha256(tar).hexdigest() for tar in tars] == recompressed["config"]["rootfs"]["diff_ids"]
 
 
 def test_a_tag_is_never_moved(registry: str, tmp_path: Path) -> None:

@@ -71,19 +71,20 @@ def _answers(url: str) -> bool:
 
 
 def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artifact: bool = False,
-                platforms: Sequence[str] = ()) -> LayoutImage:
+                platforms: Sequence[str] = (), compression: str = "gzip") -> LayoutImage:
     """An OCI layout holding one image with one layer (`/app/model/weights.safetensors` = `content`, where
     model images keep their weights), written by hand so that these tests need nothing but this package. With
     `model_artifact`, also a ModelPack artifact of that same layer, tagged `<tag>_modelpack`, as `package`
     writes one. With `platforms` (`linux/arm64`, ...), an image index over one image per platform, each with
-    the same weights layer and a layer of its own (`/app/platform`), as `package` writes several platforms."""
+    the same weights layer and a layer of its own (`/app/platform`), as `package` writes several platforms.
+    `compression` is the layers': `gzip`, or `zstd` (as `layer_compression="zstd"` writes them)."""
     weights = _tar("app/model/weights.safetensors", content)
-    layer = gzip.compress(weights, mtime=0)
+    layer = _compress(weights, compression)
     blobs = [layer]
     manifests = []
     for platform in platforms or [None]:
         tars = [weights] + ([_tar("app/platform", platform.encode())] if platform else [])
-        layers = [layer] + [gzip.compress(t, mtime=0) for t in tars[1:]]
+        layers = [layer] + [_compress(t, compression) for t in tars[1:]]
         architecture = platform.split("/")[1] if platform else "amd64"
         config = _json({"architecture": architecture, "os": "linux",
                         "rootfs": {"type": "layers", "diff_ids": [_digest(t) for t in tars]}})
@@ -91,7 +92,7 @@ def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artif
             "schemaVersion": 2, "mediaType": MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
                        "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _digest(b),
+            "layers": [{"mediaType": f"application/vnd.oci.image.layer.v1.tar+{compression}", "digest": _digest(b),
                         "size": len(b)} for b in layers],
         })
         blobs += [*layers[1:], config, manifest]
@@ -111,7 +112,7 @@ def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artif
             "schemaVersion": 2, "mediaType": MANIFEST, "artifactType": modelpack.ARTIFACT_TYPE,
             "config": {"mediaType": modelpack.MEDIA_TYPE_CONFIG, "digest": _digest(model_config),
                        "size": len(model_config)},
-            "layers": [{"mediaType": "application/vnd.cncf.model.weight.v1.tar+gzip", "digest": _digest(layer),
+            "layers": [{"mediaType": f"application/vnd.cncf.model.weight.v1.tar+{compression}", "digest": _digest(layer),
                         "size": len(layer),
                         "annotations": {modelpack.ANNOTATION_FILEPATH: "app/model/weights.safetensors"}}],
         })
@@ -121,6 +122,14 @@ def make_layout(directory: Path, content: bytes, tag: str = "1.0.0", model_artif
                         "annotations": {"org.opencontainers.image.ref.name": f"{tag}{modelpack.REF_NAME_SUFFIX}"}})
     write_layout(directory, {_digest(b): b for b in blobs}, _json({"schemaVersion": 2, "manifests": entries}))
     return LayoutImage.read(str(directory))
+
+
+def _compress(tar: bytes, compression: str) -> bytes:
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(tar)  # type: ignore[no-any-return]
+    return gzip.compress(tar, mtime=0)
 
 
 def _tar(name: str, content: bytes) -> bytes:
