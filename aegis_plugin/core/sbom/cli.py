@@ -24,6 +24,7 @@ an invalid document or unattributed files, and then nothing is written.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,7 @@ from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.sbom import completeness
 from aegis_plugin.core.sbom import inventory as inventory_module
 from aegis_plugin.core.sbom.common import app_name
+from aegis_plugin.core.sbom.forked import Forked
 from aegis_plugin.core.sbom.spdx import build_spdx, validate_spdx
 from aegis_plugin.core.sbom.spdx3 import Deployable, Deployables, build_spdx3
 
@@ -87,14 +89,22 @@ def _write(out: str, documents: Mapping[str, bytes], report: Optional[completene
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _validate(staging: str) -> List[str]:
-    """The CycloneDX JSON schema through cyclonedx-python-lib, and spdx-tools for SPDX 2.3. Imported here:
-    the SPDX 3 step, which runs on every edit, has no use for cyclonedx-python-lib's start-up."""
-    from aegis_plugin.core.sbom.cyclonedx import validate_cyclonedx
+def _cyclonedx(inv: inventory_module.Inventory) -> Tuple[bytes, List[str]]:
+    """The CycloneDX document and what its JSON schema (through cyclonedx-python-lib) finds wrong with it.
+    Imported here: the SPDX 3 step, which runs on every edit, has no use for cyclonedx-python-lib's start-up."""
+    from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx, validate_cyclonedx
 
-    with open(os.path.join(staging, CYCLONEDX_FILE), "rb") as f:
-        problems = [f"{CYCLONEDX_FILE}: {m}" for m in validate_cyclonedx(f.read())]
-    return problems + [f"{SPDX_FILE}: {m}" for m in validate_spdx(os.path.join(staging, SPDX_FILE))]
+    document = build_cyclonedx(inv)
+    return document, [f"{CYCLONEDX_FILE}: {m}" for m in validate_cyclonedx(document)]
+
+
+def _validate_spdx(document: bytes) -> List[str]:
+    """What spdx-tools finds wrong with the SPDX 2.3 document (it parses files only)."""
+    with tempfile.TemporaryDirectory(prefix=".spdx-") as directory:
+        path = os.path.join(directory, SPDX_FILE)
+        with open(path, "wb") as f:
+            f.write(document)
+        return [f"{SPDX_FILE}: {m}" for m in validate_spdx(path)]
 
 
 def _blob(path: str, what: str) -> Tuple[str, bytes]:
@@ -156,17 +166,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             finished = deployables(args.image_manifest, args.app_layer, args.model_artifact)
             _write(args.out, {SPDX3_FILE: build_spdx3(inv, finished)})
             return 0
-        report = None
-        if args.layers is not None:
-            report = completeness_report(inv, args.layers, args.site_packages, args.allow)
-            try:
-                completeness.check(report)
-            except completeness.CompletenessError as e:
-                raise _Failure(f"{e}: give them to a component (a package, the model or the app), or allow them "
-                               f"knowingly with `[aegis-sbom].allow`") from None
-        from aegis_plugin.core.sbom.cyclonedx import build_cyclonedx  # see _validate
-
-        _write(args.out, {CYCLONEDX_FILE: build_cyclonedx(inv), SPDX_FILE: build_spdx(inv)}, report, _validate)
+        # CycloneDX on one core, completeness and SPDX on the other (forked.py says why).
+        cyclonedx = Forked(functools.partial(_cyclonedx, inv))
+        try:
+            report = None
+            if args.layers is not None:
+                report = completeness_report(inv, args.layers, args.site_packages, args.allow)
+                try:
+                    completeness.check(report)
+                except completeness.CompletenessError as e:
+                    raise _Failure(f"{e}: give them to a component (a package, the model or the app), or allow "
+                                   f"them knowingly with `[aegis-sbom].allow`") from None
+            spdx = build_spdx(inv)
+            spdx_problems = _validate_spdx(spdx)
+        except BaseException:
+            cyclonedx.cancel()
+            raise
+        document, problems = cyclonedx.result()
+        _write(args.out, {CYCLONEDX_FILE: document, SPDX_FILE: spdx}, report, lambda staging: problems + spdx_problems)
     except AegisError as e:
         print(f"aegis: {e}", file=sys.stderr)
         return 2

@@ -133,3 +133,34 @@ def test_an_unattributed_file_fails_and_writes_nothing(tmp_path: Path, capsys: p
 def test_files_outside_the_allow_list_fail(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(tmp_path, _image_layers(tmp_path)) == 2
     assert capsys.readouterr().err.startswith("aegis: SBOM does not account for 1 of 14 files in the image: /etc/passwd: ")
+
+
+def test_an_invalid_cyclonedx_document_fails_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CycloneDX is built and validated in a forked child: its verdict reaches the one-line error."""
+    from aegis_plugin.core.sbom import cyclonedx
+
+    monkeypatch.setattr(cyclonedx, "build_cyclonedx", lambda inv: b'{"specVersion": "1.4"}')
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(testutil.inventory()))
+    assert cli.main(["--inventory", str(inventory), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("aegis: the SBOM is invalid: sbom.cdx.json: specVersion must be '1.7', got '1.4'")
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_an_error_building_cyclonedx_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aegis_plugin.core.sbom import cyclonedx, inventory as inventory_module
+
+    def refuse(inv: object) -> bytes:
+        raise inventory_module.InventoryError("the model card's license is not an SPDX expression")
+
+    monkeypatch.setattr(cyclonedx, "build_cyclonedx", refuse)
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps(testutil.inventory()))
+    assert cli.main(["--inventory", str(inventory), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "aegis: the model card's license is not an SPDX expression\n"
+    assert not (tmp_path / "out").exists()
