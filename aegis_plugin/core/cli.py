@@ -13,22 +13,20 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 
-from aegis_plugin.core import download as pinned_download
-from aegis_plugin.core.debian import rootfs
-from aegis_plugin.core.debian.lock import packages_for, parse_lock
-from aegis_plugin.core.digests import file_digests
 from aegis_plugin.core.errors import AegisError
 from aegis_plugin.core.model import checkpoint, model_card, safetensors
 from aegis_plugin.core.oci import image, layout, modelpack, tarball
 from aegis_plugin.core.oci.layer import LayerEntry, LayerInfo, write_layer
 from aegis_plugin.core.oci.toc import write_toc
-from aegis_plugin.core.python import (
-    dependencies, handler_check, markers, requirements_lock, simple_index, site_packages, wheels,
-)
+from aegis_plugin.core.python import handler_check
 from aegis_plugin.core.python.interpreter import MACHINES, Interpreter
 from aegis_plugin.core.specs import (
     FilesLayerSpec, HandlerCheckSpec, ImageSpec, LayerEntrySpec, ModelArtifactSpec, SpecError,
 )
+
+# What only the cold steps use (the Debian base, the wheels, downloads) is imported by their subcommands: every
+# edit runs `files-layer` and `image`, and those imports (urllib and http.client among them) cost each of them
+# ~45 ms of a ~120 ms process.
 
 # A layer step writes its blob under its OCI layout name (`blobs/sha256/<hex>`), so the image step only adds
 # the config and manifest beside it: Pants merges the layer outputs into the layout without copying a byte.
@@ -153,6 +151,9 @@ def _check_handler(entries: tuple[LayerEntrySpec, ...], check: HandlerCheckSpec)
 def debian_layer(args: argparse.Namespace) -> None:
     """The base layer: every Debian package the lock has for the architecture, its files plus dpkg records,
     and the non-root user."""
+    from aegis_plugin.core.debian import rootfs
+    from aegis_plugin.core.debian.lock import packages_for, parse_lock
+
     with open(args.lock) as f:
         packages = packages_for(parse_lock(f.read()), args.arch, os.path.basename(args.lock))
     with tempfile.TemporaryDirectory() as work_dir:
@@ -165,6 +166,8 @@ def debian_layer(args: argparse.Namespace) -> None:
 
 def locate_wheels(args: argparse.Namespace) -> None:
     """Where the lock's wheels for the platform are (out/wheels.json): the index names each pinned file."""
+    from aegis_plugin.core.python import requirements_lock, simple_index
+
     with open(args.lock) as f:
         locked = requirements_lock.parse(f.read())
     found = simple_index.locate(locked, args.index, Interpreter(args.platform), os.path.basename(args.lock))
@@ -175,6 +178,9 @@ def locate_wheels(args: argparse.Namespace) -> None:
 def deps_layer(args: argparse.Namespace) -> None:
     """The third-party layer, from the locked wheels the handler's requirements need on the platform, plus the
     lock subset and the list of what it installs."""
+    from aegis_plugin.core.digests import file_digests
+    from aegis_plugin.core.python import dependencies, markers, requirements_lock, site_packages, wheels
+
     lock_name = os.path.basename(args.lock)
     with open(args.lock) as f:
         locked = requirements_lock.parse(f.read())
@@ -210,6 +216,8 @@ def deps_layer(args: argparse.Namespace) -> None:
 def fetch(args: argparse.Namespace) -> None:
     """One file downloaded and checked against its pin, as out/<name>. The URL is part of this process's
     cache key, so one with credentials or a query string is refused (util_rules/download.py fetches those)."""
+    from aegis_plugin.core import download as pinned_download
+
     if "/" in args.name or args.name in ("", ".", ".."):
         raise UserError(f"not a file name: {args.name!r}")
     if pinned_download.has_secrets(args.url):
