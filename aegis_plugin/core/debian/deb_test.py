@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from aegis_plugin.core.debian.deb import DebFormatError, DebMember, iter_data, read_control
-from aegis_plugin.core.oci.compression import ZstdUnavailableError
 from aegis_plugin.core.debian.testutil import M, build_deb
+from aegis_plugin.core.oci.compression import ZstdUnavailableError
 
 MEMBERS = [
     M("/usr/bin/tool", content=b"#!/bin/true\n", mode=0o755),

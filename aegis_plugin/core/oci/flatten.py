@@ -26,7 +26,7 @@ from aegis_plugin.core.oci import whiteout
 from aegis_plugin.core.oci.compression import open_layer_tar
 
 T = TypeVar("T")
-# A layer blob's path (gzip or plain tar), or what gives it when asked: its path, or a seekable stream of its
+# A layer blob's path (plain, gzip or zstd tar), or what gives it when asked: its path, or a seekable stream of its
 # uncompressed tar (see `final_entries`).
 Layer = Union[str, Callable[[], Union[str, BinaryIO]]]
 

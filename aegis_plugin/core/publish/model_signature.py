@@ -47,7 +47,7 @@ def extract_model(manifest: bytes, layer_file: Callable[[str], str], directory: 
     """Writes the `/app/model/` files of the image's final filesystem into `directory` and returns their names:
     every layer counts (the weights have layers of their own below the model's small files), read top first
     with whiteouts (`core/oci/flatten.py`, the contract test's and the SBOM's view too). `layer_file(digest)`
-    gives the path of a layer blob (gzip or plain tar) when it is reached."""
+    gives the path of a layer blob (plain, gzip or zstd tar) when it is reached."""
     digests = [layer["digest"] for layer in json.loads(manifest)["layers"]]
     names = []
     for path, member, tar in flatten.final_entries([functools.partial(layer_file, d) for d in digests]):
