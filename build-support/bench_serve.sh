@@ -24,6 +24,12 @@ cleanup() { [[ -n "${server_pid}" ]] && kill "${server_pid}" 2>/dev/null; wait 2
 trap cleanup EXIT
 
 tag="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])' "${layout}/index.json")"
+media_types="$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["manifests"][0]["digest"].split(":")[1]; print(*[l["mediaType"] for l in json.load(open(f"{sys.argv[2]}/{d}"))["layers"]])' "${layout}/index.json" "${layout}/blobs/sha256")"
+if [[ "${media_types}" == *"+zstd"* ]]; then
+  # umoci 0.4.7 (Debian 12) reads no zstd layers (`layer_compression="zstd"`): skopeo recompresses them first.
+  skopeo --insecure-policy copy --dest-compress-format gzip "oci:${layout}:${tag}" "oci:${work}/gzip:${tag}" >/dev/null
+  layout="${work}/gzip"
+fi
 umoci unpack --rootless --image "${layout}:${tag}" "${work}/bundle" >/dev/null
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 model="$(sed -n 's/^model_id: "\(.*\)"$/\1/p' "${work}/bundle/rootfs/app/manifest.yaml")"

@@ -85,7 +85,7 @@ class FilesLayerSpec:
     mtime: int
     description: str
     entries: Tuple[LayerEntrySpec, ...]
-    compression: str = "gzip"  # or "none"
+    compression: str = "gzip"  # or "zstd", or "none" (weights)
     checkpoint: Optional[Mapping[str, str]] = None  # file name -> input path, checked together as one checkpoint
     handler_check: Optional[HandlerCheckSpec] = None
 

@@ -359,6 +359,18 @@ def test_zstd_layers(layout: Layout, tmp_path: Path) -> None:
     assert not (tmp_path / "rootfs/b").exists()
 
 
+@pytest.mark.parametrize("offset", [-1, 8])  # in the last frame's data, and in the first frame's header
+def test_a_tampered_zstd_layer_is_refused(layout: Layout, tmp_path: Path, offset: int) -> None:
+    image = layout.add_image([[("a", "file", {"data": b"zstd" * 5000})]], compression="zstd")
+    path = layout.path_of(image["layers"][0]["digest"])
+    blob = bytearray(path.read_bytes())
+    blob[offset] ^= 0xFF  # same size: the decompressor or the digest must tell
+    path.write_bytes(bytes(blob))
+    with pytest.raises(REFUSED, match=f"layer {image['layers'][0]['digest']}"):
+        unpack(layout.root, tmp_path / "rootfs")
+    assert not (tmp_path / "rootfs").exists()
+
+
 def test_selecting_the_manifest_by_ref(layout: Layout, tmp_path: Path) -> None:
     layout.add_image([[("v", "file", {"data": b"1"})]], ref="1.0.0")
     second = layout.add_image([[("v", "file", {"data": b"2"})]], ref="2.0.0")

@@ -1,3 +1,4 @@
+import gzip
 import io
 import tarfile
 
@@ -32,19 +33,27 @@ def test_denied_and_training_only_packages() -> None:
     ]
 
 
-def _layer(path, files) -> str:
-    with tarfile.open(path, mode="w:gz") as tar:
+def _layer(path, files, compression: str = "gzip") -> str:
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w") as tar:
         for name, size in files:
             info = tarfile.TarInfo(name)
             info.size = size
             tar.addfile(info, io.BytesIO(b"\0" * size))
+    if compression == "zstd":
+        import zstandard
+
+        path.write_bytes(zstandard.ZstdCompressor().compress(plain.getvalue()))
+    else:
+        path.write_bytes(gzip.compress(plain.getvalue(), mtime=0))
     return str(path)
 
 
 def test_the_size_budget_lists_layers_and_largest_files(tmp_path) -> None:
     layers = [pitfalls.Layer("debian packages", 30_000_000,
                              _layer(tmp_path / "a", [("usr/lib/libbig.so", 5000), ("etc/x", 10)])),
-              pitfalls.Layer("model files", 25_000_000, _layer(tmp_path / "b", [("app/model/weights.safetensors", 9000)]))]
+              pitfalls.Layer("model files", 25_000_000,
+                             _layer(tmp_path / "b", [("app/model/weights.safetensors", 9000)], compression="zstd"))]
     assert _check(layers=layers, size_budget_mb=60) == []
     image = inventory.from_cyclonedx(testutil.sbom())
     (finding,) = pitfalls.check(image, pitfalls.Facts(**{**FACTS.__dict__, "size_budget_mb": 50}), layers)

@@ -20,8 +20,10 @@ which its entries fix: level 6 below `LARGE_LAYER_BYTES` (seconds at most; level
 13% larger), level 1 above it: on the CUDA libraries of a PyTorch image (GBs of shared objects) level 1 runs
 2.4x faster than level 6 for 3-4% more bytes (measured: libtorch_cuda.so 43.6 vs 18.1 MB/s at ratio 0.593 vs
 0.565; libcublasLt.so 35.0 vs 14.6 MB/s at 0.656 vs 0.636). zstd (level 3, the `zstandard` package pinned in
-the core's lock, so its libzstd is fixed too) does better on both counts: the PyTorch image's 5.5 GB deps layer
-took 18.9 s and 2,303 MB against gzip's 50.5 s and 2,952 MB, measured one after the other on 2 cores.
+the core's lock, so its libzstd is fixed too) does better on both counts: on 2 threads it compressed those
+libraries at 671 MB/s to 0.381 of their size, against zlib level 1's 138 MB/s and 0.521, and the 12 torch and
+CUDA wheels' 5.5 GB written as one layer took 18.9 s and 2,303 MB against gzip's 50.5 s and 2,952 MB (measured
+one after the other).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import stat
 import tarfile
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Dict, Iterable, List, Optional, Tuple, Union
+from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .compression import ParallelFrameWriter, gzip_member, zstd_frame
 from .toc import TocEntry, is_bookkeeping
@@ -332,14 +334,14 @@ def write_layer(
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     plan = _plan(entries)  # fail before creating the output file
+    compress = _compressor(compression, plan)  # before the file exists: without zstandard, nothing is written
     try:
         with open(out_path, "wb", buffering=_CHUNK) as raw:
             blob = _HashingWriter(raw, background=True)
-            if compression == "none":
+            if compress is None:
                 files = _write_planned(plan, blob, mtime, file_digests)  # type: ignore[arg-type]
                 uncompressed = blob
             else:
-                compress = gzip_member(_gzip_level(plan)) if compression == "gzip" else zstd_frame()
                 with ParallelFrameWriter(blob, compress) as compressed:  # type: ignore[arg-type]
                     uncompressed = _HashingWriter(compressed, background=True)  # type: ignore[arg-type]
                     files = _write_planned(plan, uncompressed, mtime, file_digests)  # type: ignore[arg-type]
@@ -354,6 +356,14 @@ def write_layer(
         files=tuple(sorted(files, key=lambda f: f.path)),
         toc=tuple(_toc_entry(entry) for entry in plan),
     )
+
+
+def _compressor(compression: str, plan: List[LayerEntry]) -> Optional[Callable[[bytes], bytes]]:
+    if compression == "gzip":
+        return gzip_member(_gzip_level(plan))
+    if compression == "zstd":
+        return zstd_frame()
+    return None
 
 
 def _gzip_level(plan: List[LayerEntry]) -> int:

@@ -279,10 +279,14 @@ class LayerReader:
         self._blob = VerifyingReader(self._file, digest, size, "layer")
         blob: Any = self._blob
         self._decompressed: Any = None
-        if media_type in GZIP_LAYERS:
-            self._decompressed = gzip.GzipFile(fileobj=blob, mode="rb")
-        elif media_type in ZSTD_LAYERS:
-            self._decompressed = SeekableZstdReader(blob, f"reading the zstd layer {digest}")
+        try:
+            if media_type in GZIP_LAYERS:
+                self._decompressed = gzip.GzipFile(fileobj=blob, mode="rb")
+            elif media_type in ZSTD_LAYERS:
+                self._decompressed = SeekableZstdReader(blob, f"reading the zstd layer {digest}")
+        except BaseException:
+            self._file.close()
+            raise
         self._tar = VerifyingReader(self._decompressed or blob, diff_id, None, f"layer {digest}: uncompressed")
 
     def read(self, n: int = -1) -> bytes:

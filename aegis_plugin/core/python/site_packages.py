@@ -52,9 +52,10 @@ def install_wheels(wheel_paths: list[str], requested: set[str], installed_dir: s
     """Installs each wheel into `<installed_dir>/.deps/<wheel file name>/`; `requested` names (canonical) the
     distributions asked for directly, which get a REQUESTED file.
 
-    Wheels are installed side by side on every core, the largest first (zlib releases the GIL while it
+    Wheels are installed side by side on up to 8 cores, the largest first (zlib releases the GIL while it
     inflates, and each wheel has its own directory): PyTorch's 5.5 GB of CUDA wheels took 17.3 s instead of
-    34.9 s on 2 cores. A failure is the first in path order, whichever thread met it first."""
+    34.9 s on 2 cores. The error is the first failure in path order, whichever thread met it first; the wheels
+    not started by then are not installed."""
     def install(path: str) -> None:
         name = wheels.parse_name(os.path.basename(path))
         wheels.install(path, os.path.join(installed_dir, ".deps", name.filename), name.name in requested)
@@ -62,8 +63,12 @@ def install_wheels(wheel_paths: list[str], requested: set[str], installed_dir: s
     threads = max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="aegis-install") as pool:
         installs = {path: pool.submit(install, path) for path in sorted(wheel_paths, key=os.path.getsize, reverse=True)}
-        for path in sorted(wheel_paths):
-            installs[path].result()
+        try:
+            for path in sorted(wheel_paths):
+                installs[path].result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 @dataclass(frozen=True)

@@ -179,10 +179,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                    f"them knowingly with `[aegis-sbom].allow`") from None
             spdx = build_spdx(inv)
             spdx_problems = _validate_spdx(spdx)
+            document, problems = cyclonedx.result()
         except BaseException:
             cyclonedx.cancel()
             raise
-        document, problems = cyclonedx.result()
         _write(args.out, {CYCLONEDX_FILE: document, SPDX_FILE: spdx}, report, lambda staging: problems + spdx_problems)
     except AegisError as e:
         print(f"aegis: {e}", file=sys.stderr)

@@ -12,19 +12,21 @@ import pickle
 import signal
 import sys
 import traceback
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Optional, TypeVar
+
+from aegis_plugin.core.errors import AegisError
 
 T = TypeVar("T")
 
 
-class ForkedError(RuntimeError):
-    """The child died or failed with an error that could not be sent back as itself."""
+class ForkedError(AegisError, RuntimeError):
+    """The child died without an answer (killed, out of memory)."""
 
 
 class Forked(Generic[T]):
     """`Forked(fn)` starts `fn()` in a child process at once; `result()` waits for it and returns its value, or
-    raises its exception. `cancel()` stops it. Use one before any thread starts (a fork copies only the caller's
-    thread)."""
+    raises its exception (one that does not pickle comes back as a RuntimeError with its traceback). `cancel()`
+    stops it, whenever called. Use one before any thread starts (a fork copies only the caller's thread)."""
 
     def __init__(self, fn: Callable[[], T]) -> None:
         sys.stdout.flush()
@@ -36,33 +38,43 @@ class Forked(Generic[T]):
             try:
                 try:
                     payload = pickle.dumps((True, fn()))
-                except BaseException as e:  # noqa: B036 - sent to the parent, which raises it
+                except BaseException as e:  # sent to the parent, which raises it
                     payload = _pickled_error(e)
                 with os.fdopen(write, "wb") as f:
                     f.write(payload)
             finally:
                 os._exit(0)
         os.close(write)
-        self._pid, self._read = pid, read
+        self._pid: Optional[int] = pid
+        self._read: Optional[int] = read
 
     def result(self) -> T:
+        assert self._read is not None and self._pid is not None, "result() or cancel() was called already"
         with os.fdopen(self._read, "rb") as f:
+            self._read = None
             payload = f.read()
         _, status = os.waitpid(self._pid, 0)
-        if not payload:
-            raise ForkedError(f"the child process died (wait status {status}) without an answer")
+        self._pid = None
+        if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and payload):
+            code = os.waitstatus_to_exitcode(status)
+            how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+            raise ForkedError(f"a child process of this step died without an answer ({how})")
         ok, value = pickle.loads(payload)
         if ok:
             return value  # type: ignore[no-any-return]
         raise value
 
     def cancel(self) -> None:
-        os.close(self._read)
-        try:
-            os.kill(self._pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(self._pid, 0)
+        if self._read is not None:
+            os.close(self._read)
+            self._read = None
+        if self._pid is not None:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self._pid, 0)
+            self._pid = None
 
 
 def _pickled_error(error: BaseException) -> bytes:
@@ -72,4 +84,4 @@ def _pickled_error(error: BaseException) -> bytes:
         return payload
     except Exception:
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__)).strip()
-        return pickle.dumps((False, ForkedError(text)))
+        return pickle.dumps((False, RuntimeError(text)))
