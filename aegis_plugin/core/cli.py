@@ -38,6 +38,7 @@ WHEELS_INFO = "wheels.json"  # locate-wheels: [{name, version, filename, url, sh
 FILES_INFO = "files.json"  # files-layer: [{path, sha256, sha1, size}] of every file of the layer
 MODEL_CARD_INFO = "model_card.json"  # files-layer with a model card: its {sections, fields}
 TOP_LAYER_DIR = "top-layer"  # image: where it writes its spec's top_layer, outside the out/ it returns
+LAYER_COMPRESSIONS = ("gzip", "zstd")  # of the debian-layer and deps-layer steps (the target's `layer_compression`)
 TENSORS_INFO = "tensors.json"  # files-layer checking a checkpoint: {parameters, dtypes} of all its tensors
 
 
@@ -73,7 +74,7 @@ def files_layer(args: argparse.Namespace) -> None:
     write_files_layer(FilesLayerSpec.from_json(_read_spec(args.spec)), args.out)
 
 
-def write_files_layer(spec: FilesLayerSpec, out: str) -> LayerInfo:
+def write_files_layer(spec: FilesLayerSpec, out: str) -> None:
     """A layer of the files a `specs.FilesLayerSpec` lists, each checked as it says first, into `out`."""
     summary = None
     if spec.checkpoint:
@@ -116,7 +117,6 @@ def write_files_layer(spec: FilesLayerSpec, out: str) -> LayerInfo:
         with open(cards[0].source, encoding="utf-8") as f:
             card = model_card.parse(f.read())
         _write_json(os.path.join(out, MODEL_CARD_INFO), {"sections": card.sections, "fields": card.fields})
-    return info
 
 
 def _read_spec(path: str) -> object:
@@ -248,16 +248,17 @@ def build_image(args: argparse.Namespace) -> None:
     itself (the SBOM's: one process fewer on every edit). With `docker_archive`, also image.tar, a second full
     copy of every byte, from the layer blobs given as inputs."""
     spec = ImageSpec.from_json(_read_spec(args.spec))
-    layers = []
-    for layer_dir in spec.layers:
-        with open(os.path.join(layer_dir, LAYER_INFO)) as f:
-            layers.append((layer_dir, json.load(f)))
-    written_here = {}
+    layer_dirs = list(spec.layers)
     if spec.top_layer is not None:  # a small layer written here, beside the out/ this step returns
         write_files_layer(spec.top_layer, TOP_LAYER_DIR)
-        with open(os.path.join(TOP_LAYER_DIR, LAYER_INFO)) as f:
-            layers.append((TOP_LAYER_DIR, json.load(f)))
-        written_here[layers[-1][1]["digest"]] = layout.blob_path(TOP_LAYER_DIR, layers[-1][1]["digest"])
+        layer_dirs.append(TOP_LAYER_DIR)
+    layers = []
+    for layer_dir in layer_dirs:
+        with open(os.path.join(layer_dir, LAYER_INFO)) as f:
+            layers.append((layer_dir, json.load(f)))
+    layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
+    written_here = {info["digest"]: layer_blobs[info["digest"]] for layer_dir, info in layers
+                    if layer_dir == TOP_LAYER_DIR}
     created = datetime.fromtimestamp(spec.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = image.build_config(
         architecture=spec.architecture,
@@ -288,7 +289,6 @@ def build_image(args: argparse.Namespace) -> None:
         artifact, artifact_blobs = _model_artifact(spec.model_artifact, dict(layers))
         blobs.update(artifact_blobs)
         entries.append(artifact)
-    layer_blobs = {info["digest"]: layout.blob_path(layer_dir, info["digest"]) for layer_dir, info in layers}
     layout.write_layout(os.path.join(args.out, "oci"), blobs, image.build_index(entries),
                         external={info["digest"]: info["size"] for _, info in layers
                                   if info["digest"] not in written_here})
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--debs", required=True)
     cmd.add_argument("--arch", required=True, help="the Debian architecture of the image, e.g. arm64")
-    cmd.add_argument("--compression", default="gzip", choices=("gzip", "zstd"))
+    cmd.add_argument("--compression", default="gzip", choices=LAYER_COMPRESSIONS)
     cmd.set_defaults(run=debian_layer)
     cmd = commands.add_parser("locate-wheels")
     cmd.add_argument("--lock", required=True)
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--platform", required=True, choices=sorted(MACHINES))
     cmd.add_argument("--lock", required=True)
     cmd.add_argument("--prefix", required=True)
-    cmd.add_argument("--compression", default="gzip", choices=("gzip", "zstd"))
+    cmd.add_argument("--compression", default="gzip", choices=LAYER_COMPRESSIONS)
     cmd.set_defaults(run=deps_layer)
     cmd = commands.add_parser("fetch")
     cmd.add_argument("--url", required=True)

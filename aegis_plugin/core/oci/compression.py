@@ -170,7 +170,8 @@ def open_layer_tar(path: str) -> Iterator[tarfile.TarFile]:
     """A layer blob (plain, gzip or zstd tar: its first bytes tell) opened for tarfile's random access."""
     with open(path, "rb") as f:
         if f.read(len(ZSTD_MAGIC)) != ZSTD_MAGIC:
-            with tarfile.open(path) as tar:  # plain or gzip, as tarfile detects
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode="r:*") as tar:  # plain or gzip, as tarfile detects
                 yield tar
             return
         with contextlib.closing(SeekableZstdReader(f, f"reading the zstd layer {path}")) as reader:
