@@ -1,5 +1,5 @@
-"""`build_model_image`'s own refusals, on mocked inputs and layers (as Pants' docker backend tests its build
-rule): each is one line naming the target and field, found without building anything."""
+"""`build_model_image`'s and `build_model_layers`' own refusals, on mocked inputs and layers (as Pants' docker
+backend tests its build rule): each is one line naming the target and field, found without building anything."""
 from __future__ import annotations
 
 import json
@@ -16,16 +16,20 @@ from pants.engine.fs import (
 from pants.engine.target import HydratedSources
 from pants.testutil.option_util import create_subsystem
 from pants.testutil.rule_runner import MockGet, run_rule_with_mocks
+from pants.util.frozendict import FrozenDict
 
-from aegis_plugin.goals.package import ModelImageRequest, ModelPackageFieldSet, build_model_image
+from aegis_plugin.goals.package import (
+    ModelImageRequest, ModelLayers, ModelLayersRequest, ModelPackageFieldSet, build_model_image, build_model_layers,
+)
 from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.target_types import ModelPackageTarget
-from aegis_plugin.util_rules.core_process import AegisBuildError
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreToolPex, CoreToolPexRequest
 from aegis_plugin.util_rules.image import OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
     AppLayerRequest, DebianLayerRequest, DepsLayerRequest, FilesLayerRequest, Layer,
 )
-from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
+from aegis_plugin.util_rules.model_inputs import ModelFiles, ModelFilesRequest, ModelInputs, ModelInputsRequest
 from aegis_plugin.util_rules.sbom import Sbom, SbomRequest
 from aegis_plugin.util_rules.source_revision import SourceRevision
 
@@ -34,9 +38,11 @@ CONTEXT = "models/fraud:fraud"
 WEIGHTS = "/app/model/weights.safetensors"
 
 
-def inputs(weights: tuple = ((WEIGHTS, EMPTY_DIGEST),), tokenizer: bool = True) -> ModelInputs:
+def inputs() -> ModelInputs:
     return ModelInputs(
-        context=CONTEXT, weights=weights, tokenizer=EMPTY_DIGEST if tokenizer else None, model_card=EMPTY_DIGEST,
+        context=CONTEXT,
+        files=ModelFilesRequest(CONTEXT, (Address("models/fraud", target_name="weights"),), None, None),
+        model_card=EMPTY_DIGEST,
         handler=Address("models/fraud/server", relative_file_path="handler.py"),
         handler_source=HydratedSources(
             Snapshot.create_for_testing(["models/fraud/server/handler.py"], []), None, None),
@@ -44,6 +50,26 @@ def inputs(weights: tuple = ((WEIGHTS, EMPTY_DIGEST),), tokenizer: bool = True) 
         resolve="runtime", base=Address("3rdparty/debian", target_name="python3.11-bookworm"),
         base_lockfile=HydratedSources(Snapshot.create_for_testing(["3rdparty/debian/b.lock"], []), None, None),
         python="/usr/bin/python3.11", revision=SourceRevision("1" * 40, 0), model_revision=SourceRevision("2" * 40, 0),
+    )
+
+
+LAYER = Layer(EMPTY_DIGEST, "sha256:" + "0" * 64)
+
+
+def model_layers(files: ModelFiles, compression: str = "gzip", layer_requests: list | None = None) -> ModelLayers:
+    """Runs `build_model_layers` on mocked files; with `layer_requests`, records every layer it asks for."""
+    def built(request: FilesLayerRequest) -> Layer:
+        if layer_requests is not None:
+            layer_requests.append(request)
+        return LAYER
+
+    return run_rule_with_mocks(
+        build_model_layers,
+        rule_args=[ModelLayersRequest(CONTEXT, inputs().files, EMPTY_DIGEST, 0, compression)],
+        mock_gets=[
+            MockGet(output_type=ModelFiles, input_types=(ModelFilesRequest,), mock=lambda _: files),
+            MockGet(output_type=Layer, input_types=(FilesLayerRequest,), mock=built),
+        ],
     )
 
 
@@ -71,12 +97,15 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
         return DigestContents([FileContent("out/inventory.json", json.dumps({"python": deps}).encode()),
                                FileContent("out/requirements.lock", b"")])
 
-    layer = Layer(EMPTY_DIGEST, "sha256:" + "0" * 64)
-
     def built(request: object) -> Layer:
         if layer_requests is not None:
             layer_requests.append(request)
-        return layer
+        return LAYER
+
+    def model(request: ModelLayersRequest) -> ModelLayers:
+        if layer_requests is not None:
+            layer_requests.append(request)
+        return ModelLayers(LAYER, ((LAYER, WEIGHTS),), (LAYER,), FrozenDict({WEIGHTS: "weights"}))
 
     def app(request: AppLayerRequest) -> Layer:
         if layer_requests is None:
@@ -89,13 +118,15 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
         rule_args=[
             ModelImageRequest(ModelPackageFieldSet.create(target), "linux/amd64"),
             create_subsystem(AegisSubsystem, signer_identity="ci@aegis.example"),
+            create_subsystem(SbomSubsystem, resolve="sbom"),
             create_subsystem(PythonSetup),
         ],
         mock_gets=[
             MockGet(output_type=ModelInputs, input_types=(ModelInputsRequest,), mock=lambda _: model_inputs),
-            MockGet(output_type=Layer, input_types=(FilesLayerRequest,), mock=built),
+            MockGet(output_type=ModelLayers, input_types=(ModelLayersRequest,), mock=model),
             MockGet(output_type=Layer, input_types=(DebianLayerRequest,), mock=built),
             MockGet(output_type=Layer, input_types=(DepsLayerRequest,), mock=built),
+            MockGet(output_type=CoreToolPex, input_types=(CoreToolPexRequest,), mock=lambda _: CoreToolPex(None)),
             MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=contents),
             # Every refusal comes before these steps.
             MockGet(output_type=Layer, input_types=(AppLayerRequest,), mock=app),
@@ -109,12 +140,33 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
 def test_a_tokenizer_given_twice() -> None:
     with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `tokenizer`: the checkpoint named by `weights` has "
                                               r"its own tokenizer.json: drop one of them$"):
-        run(inputs(weights=((WEIGHTS, EMPTY_DIGEST), ("/app/model/tokenizer.json", EMPTY_DIGEST))))
+        model_layers(ModelFiles(((WEIGHTS, EMPTY_DIGEST), ("/app/model/tokenizer.json", EMPTY_DIGEST)), EMPTY_DIGEST))
 
 
 def test_a_model_card_inside_the_checkpoint() -> None:
     with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `weights`: the checkpoint has a model_card.md"):
-        run(inputs(weights=((WEIGHTS, EMPTY_DIGEST), ("/app/model/model_card.md", EMPTY_DIGEST)), tokenizer=False))
+        model_layers(ModelFiles(((WEIGHTS, EMPTY_DIGEST), ("/app/model/model_card.md", EMPTY_DIGEST)), None))
+
+
+def test_the_model_layers_and_roles() -> None:
+    shards = tuple((f"/app/model/model-0000{i}-of-00002.safetensors", EMPTY_DIGEST) for i in (1, 2))
+    files = ModelFiles((*shards, ("/app/model/config.json", EMPTY_DIGEST)), EMPTY_DIGEST)
+    requests: list = []
+    layers = model_layers(files, layer_requests=requests)
+    assert [r.description for r in requests] == [
+        "model card", "model weights model-00001-of-00002.safetensors", "model weights model-00002-of-00002.safetensors",
+        "model files",
+    ]
+    assert [path for _, path in layers.weights] == [path for path, _ in shards]  # one layer per weights file
+    assert len(layers.config) == 1
+    assert dict(layers.roles) == {
+        shards[0][0]: "weights", shards[1][0]: "weights", "/app/model/config.json": "config",
+        "/app/model/tokenizer.json": "tokenizer", "/app/model/model_card.md": "model_card",
+    }
+    # The card's layer step checks the checkpoint as a whole: every file of it, by name.
+    assert [name for name, _ in requests[0].checkpoint] == [
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "config.json",
+    ]
 
 
 def test_a_framework_the_handler_does_not_depend_on() -> None:
@@ -138,6 +190,12 @@ def test_layer_compression_reaches_every_compressed_layer(fields: dict, expected
     compressions = {getattr(r, "description", type(r).__name__): r.compression for r in requests}
     assert compressions == {
         "DebianLayerRequest": expected, "DepsLayerRequest": expected, "AppLayerRequest": expected,
+        "ModelLayersRequest": expected,
+    }
+    (model_request,) = [r for r in requests if isinstance(r, ModelLayersRequest)]
+    layer_requests: list = []
+    model_layers(ModelFiles(((WEIGHTS, EMPTY_DIGEST),), EMPTY_DIGEST), model_request.compression, layer_requests)
+    assert {r.description: r.compression for r in layer_requests} == {
         "model card": expected, "model files": expected,
         "model weights weights.safetensors": "none",  # weights are plain tars whatever the field says
     }

@@ -23,6 +23,8 @@ from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.core.runtime import manifest as manifest_yaml
 from aegis_plugin.package_types import BuiltModelImage, platform_dir
 from aegis_plugin.subsystems.aegis import AegisSubsystem
+from aegis_plugin.subsystems.guards import GuardsSubsystem
+from aegis_plugin.subsystems.sbom import SbomSubsystem
 from aegis_plugin.target_types import (
     AcceleratorField,
     BaseImageField,
@@ -45,7 +47,7 @@ from aegis_plugin.target_types import (
     WeightsField,
     WeightsSha256Field,
 )
-from aegis_plugin.util_rules.core_process import AegisBuildError, freeze
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPex, CoreToolPexRequest, freeze
 from aegis_plugin.util_rules.guards import GuardFacts, GuardFactsRequest, GuardsRequest, GuardsResult
 from aegis_plugin.util_rules.image import ImageIndex, ImageIndexRequest, ModelArtifactRequest, OciImage, OciImageRequest
 from aegis_plugin.util_rules.layers import (
@@ -60,7 +62,7 @@ from aegis_plugin.util_rules.layers import (
     debian_architecture,
 )
 from aegis_plugin.util_rules.mlflow import registry_inventory, registry_manifest_fields
-from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
+from aegis_plugin.util_rules.model_inputs import ModelFiles, ModelFilesRequest, ModelInputs, ModelInputsRequest
 from aegis_plugin.util_rules.sbom import (
     CYCLONEDX_FILE,
     SBOM_IN_IMAGE,
@@ -118,59 +120,95 @@ class ModelImage:
     spdx3: Spdx3Request  # the SPDX 3 SBOM, which names the finished image, is written beside the guards
 
 
-@rule(desc="Building a model image")
-async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, python_setup: PythonSetup
-                            ) -> ModelImage:
-    fs, platform = request.field_set, request.platform
-    inputs = await Get(ModelInputs, ModelInputsRequest(fs.address))
-    context = inputs.context
+@dataclass(frozen=True)
+class ModelLayersRequest:
+    """The model's own layers, apart from the image build: they wait for the model's files to be hydrated
+    (seconds per GB), while the base and dependency layers, which need none of them, are built meanwhile."""
 
+    context: str
+    files: ModelFilesRequest
+    model_card: Digest
+    commit_time: int  # of the model's small files
+    compression: str  # of the card's and the small files' layers; weights are plain tars
+
+
+@dataclass(frozen=True)
+class ModelLayers:
+    card: Layer
+    weights: tuple[tuple[Layer, str], ...]  # (layer, path of its one file in the image)
+    config: tuple[Layer, ...]  # the tokenizer and configuration files, when there are any
+    roles: FrozenDict[str, str]  # path in the image -> weights, tokenizer, config or model_card
+
+
+@rule(desc="Building the model's layers")
+async def build_model_layers(request: ModelLayersRequest) -> ModelLayers:
+    context = request.context
+    files = await Get(ModelFiles, ModelFilesRequest, request.files)
     # One plain-tar layer per weights file, stamped with mtime 0: the same file gives the same blob in every
     # image that carries it, a retrained file re-ships only its own layer, and nothing compresses float
     # weights at disk speed. The model's small files share one compressed layer, stamped with their own revision,
     # so a code-only commit leaves every model layer as it is.
-    weights_files = [(path, d) for path, d in inputs.weights if path.endswith(".safetensors")]
+    weights_files = [(path, d) for path, d in files.weights if path.endswith(".safetensors")]
     weights_requests = [
         FilesLayerRequest(context, f"model weights {os.path.basename(path)}",
                           (LayerFile(path, "field `weights`", digest),), 0, compression="none")
         for path, digest in weights_files
     ]
-    card = LayerFile("/app/model/model_card.md", "field `model_card`", inputs.model_card, check="model_card")
+    card = LayerFile("/app/model/model_card.md", "field `model_card`", request.model_card, check="model_card")
     config_files = [
-        *(LayerFile(path, "field `weights`", d, check="json") for path, d in inputs.weights if path.endswith(".json")),
-        *(LayerFile(path, "field `weights`", d) for path, d in inputs.weights
+        *(LayerFile(path, "field `weights`", d, check="json") for path, d in files.weights if path.endswith(".json")),
+        *(LayerFile(path, "field `weights`", d) for path, d in files.weights
           if not path.endswith((".json", ".safetensors"))),
     ]
-    model_file_roles = {path: "weights" for path, _ in weights_files}
-    model_file_roles["/app/model/model_card.md"] = "model_card"
-    if inputs.tokenizer is not None:
-        if "/app/model/tokenizer.json" in dict(inputs.weights):
+    roles = {path: "weights" for path, _ in weights_files}
+    roles["/app/model/model_card.md"] = "model_card"
+    if files.tokenizer is not None:
+        if "/app/model/tokenizer.json" in dict(files.weights):
             raise AegisBuildError(
                 f"{context}: field `tokenizer`: the checkpoint named by `weights` has its own tokenizer.json: "
                 f"drop one of them"
             )
-        config_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", inputs.tokenizer, check="json"))
-        model_file_roles["/app/model/tokenizer.json"] = "tokenizer"
-    if "/app/model/model_card.md" in dict(inputs.weights):
+        config_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", files.tokenizer, check="json"))
+        roles["/app/model/tokenizer.json"] = "tokenizer"
+    if "/app/model/model_card.md" in dict(files.weights):
         raise AegisBuildError(
             f"{context}: field `weights`: the checkpoint has a model_card.md, which `model_card` provides: drop it"
         )
-    for path, _ in inputs.weights:
-        model_file_roles.setdefault(path, "tokenizer" if "tokenizer" in os.path.basename(path) else "config")
+    for path, _ in files.weights:
+        roles.setdefault(path, "tokenizer" if "tokenizer" in os.path.basename(path) else "config")
     # The model's small files ship in two layers: the card alone (ModelPack's `doc` layer), and the tokenizer
     # and configuration files (its `weight.config` layer), so that the ModelPack artifact is made of the image's
     # own layers. Every model has a card, so the card's layer step also checks the checkpoint as a whole (every
     # shard's header, the index against the shards): it reads the headers only.
-    compression = fs.layer_compression.value
     card_request = FilesLayerRequest(
-        context, "model card", (card,), inputs.model_revision.commit_time, compression,
-        checkpoint=tuple((os.path.basename(path), d) for path, d in inputs.weights),
+        context, "model card", (card,), request.commit_time, request.compression,
+        checkpoint=tuple((os.path.basename(path), d) for path, d in files.weights),
     )
-    config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), inputs.model_revision.commit_time,
-                                         compression)] if config_files else []
+    config_requests = [FilesLayerRequest(context, "model files", tuple(config_files), request.commit_time,
+                                         request.compression)] if config_files else []
+    card_layer, *layers = await MultiGet(
+        Get(Layer, FilesLayerRequest, r) for r in (card_request, *weights_requests, *config_requests)
+    )
+    return ModelLayers(
+        card=card_layer,
+        weights=tuple((layer, path) for layer, (path, _) in zip(layers, weights_files)),
+        config=tuple(layers[len(weights_requests):]),
+        roles=FrozenDict(roles),
+    )
+
+
+@rule(desc="Building a model image")
+async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, sbom_subsystem: SbomSubsystem,
+                            python_setup: PythonSetup) -> ModelImage:
+    fs, platform = request.field_set, request.platform
+    inputs = await Get(ModelInputs, ModelInputsRequest(fs.address))
+    context = inputs.context
+    compression = fs.layer_compression.value
     base_lockfile = inputs.base_lockfile.snapshot
-    card_layer, base_layer, deps_layer, *model_layers = await MultiGet([
-        Get(Layer, FilesLayerRequest, card_request),
+    model, base_layer, deps_layer, _ = await MultiGet(
+        Get(ModelLayers,
+            ModelLayersRequest(context, inputs.files, inputs.model_card, inputs.model_revision.commit_time,
+                               compression)),
         Get(
             Layer,
             DebianLayerRequest(f"{context}: field `base_image` ({inputs.base})", base_lockfile.digest,
@@ -179,9 +217,11 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
         # The wheels are chosen for the image's platform, never for the build machine.
         Get(Layer, DepsLayerRequest(f"{context}: field `handler`", inputs.handler, inputs.resolve, platform,
                                     compression)),
-        *(Get(Layer, FilesLayerRequest, r) for r in (*weights_requests, *config_requests)),
-    ])
-    weights_layers, config_layers = model_layers[:len(weights_requests)], model_layers[len(weights_requests):]
+        # Built beside the layers rather than after them: the SBOM step, which needs them all, then finds it.
+        Get(CoreToolPex, CoreToolPexRequest(CoreTool.SBOM, sbom_subsystem.resolve)),
+    )
+    card_layer, config_layers = model.card, model.config
+    weights_layers = [layer for layer, _ in model.weights]
 
     # The manifest records the framework's locked version, which the deps layer reports, and the model card's
     # license and owner, which the card's layer reports.
@@ -259,7 +299,7 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
                 **({"registry": freeze(registry_inventory(inputs.registry))} if inputs.registry else {}),
                 **({"lineage": inputs.lineage} if inputs.lineage else {}),
             ),
-            model_file_roles=FrozenDict(model_file_roles),
+            model_file_roles=model.roles,
             base=base_layer,
             deps=deps_layer,
             model_files=(*weights_layers, *config_layers, card_layer),
@@ -275,7 +315,7 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
     }
     model_artifact = await _model_artifact(
         fs, aegis, inputs.revision, card_fields, f"{framework}=={distributions[framework]}",
-        [(layer, path) for layer, (path, _) in zip(weights_layers, weights_files)], config_layers, card_layer,
+        model.weights, config_layers, card_layer,
     ) if aegis.model_artifact else None
     image = await Get(
         OciImage,
@@ -332,7 +372,7 @@ async def build_model_image(request: ModelImageRequest, aegis: AegisSubsystem, p
 
 async def _model_artifact(
     fs: ModelPackageFieldSet, aegis: AegisSubsystem, revision: SourceRevision, card: dict[str, str],
-    framework: str, weights: list[tuple[Layer, str]], config_layers: list[Layer], card_layer: Layer,
+    framework: str, weights: tuple[tuple[Layer, str], ...], config_layers: tuple[Layer, ...], card_layer: Layer,
 ) -> ModelArtifactRequest:
     """The ModelPack artifact of the model's layers: the facts of its config come from the target, the model
     card and the checkpoint's safetensors headers."""
@@ -391,11 +431,13 @@ async def _check_output_path_is_its_own(fs: ModelPackageFieldSet) -> None:
 
 
 @rule(desc="Packaging a model")
-async def package_model(fs: ModelPackageFieldSet) -> BuiltPackage:
+async def package_model(fs: ModelPackageFieldSet, guards: GuardsSubsystem) -> BuiltPackage:
     platforms = fs.platforms.value
-    *images, facts = await MultiGet(
+    *images, facts, _ = await MultiGet(
         *(Get(ModelImage, ModelImageRequest(fs, platform)) for platform in platforms),
         Get(GuardFacts, GuardFactsRequest(fs.address)),
+        # Built beside the images rather than after them, for the guards below.
+        Get(CoreToolPex, CoreToolPexRequest(CoreTool.GUARDS, guards.resolve)),
     )
     await _check_output_path_is_its_own(fs)
     checked = await MultiGet(

@@ -1,6 +1,7 @@
 """RuleRunner tests of the package rules that need no network: fields, inference, the source revision."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -12,12 +13,15 @@ from pants.backend.python.target_types import PythonSourcesGeneratorTarget
 from pants.core.target_types import FilesGeneratorTarget, FileTarget, http_source
 from pants.core import register as core_backend
 from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestContents
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.target import InferredDependencies
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from aegis_plugin.util_rules.model_inputs import (
     InferModelPackageDependencies,
+    ModelFiles,
+    ModelFilesRequest,
     ModelInputs,
     ModelInputsRequest,
     ModelPackageReferencesFieldSet,
@@ -46,6 +50,8 @@ def rule_runner() -> RuleRunner:
             QueryRule(SourceRevision, [SourceRevisionRequest]),
             QueryRule(Lineage, [LineageRequest]),
             QueryRule(ModelInputs, [ModelInputsRequest]),
+            QueryRule(ModelFiles, [ModelFilesRequest]),
+            QueryRule(DigestContents, [Digest]),
         ],
     )
     rule_runner.set_options(RESOLVES, env_inherit={"PATH"})
@@ -197,12 +203,10 @@ def test_lineage_errors_name_the_target_and_field(rule_runner: RuleRunner) -> No
         ({}, ["--aegis-runtime-resolves=['pytorch']"],
          "m:m: field `handler`: m/server/handler.py is in resolve 'runtime', but images take third-party code from "
          "`[aegis].runtime_resolves` ['pytorch'] only"),
-        ({"weights_sha256": f'"{"0" * 64}"'}, [],
-         f"m:m: field `weights_sha256`: m/w.safetensors has sha256 {hashlib.sha256(b'').hexdigest()}, "
-         f"expected {'0' * 64}"),
         ({"weights": '"m/shards"', "weights_sha256": f'"{"0" * 64}"'}, [],
          "m:m: field `weights_sha256` pins one weights file, but `weights` names 2 files"),
         ({"model_card": '"nope.md"'}, [], "m:m: field `model_card`: "),
+        ({"weights": '"m/gone"'}, [], "m:m: field `weights` (m/gone:gone): "),
     ],
 )
 def test_refused_inputs_name_the_target_and_field(
@@ -212,9 +216,40 @@ def test_refused_inputs_name_the_target_and_field(
     rule_runner.write_files({
         "m/shards/BUILD": 'files(name="shards", sources=["*.safetensors"])',
         "m/shards/model-00001-of-00002.safetensors": "", "m/shards/model-00002-of-00002.safetensors": "",
+        "m/gone/BUILD": 'file(name="gone", source="gone.safetensors")',
     })
     rule_runner.set_options([*RESOLVES, *options], env_inherit={"PATH"})
     with pytest.raises(ExecutionError) as e:
         rule_runner.request(ModelInputs, [ModelInputsRequest(Address("m", target_name="m"))])
     assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError), e.value
     assert message in str(e.value)
+
+
+def test_model_files_are_hydrated_apart_under_their_image_paths(rule_runner: RuleRunner) -> None:
+    write_model(rule_runner)
+    rule_runner.write_files({
+        "m/shards/BUILD": 'files(name="shards", sources=["*.safetensors", "*.json"])',
+        "m/shards/model-00001-of-00002.safetensors": "a", "m/shards/model-00002-of-00002.safetensors": "b",
+        "m/shards/model.safetensors.index.json": "{}",
+    })
+    shards = tuple(Address("m/shards", target_name="shards", relative_file_path=name) for name in (
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"))
+    files = rule_runner.request(ModelFiles, [ModelFilesRequest("m:m", shards, Address("m", target_name="tokenizer"),
+                                                               None)])
+    assert [path for path, _ in files.weights] == [  # a checkpoint's files keep their names
+        "/app/model/model-00001-of-00002.safetensors", "/app/model/model-00002-of-00002.safetensors",
+        "/app/model/model.safetensors.index.json",
+    ]
+    contents = [rule_runner.request(DigestContents, [digest])[0].content for _, digest in files.weights]
+    assert contents == [b"a", b"b", b"{}"]
+    assert files.tokenizer is not None and rule_runner.request(DigestContents, [files.tokenizer])[0].content == b"{}"
+
+    one = ModelFilesRequest("m:m", (Address("m", target_name="weights"),), None, hashlib.sha256(b"").hexdigest())
+    files = rule_runner.request(ModelFiles, [one])  # one file is /app/model/weights.safetensors, whatever its name
+    assert [path for path, _ in files.weights] == ["/app/model/weights.safetensors"] and files.tokenizer is None
+
+    with pytest.raises(ExecutionError) as e:  # the pin is checked against the bytes, so here
+        rule_runner.request(ModelFiles, [dataclasses.replace(one, weights_sha256="0" * 64)])
+    assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError), e.value
+    assert (f"m:m: field `weights_sha256`: m/w.safetensors has sha256 {hashlib.sha256(b'').hexdigest()}, "
+            f"expected {'0' * 64}") in str(e.value)

@@ -143,6 +143,18 @@ async def core_tool_pex_request(request: CoreToolPexRequest) -> PexRequest:
 
 
 @dataclass(frozen=True)
+class CoreToolPex:
+    pex: VenvPex
+
+
+@rule
+async def build_core_tool_pex(request: CoreToolPexRequest) -> CoreToolPex:
+    """A tool's PEX. A rule may ask for it early, beside slow steps, so that the step that runs the tool finds
+    it built."""
+    return CoreToolPex(await Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest, request)))
+
+
+@dataclass(frozen=True)
 class CoreProcess:
     """One run of a core command. `error_context` prefixes its one-line error, e.g. `a/b:c: field x`.
 
@@ -193,7 +205,7 @@ async def run_core_process(request: CoreProcess, core: AegisCorePex) -> CoreResu
     if isinstance(request.command, CoreCommand):
         pex, argv = core.pex, (request.command.value, *argv)
     else:
-        pex = await Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest, request.command))
+        pex = (await Get(CoreToolPex, CoreToolPexRequest, request.command)).pex
     process = await Get(
         Process,
         VenvPexProcess(

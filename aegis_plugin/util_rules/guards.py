@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PythonRequirementResolveField, PythonRequirementsField
-from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.specs import DirGlobSpec, RawSpecs
 from pants.engine.addresses import Address, Addresses
 from pants.engine.fs import (
@@ -35,7 +35,7 @@ from pants.util.logging import LogLevel
 from aegis_plugin.core.python.requirements_lock import canonical_name
 from aegis_plugin.subsystems.guards import GuardsSubsystem
 from aegis_plugin.target_types import AcceleratorField, FrameworkField, SizeBudgetField
-from aegis_plugin.util_rules.core_process import CoreTool, CoreToolPexRequest, core_error, freeze
+from aegis_plugin.util_rules.core_process import CoreTool, CoreToolPex, CoreToolPexRequest, core_error, freeze
 from aegis_plugin.util_rules.model_inputs import ModelInputs, ModelInputsRequest
 
 REPORT_FILES = ("guards.json", "guards.sarif")
@@ -69,7 +69,7 @@ class GuardsResult:
 
 @rule(desc="Checking a model image", level=LogLevel.DEBUG)
 async def run_guards(request: GuardsRequest, guards: GuardsSubsystem) -> GuardsResult:
-    pex = await Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.GUARDS, guards.resolve)))
+    pex = (await Get(CoreToolPex, CoreToolPexRequest(CoreTool.GUARDS, guards.resolve))).pex
     facts = await Get(Digest, CreateDigest([FileContent("facts.json", json.dumps(request.facts, sort_keys=True,
                                                                                   default=dict).encode())]))
     argv = ["--sbom", "sbom.cdx.json", "--image", "image.json", "--layout", "oci", "--facts", "facts.json"]

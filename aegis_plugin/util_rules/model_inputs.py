@@ -21,6 +21,8 @@ from pants.engine.target import (
     HydrateSourcesRequest,
     InferDependenciesRequest,
     InferredDependencies,
+    SourcesPaths,
+    SourcesPathsRequest,
     Target,
     Targets,
     TransitiveTargets,
@@ -126,12 +128,29 @@ async def infer_model_package_dependencies(request: InferModelPackageDependencie
 
 
 @dataclass(frozen=True)
+class ModelFilesRequest:
+    """The weights and tokenizer of a model package, by target. Hydrating them is apart from `ModelInputs`:
+    Pants fingerprints every byte of a file it hydrates (about 100 MB/s on 2 GiB of weights), and the image's
+    base and dependency layers, which need none of them, are built meanwhile."""
+
+    context: str
+    weights: tuple[Address, ...]
+    tokenizer: Address | None
+    weights_sha256: str | None
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    weights: tuple[tuple[str, Digest], ...]  # (path in the image, digest of that one file), single or sharded
+    tokenizer: Digest | None
+
+
+@dataclass(frozen=True)
 class ModelInputs:
     """Everything a model package is built from, resolved and checked."""
 
     context: str  # the target's address, which every error starts with
-    weights: tuple[tuple[str, Digest], ...]  # (path in the image, digest of that one file), single or sharded
-    tokenizer: Digest | None
+    files: ModelFilesRequest  # the weights and tokenizer, hydrated apart (see `ModelFiles`)
     model_card: Digest
     handler: Address
     handler_source: HydratedSources
@@ -177,6 +196,109 @@ def _weights_in_image(context: str, sources: list[tuple[Digest, tuple[str, ...]]
                                   f"holds each name once")
         by_name[name] = digest
     return [(f"{MODEL_DIR}/{name}", digest) for name, digest in sorted(by_name.items())]
+
+
+@dataclass(frozen=True)
+class ModelFileRequest:
+    """One target named by `weights` or `tokenizer`: a `file` (from the repository or `http_source`) or an
+    `mlflow_artifacts`."""
+
+    context: str  # the package's address
+    alias: str  # the field that names the target
+    address: Address
+
+
+@dataclass(frozen=True)
+class ModelFilePaths:
+    paths: tuple[str, ...]  # in the repository: the file, the `http_source` filename, or each registry file
+    from_registry: bool  # a registry's files are in no commit
+
+
+@dataclass(frozen=True)
+class ModelFileDigests:
+    files: tuple[tuple[str, Digest], ...]  # (path as in `ModelFilePaths`, digest of that one file)
+
+
+async def _model_file_target(request: ModelFileRequest) -> Target:
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(request.address, description_of_origin=f"the `{request.alias}` field of {request.context}"),
+    )
+    return wrapped.target
+
+
+@rule
+async def model_file_paths(request: ModelFileRequest) -> ModelFilePaths:
+    """Where the file is, without reading it: a missing file fails here, before any slow step."""
+    tgt = await _model_file_target(request)
+    if tgt.has_field(MlflowFilesField):
+        names = tgt[MlflowFilesField].value
+        return ModelFilePaths(tuple(os.path.join(tgt.address.spec_path, name) for name in names), True)
+    source = tgt[FileSourceField].value
+    if isinstance(source, http_source):
+        return ModelFilePaths((os.path.join(tgt.address.spec_path, source.filename),), False)
+    try:
+        paths = await Get(SourcesPaths, SourcesPathsRequest(tgt[FileSourceField]))
+    except Exception as e:  # e.g. the file is missing
+        raise AegisBuildError(
+            f"{request.context}: field `{request.alias}` ({tgt.address}): {str(e).strip().splitlines()[-1]}"
+        ) from None
+    return ModelFilePaths(tuple(paths.files), False)
+
+
+@rule(desc="Hydrating a model file")
+async def hydrate_model_file(request: ModelFileRequest) -> ModelFileDigests:
+    """The file's bytes. Model files given as `http_source` are downloaded by a cacheable process, or by Pants
+    when the URL carries secrets (see util_rules/download.py)."""
+    tgt = await _model_file_target(request)
+    where = f"{request.context}: field `{request.alias}` ({tgt.address})"
+    if tgt.has_field(MlflowFilesField):
+        pins = tgt[MlflowFilesField].value
+        fetched = await Get(
+            MlflowFiles,
+            MlflowFilesRequest(
+                where,
+                tgt[MlflowSourceField].value,
+                tgt[MlflowRunIdField].value,
+                tgt[MlflowArtifactPathField].value,
+                tuple((name, sha256, size) for name, (sha256, size) in pins.items()),
+            ),
+        )
+        one_each = await MultiGet(Get(Digest, DigestSubset(fetched.digest, PathGlobs([name]))) for name in pins)
+        return ModelFileDigests(tuple((os.path.join(tgt.address.spec_path, name), digest)
+                                      for name, digest in zip(pins, one_each)))
+    source = tgt[FileSourceField].value
+    if isinstance(source, http_source):
+        fetched = await Get(PinnedDownload, PinnedDownloadRequest(where, source))
+        return ModelFileDigests(((os.path.join(tgt.address.spec_path, source.filename), fetched.digest),))
+    request_sources = HydrateSourcesRequest(tgt[FileSourceField], for_sources_types=(FileSourceField,))
+    try:
+        hydrated = await Get(HydratedSources, HydrateSourcesRequest, request_sources)
+    except Exception as e:  # e.g. the file went away since its path was found
+        raise AegisBuildError(f"{where}: {str(e).strip().splitlines()[-1]}") from None
+    return ModelFileDigests(((hydrated.snapshot.files[0], hydrated.snapshot.digest),))
+
+
+@rule(desc="Hydrating the model's files")
+async def hydrate_model_files(request: ModelFilesRequest) -> ModelFiles:
+    requests = [
+        *(ModelFileRequest(request.context, WeightsField.alias, a) for a in request.weights),
+        *([ModelFileRequest(request.context, TokenizerField.alias, request.tokenizer)] if request.tokenizer else []),
+    ]
+    hydrated = await MultiGet(Get(ModelFileDigests, ModelFileRequest, r) for r in requests)
+    weights_sources = [(d, (path,)) for h in hydrated[:len(request.weights)] for path, d in h.files]
+    weights = _weights_in_image(request.context, weights_sources)
+    tokenizer = hydrated[len(request.weights)].files[0][1] if request.tokenizer else None
+    if request.weights_sha256:
+        (weights_entry,) = [
+            e for e in await Get(DigestEntries, Digest, weights[0][1]) if isinstance(e, FileEntry)
+        ]
+        if weights_entry.file_digest.fingerprint != request.weights_sha256:
+            raise AegisBuildError(
+                f"{request.context}: field `weights_sha256`: {weights_entry.path} has sha256 "
+                f"{weights_entry.file_digest.fingerprint}, expected {request.weights_sha256}"
+            )
+    return ModelFiles(tuple(weights), tokenizer)
 
 
 @rule(desc="Resolving the inputs of a model package")
@@ -237,43 +359,20 @@ async def resolve_model_inputs(
             f"third-party code from `[aegis].runtime_resolves` {list(aegis.runtime_resolves)} only"
         )
 
-    # Sources. Model files given as `http_source` are downloaded by a cacheable process, or by Pants when the
-    # URL carries secrets (see util_rules/download.py).
-    model_files = [
-        *((WeightsField.alias, tgt) for tgt in weights_tgts),
-        *([(TokenizerField.alias, tokenizer_tgt)] if tokenizer_tgt else []),
-    ]
-    model_sources: list[tuple[str, Digest, tuple[str, ...]]] = []  # (alias, digest of one file, its path)
-    registry_paths: set[str] = set()  # of those, the files from a model registry: in no commit
-    for alias, tgt in model_files:
-        if tgt.has_field(MlflowFilesField):
-            pins = tgt[MlflowFilesField].value
-            fetched = await Get(
-                MlflowFiles,
-                MlflowFilesRequest(
-                    f"{context}: field `{alias}` ({tgt.address})",
-                    tgt[MlflowSourceField].value,
-                    tgt[MlflowRunIdField].value,
-                    tgt[MlflowArtifactPathField].value,
-                    tuple((name, sha256, size) for name, (sha256, size) in pins.items()),
-                ),
-            )
-            one_each = await MultiGet(Get(Digest, DigestSubset(fetched.digest, PathGlobs([name]))) for name in pins)
-            paths = [os.path.join(tgt.address.spec_path, name) for name in pins]
-            model_sources.extend((alias, digest, (path,)) for path, digest in zip(paths, one_each))
-            registry_paths.update(paths)
-            continue
-        source = tgt[FileSourceField].value
-        if isinstance(source, http_source):
-            fetched = await Get(PinnedDownload, PinnedDownloadRequest(f"{context}: field `{alias}` ({tgt.address})", source))
-            model_sources.append((alias, fetched.digest, (os.path.join(tgt.address.spec_path, source.filename),)))
-            continue
-        request = HydrateSourcesRequest(tgt[FileSourceField], for_sources_types=(FileSourceField,))
-        try:
-            hydrated_file = await Get(HydratedSources, HydrateSourcesRequest, request)
-        except Exception as e:  # e.g. the file is missing
-            raise AegisBuildError(f"{context}: field `{alias}` ({tgt.address}): {str(e).strip().splitlines()[-1]}") from None
-        model_sources.append((alias, hydrated_file.snapshot.digest, hydrated_file.snapshot.files))
+    # The model's files by path only: their bytes are hydrated apart (`ModelFiles`).
+    found_paths = await MultiGet(
+        Get(ModelFilePaths, ModelFileRequest(context, alias, tgt.address))
+        for alias, tgt in [*((WeightsField.alias, t) for t in weights_tgts),
+                           *((TokenizerField.alias, t) for t in [tokenizer_tgt] if t is not None)]
+    )
+    weights_paths = [p for found in found_paths[:len(weights_tgts)] for p in found.paths]
+    tokenizer_paths = [p for found in found_paths[len(weights_tgts):] for p in found.paths]
+    registry_paths = {p for found in found_paths if found.from_registry for p in found.paths}
+    if fs.weights_sha256.value and len(weights_paths) != 1:
+        raise AegisBuildError(
+            f"{context}: field `weights_sha256` pins one weights file, but `weights` names {len(weights_paths)} "
+            f"files: pin a sharded checkpoint's files with `http_source(sha256=...)` or git, and drop it"
+        )
     hydrated = []
     for alias, field in ((ModelCardField.alias, fs.model_card), (HandlerField.alias, handler_tgt[PythonSourceField]),
                          (BaseImageField.alias, base_tgt[DebianLockfileField])):
@@ -281,28 +380,7 @@ async def resolve_model_inputs(
             hydrated.append(await Get(HydratedSources, HydrateSourcesRequest(field)))
         except Exception as e:
             raise AegisBuildError(f"{context}: field `{alias}`: {str(e).strip().splitlines()[-1]}") from None
-    weights_sources = [(d, paths) for alias, d, paths in model_sources if alias == WeightsField.alias]
-    weights_paths = [path for _, paths in weights_sources for path in paths]
-    tokenizer_digest, tokenizer_paths = next(
-        ((d, paths) for alias, d, paths in model_sources if alias == TokenizerField.alias), (None, ())
-    )
     card_src, handler_src, base_lock_src = hydrated
-    weights = _weights_in_image(context, weights_sources)
-
-    if fs.weights_sha256.value:
-        if len(weights) != 1:
-            raise AegisBuildError(
-                f"{context}: field `weights_sha256` pins one weights file, but `weights` names {len(weights)} "
-                f"files: pin a sharded checkpoint's files with `http_source(sha256=...)` or git, and drop it"
-            )
-        (weights_entry,) = [
-            e for e in await Get(DigestEntries, Digest, weights[0][1]) if isinstance(e, FileEntry)
-        ]
-        if weights_entry.file_digest.fingerprint != fs.weights_sha256.value:
-            raise AegisBuildError(
-                f"{context}: field `weights_sha256`: {weights_entry.path} has sha256 "
-                f"{weights_entry.file_digest.fingerprint}, expected {fs.weights_sha256.value}"
-            )
 
     # The handler's closure: its first-party code goes to /app/src.
     try:
@@ -349,8 +427,8 @@ async def resolve_model_inputs(
     )
     return ModelInputs(
         context=context,
-        weights=tuple(weights),
-        tokenizer=tokenizer_digest,
+        files=ModelFilesRequest(context, tuple(t.address for t in weights_tgts),
+                                tokenizer_tgt.address if tokenizer_tgt else None, fs.weights_sha256.value),
         model_card=card_src.snapshot.digest,
         handler=handler_tgt.address,
         handler_source=handler_src,
