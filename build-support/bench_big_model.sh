@@ -46,7 +46,10 @@ for line in open(sys.argv[1], errors="replace"):
     m = re.match(r"(\d+):(\d+):([\d.]+) \[\w+\] (Starting|Completed): (.*)$", line.rstrip())
     if m and m[5] == sys.argv[2]:
         times.setdefault(m[4], int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]))
-print(f"{times['Completed'] - times['Starting']:.2f}")
+if len(times) < 2:
+    print("n/a")  # not in this run
+else:
+    print(f"{(times['Completed'] - times['Starting']) % 86400:.2f}")  # across midnight too
 PY
 }
 declare -A fig
@@ -123,12 +126,15 @@ timed a-trace pants --no-pantsd -ltrace package models/fraud:: >/dev/null
 fig[pants_fingerprint]=$(step_seconds "${work}/a-trace.log" "Fingerprinting: models/fraud/weights.safetensors")
 fig[hashlib]=$(timed hashlib python3 -c "
 import hashlib, sys
+h = hashlib.sha256()
 with open(sys.argv[1], 'rb') as f:
-    hashlib.file_digest(f, 'sha256')" models/fraud/weights.safetensors)
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+        h.update(chunk)" models/fraud/weights.safetensors)
 fig[sha256sum]=$(timed sha256sum sha256sum models/fraud/weights.safetensors)
 
 echo "Aegis: ${big_mb} MiB weights, cold…"
 rm -rf "${work}/store" "${work}/named_caches" dist
+# -ldebug (a few hundred lines of log), so that the weights layer step is timed from this same run.
 fig[aegis_big_cold]=$(timed a-big-cold pants --no-pantsd -ldebug package models/fraud::)
 fig[cold_weights_step]=$(step_seconds "${work}/a-big-cold.log" "Building the model weights weights.safetensors layer")
 requirements="$(python3 - <<'PY'

@@ -1,7 +1,9 @@
-"""`build_model_image`'s and `build_model_layers`' own refusals, on mocked inputs and layers (as Pants' docker
-backend tests its build rule): each is one line naming the target and field, found without building anything."""
+"""`build_model_image` and `build_model_layers` on mocked inputs and layers (as Pants' docker backend tests its
+build rule): what each asks for, and the image's own refusals, each one line naming the target and field, found
+before the app layer."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -41,7 +43,7 @@ WEIGHTS = "/app/model/weights.safetensors"
 def inputs() -> ModelInputs:
     return ModelInputs(
         context=CONTEXT,
-        files=ModelFilesRequest(CONTEXT, (Address("models/fraud", target_name="weights"),), None, None),
+        files=ModelFilesRequest(CONTEXT, (), None, None),
         model_card=EMPTY_DIGEST,
         handler=Address("models/fraud/server", relative_file_path="handler.py"),
         handler_source=HydratedSources(
@@ -49,11 +51,17 @@ def inputs() -> ModelInputs:
         handler_sources=PythonSourceFiles(SourceFiles(EMPTY_SNAPSHOT, ()), ()),
         resolve="runtime", base=Address("3rdparty/debian", target_name="python3.11-bookworm"),
         base_lockfile=HydratedSources(Snapshot.create_for_testing(["3rdparty/debian/b.lock"], []), None, None),
-        python="/usr/bin/python3.11", revision=SourceRevision("1" * 40, 0), model_revision=SourceRevision("2" * 40, 0),
+        python="/usr/bin/python3.11", revision=SourceRevision("1" * 40, 111),
+        model_revision=SourceRevision("2" * 40, 222),
     )
 
 
 LAYER = Layer(EMPTY_DIGEST, "sha256:" + "0" * 64)
+
+
+def layer_of(description: str) -> Layer:
+    """A mocked layer that says which request it was built for."""
+    return Layer(EMPTY_DIGEST, "sha256:" + hashlib.sha256(description.encode()).hexdigest())
 
 
 def model_layers(files: ModelFiles, compression: str = "gzip", layer_requests: list | None = None) -> ModelLayers:
@@ -61,7 +69,7 @@ def model_layers(files: ModelFiles, compression: str = "gzip", layer_requests: l
     def built(request: FilesLayerRequest) -> Layer:
         if layer_requests is not None:
             layer_requests.append(request)
-        return LAYER
+        return layer_of(request.description)
 
     return run_rule_with_mocks(
         build_model_layers,
@@ -107,6 +115,11 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
             layer_requests.append(request)
         return ModelLayers(LAYER, ((LAYER, WEIGHTS),), (LAYER,), FrozenDict({WEIGHTS: "weights"}))
 
+    def tool(request: CoreToolPexRequest) -> CoreToolPex:
+        if layer_requests is not None:
+            layer_requests.append(request)
+        return CoreToolPex(None)  # type: ignore[arg-type]
+
     def app(request: AppLayerRequest) -> Layer:
         if layer_requests is None:
             not_reached(request)
@@ -118,7 +131,7 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
         rule_args=[
             ModelImageRequest(ModelPackageFieldSet.create(target), "linux/amd64"),
             create_subsystem(AegisSubsystem, signer_identity="ci@aegis.example"),
-            create_subsystem(SbomSubsystem, resolve="sbom"),
+            create_subsystem(SbomSubsystem, resolve="sbom-resolve"),
             create_subsystem(PythonSetup),
         ],
         mock_gets=[
@@ -126,7 +139,7 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
             MockGet(output_type=ModelLayers, input_types=(ModelLayersRequest,), mock=model),
             MockGet(output_type=Layer, input_types=(DebianLayerRequest,), mock=built),
             MockGet(output_type=Layer, input_types=(DepsLayerRequest,), mock=built),
-            MockGet(output_type=CoreToolPex, input_types=(CoreToolPexRequest,), mock=lambda _: CoreToolPex(None)),
+            MockGet(output_type=CoreToolPex, input_types=(CoreToolPexRequest,), mock=tool),
             MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=contents),
             # Every refusal comes before these steps.
             MockGet(output_type=Layer, input_types=(AppLayerRequest,), mock=app),
@@ -137,28 +150,19 @@ def run(model_inputs: ModelInputs, card_fields: dict | None = None, framework: s
     )
 
 
-def test_a_tokenizer_given_twice() -> None:
-    with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `tokenizer`: the checkpoint named by `weights` has "
-                                              r"its own tokenizer.json: drop one of them$"):
-        model_layers(ModelFiles(((WEIGHTS, EMPTY_DIGEST), ("/app/model/tokenizer.json", EMPTY_DIGEST)), EMPTY_DIGEST))
-
-
-def test_a_model_card_inside_the_checkpoint() -> None:
-    with pytest.raises(AegisBuildError, match=rf"^{CONTEXT}: field `weights`: the checkpoint has a model_card.md"):
-        model_layers(ModelFiles(((WEIGHTS, EMPTY_DIGEST), ("/app/model/model_card.md", EMPTY_DIGEST)), None))
-
-
 def test_the_model_layers_and_roles() -> None:
     shards = tuple((f"/app/model/model-0000{i}-of-00002.safetensors", EMPTY_DIGEST) for i in (1, 2))
     files = ModelFiles((*shards, ("/app/model/config.json", EMPTY_DIGEST)), EMPTY_DIGEST)
     requests: list = []
     layers = model_layers(files, layer_requests=requests)
     assert [r.description for r in requests] == [
-        "model card", "model weights model-00001-of-00002.safetensors", "model weights model-00002-of-00002.safetensors",
+        "model card",
+        "model weights model-00001-of-00002.safetensors", "model weights model-00002-of-00002.safetensors",
         "model files",
     ]
-    assert [path for _, path in layers.weights] == [path for path, _ in shards]  # one layer per weights file
-    assert len(layers.config) == 1
+    # One layer per weights file, each with its own path; the small files' layer apart; the card's.
+    assert list(layers.weights) == [(layer_of(f"model weights {path.rsplit('/', 1)[1]}"), path) for path, _ in shards]
+    assert layers.config == (layer_of("model files"),) and layers.card == layer_of("model card")
     assert dict(layers.roles) == {
         shards[0][0]: "weights", shards[1][0]: "weights", "/app/model/config.json": "config",
         "/app/model/tokenizer.json": "tokenizer", "/app/model/model_card.md": "model_card",
@@ -182,12 +186,22 @@ def test_a_card_that_disagrees_with_the_target(key: str, value: str) -> None:
         run(inputs(), card_fields={key: value})
 
 
+def test_the_image_asks_for_the_model_layers_beside_the_base_and_deps_and_the_sbom_tool() -> None:
+    requests: list = []
+    with pytest.raises(ReachedTheApp):
+        run(inputs(), layer_requests=requests)
+    (model_request,) = [r for r in requests if isinstance(r, ModelLayersRequest)]
+    assert model_request == ModelLayersRequest(CONTEXT, inputs().files, EMPTY_DIGEST, 222, "gzip")  # model's revision
+    assert [r.resolve for r in requests if isinstance(r, CoreToolPexRequest)] == ["sbom-resolve"]
+
+
 @pytest.mark.parametrize("fields, expected", [({}, "gzip"), ({"layer_compression": "zstd"}, "zstd")])
 def test_layer_compression_reaches_every_compressed_layer(fields: dict, expected: str) -> None:
     requests: list = []
     with pytest.raises(ReachedTheApp):
         run(inputs(), fields=fields, layer_requests=requests)
-    compressions = {getattr(r, "description", type(r).__name__): r.compression for r in requests}
+    compressions = {getattr(r, "description", type(r).__name__): r.compression for r in requests
+                    if not isinstance(r, CoreToolPexRequest)}
     assert compressions == {
         "DebianLayerRequest": expected, "DepsLayerRequest": expected, "AppLayerRequest": expected,
         "ModelLayersRequest": expected,

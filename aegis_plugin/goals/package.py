@@ -162,18 +162,9 @@ async def build_model_layers(request: ModelLayersRequest) -> ModelLayers:
     ]
     roles = {path: "weights" for path, _ in weights_files}
     roles["/app/model/model_card.md"] = "model_card"
-    if files.tokenizer is not None:
-        if "/app/model/tokenizer.json" in dict(files.weights):
-            raise AegisBuildError(
-                f"{context}: field `tokenizer`: the checkpoint named by `weights` has its own tokenizer.json: "
-                f"drop one of them"
-            )
+    if files.tokenizer is not None:  # `ModelInputs` refused a checkpoint with its own tokenizer.json or card
         config_files.append(LayerFile("/app/model/tokenizer.json", "field `tokenizer`", files.tokenizer, check="json"))
         roles["/app/model/tokenizer.json"] = "tokenizer"
-    if "/app/model/model_card.md" in dict(files.weights):
-        raise AegisBuildError(
-            f"{context}: field `weights`: the checkpoint has a model_card.md, which `model_card` provides: drop it"
-        )
     for path, _ in files.weights:
         roles.setdefault(path, "tokenizer" if "tokenizer" in os.path.basename(path) else "config")
     # The model's small files ship in two layers: the card alone (ModelPack's `doc` layer), and the tokenizer

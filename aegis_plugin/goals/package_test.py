@@ -20,6 +20,8 @@ from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from aegis_plugin.util_rules.model_inputs import (
     InferModelPackageDependencies,
+    ModelFilePaths,
+    ModelFileRequest,
     ModelFiles,
     ModelFilesRequest,
     ModelInputs,
@@ -27,7 +29,7 @@ from aegis_plugin.util_rules.model_inputs import (
     ModelPackageReferencesFieldSet,
 )
 from aegis_plugin import register as aegis_backend
-from aegis_plugin.target_types import DebianBaseTarget, ModelPackageTarget
+from aegis_plugin.target_types import DebianBaseTarget, MlflowArtifactsTarget, ModelPackageTarget
 from aegis_plugin.util_rules.core_process import AegisBuildError
 from aegis_plugin.util_rules.lineage import Lineage, LineageRequest
 from aegis_plugin.util_rules.source_revision import SourceRevision, SourceRevisionRequest
@@ -40,7 +42,8 @@ RESOLVES = ["--python-enable-resolves", "--python-resolves={'runtime': 'r.lock'}
 def rule_runner() -> RuleRunner:
     """One rule graph for the module (building it is most of a test's time); each test writes the files it reads."""
     rule_runner = RuleRunner(
-        target_types=[ModelPackageTarget, DebianBaseTarget, FileTarget, FilesGeneratorTarget, PythonSourcesGeneratorTarget],
+        target_types=[ModelPackageTarget, DebianBaseTarget, FileTarget, FilesGeneratorTarget,
+                      PythonSourcesGeneratorTarget, MlflowArtifactsTarget],
         objects={"http_source": http_source},
         rules=[
             *core_backend.rules(),
@@ -51,6 +54,7 @@ def rule_runner() -> RuleRunner:
             QueryRule(Lineage, [LineageRequest]),
             QueryRule(ModelInputs, [ModelInputsRequest]),
             QueryRule(ModelFiles, [ModelFilesRequest]),
+            QueryRule(ModelFilePaths, [ModelFileRequest]),
             QueryRule(DigestContents, [Digest]),
         ],
     )
@@ -207,6 +211,12 @@ def test_lineage_errors_name_the_target_and_field(rule_runner: RuleRunner) -> No
          "m:m: field `weights_sha256` pins one weights file, but `weights` names 2 files"),
         ({"model_card": '"nope.md"'}, [], "m:m: field `model_card`: "),
         ({"weights": '"m/gone"'}, [], "m:m: field `weights` (m/gone:gone): "),
+        # What the files' paths tell is refused before any of them is read.
+        ({"weights": '"m/with_tokenizer"'}, [], "m:m: field `tokenizer`: the checkpoint named by `weights` has its "
+                                                "own tokenizer.json: drop one of them"),
+        ({"weights": '"m/with_card"', "tokenizer": "None"}, [],
+         "m:m: field `weights`: the checkpoint has a model_card.md, which `model_card` provides: drop it"),
+        ({"weights": '"m/twice"'}, [], "m:m: field `weights`: two files are named model.safetensors"),
     ],
 )
 def test_refused_inputs_name_the_target_and_field(
@@ -217,6 +227,12 @@ def test_refused_inputs_name_the_target_and_field(
         "m/shards/BUILD": 'files(name="shards", sources=["*.safetensors"])',
         "m/shards/model-00001-of-00002.safetensors": "", "m/shards/model-00002-of-00002.safetensors": "",
         "m/gone/BUILD": 'file(name="gone", source="gone.safetensors")',
+        "m/with_tokenizer/BUILD": 'files(name="with_tokenizer", sources=["*"])',
+        "m/with_tokenizer/model.safetensors": "", "m/with_tokenizer/tokenizer.json": "{}",
+        "m/with_card/BUILD": 'files(name="with_card", sources=["*"])',
+        "m/with_card/model.safetensors": "", "m/with_card/model_card.md": "# card\n",
+        "m/twice/BUILD": 'files(name="twice", sources=["a/model.safetensors", "b/model.safetensors"])',
+        "m/twice/a/model.safetensors": "", "m/twice/b/model.safetensors": "",
     })
     rule_runner.set_options([*RESOLVES, *options], env_inherit={"PATH"})
     with pytest.raises(ExecutionError) as e:
@@ -230,21 +246,24 @@ def test_model_files_are_hydrated_apart_under_their_image_paths(rule_runner: Rul
     rule_runner.write_files({
         "m/shards/BUILD": 'files(name="shards", sources=["*.safetensors", "*.json"])',
         "m/shards/model-00001-of-00002.safetensors": "a", "m/shards/model-00002-of-00002.safetensors": "b",
-        "m/shards/model.safetensors.index.json": "{}",
+        "m/shards/model.safetensors.index.json": '{"weight_map": {}}',
     })
-    shards = tuple(Address("m/shards", target_name="shards", relative_file_path=name) for name in (
-        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"))
-    files = rule_runner.request(ModelFiles, [ModelFilesRequest("m:m", shards, Address("m", target_name="tokenizer"),
-                                                               None)])
-    assert [path for path, _ in files.weights] == [  # a checkpoint's files keep their names
+    shards = tuple(
+        rule_runner.get_target(Address("m/shards", target_name="shards", relative_file_path=name)) for name in (
+            "model.safetensors.index.json", "model-00002-of-00002.safetensors", "model-00001-of-00002.safetensors")
+    )
+    tokenizer = rule_runner.get_target(Address("m", target_name="tokenizer"))
+    files = rule_runner.request(ModelFiles, [ModelFilesRequest("m:m", shards, tokenizer, None)])
+    assert [path for path, _ in files.weights] == [  # a checkpoint's files keep their names, in order
         "/app/model/model-00001-of-00002.safetensors", "/app/model/model-00002-of-00002.safetensors",
         "/app/model/model.safetensors.index.json",
     ]
     contents = [rule_runner.request(DigestContents, [digest])[0].content for _, digest in files.weights]
-    assert contents == [b"a", b"b", b"{}"]
+    assert contents == [b"a", b"b", b'{"weight_map": {}}']
     assert files.tokenizer is not None and rule_runner.request(DigestContents, [files.tokenizer])[0].content == b"{}"
 
-    one = ModelFilesRequest("m:m", (Address("m", target_name="weights"),), None, hashlib.sha256(b"").hexdigest())
+    weights = rule_runner.get_target(Address("m", target_name="weights"))
+    one = ModelFilesRequest("m:m", (weights,), None, hashlib.sha256(b"").hexdigest())
     files = rule_runner.request(ModelFiles, [one])  # one file is /app/model/weights.safetensors, whatever its name
     assert [path for path, _ in files.weights] == ["/app/model/weights.safetensors"] and files.tokenizer is None
 
@@ -253,3 +272,25 @@ def test_model_files_are_hydrated_apart_under_their_image_paths(rule_runner: Rul
     assert isinstance(e.value.wrapped_exceptions[0], AegisBuildError), e.value
     assert (f"m:m: field `weights_sha256`: m/w.safetensors has sha256 {hashlib.sha256(b'').hexdigest()}, "
             f"expected {'0' * 64}") in str(e.value)
+
+
+def test_model_file_paths_need_no_download(rule_runner: RuleRunner) -> None:
+    """An `http_source` file is where its filename says; a registry's files are where their pins say, and in no
+    commit. Neither is fetched to find out (these URLs answer nothing)."""
+    pin = ["1" * 64, 10]
+    rule_runner.write_files({
+        "m/remote/BUILD": (
+            'file(name="w", source=http_source(url="https://models.example.com/w.safetensors?sig=s", '
+            f'sha256="{"2" * 64}", len=10, filename="w.safetensors"))\n'
+            f'mlflow_artifacts(name="run", source="runs:/{"f" * 32}/model", run_id="{"f" * 32}", '
+            f'artifact_path="model", files={{"model.safetensors": {pin}, "config.json": {pin}}})\n'
+        ),
+    })
+    paths = [
+        rule_runner.request(ModelFilePaths, [ModelFileRequest("m:m", "weights", rule_runner.get_target(address))])
+        for address in (Address("m/remote", target_name="w"), Address("m/remote", target_name="run"))
+    ]
+    assert paths == [
+        ModelFilePaths(("m/remote/w.safetensors",), from_registry=False),
+        ModelFilePaths(("m/remote/config.json", "m/remote/model.safetensors"), from_registry=True),  # pins, sorted
+    ]

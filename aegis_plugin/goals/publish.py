@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.base.build_environment import get_buildroot
 from pants.core.goals.publish import (
     PublishFieldSet,
@@ -33,7 +33,7 @@ from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem
 from aegis_plugin.target_types import ModelIdField, ModelVersionField, RepositoryField
-from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest, thaw
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPex, CoreToolPexRequest, thaw
 
 # What the publisher may read from the environment `pants publish` runs in (see core/publish/cli.py): the
 # signing key, registry credentials, and for keyless signing the CI's identity token (SIGSTORE_ID_TOKEN, or
@@ -108,8 +108,8 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
     provenance_digest = await Get(
         Digest, CreateDigest([FileContent("provenance.json", json.dumps(facts, sort_keys=True, default=thaw).encode())])
     )
-    pex, environment = await MultiGet(
-        Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.PUBLISH, publish.resolve))),
+    tool, environment = await MultiGet(
+        Get(CoreToolPex, CoreToolPexRequest(CoreTool.PUBLISH, publish.resolve)),
         Get(EnvironmentVars, EnvironmentVarsRequest(PASSED_ENV)),
     )
     sboms = [f"{platform + '=' if image.is_index else ''}{image.platform_output_path(platform)}/sbom.cdx.json"
@@ -124,7 +124,7 @@ async def publish_model(request: PublishModelRequest, publish: PublishSubsystem,
     process = await Get(
         Process,
         VenvPexProcess(
-            pex,
+            tool.pex,
             argv=argv,
             input_digest=await Get(Digest, MergeDigests([package.digest, provenance_digest])),
             description=f"Publishing {target}",

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact
 from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
@@ -23,7 +23,7 @@ from aegis_plugin.package_types import BuiltModelImage
 from aegis_plugin.subsystems.aegis import AegisSubsystem
 from aegis_plugin.subsystems.publish import PublishSubsystem, SigningMode
 from aegis_plugin.target_types import ModelPackageTarget
-from aegis_plugin.util_rules.core_process import AegisBuildError, CoreToolPexRequest
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreToolPex, CoreToolPexRequest
 
 ADDRESS = Address("models/fraud", target_name="fraud")
 LOCKS = ("3rdparty/python/runtime.lock", "3rdparty/debian/python3.11-bookworm.lock")
@@ -64,8 +64,7 @@ def run(fs: PublishModelFieldSet, registry: str | None = "registry.example:5000"
             MockGet(DigestContents, (PathGlobs,),
                     lambda globs: DigestContents([FileContent(p, f"lock {p}".encode()) for p in globs.globs])),
             MockGet(Digest, (CreateDigest,), create),
-            MockGet(PexRequest, (CoreToolPexRequest,), lambda request: PexRequest(output_filename="publish.pex", internal_only=True)),
-            MockGet(VenvPex, (PexRequest,), lambda request: request),
+            MockGet(CoreToolPex, (CoreToolPexRequest,), lambda request: CoreToolPex(None)),
             MockGet(EnvironmentVars, (EnvironmentVarsRequest,), lambda request: EnvironmentVars({})),
             MockGet(Digest, (MergeDigests,), lambda merge: EMPTY_DIGEST),
             MockGet(Process, (VenvPexProcess,), lambda p: Process(("publish", *p.argv), description=p.description)),

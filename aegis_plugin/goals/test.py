@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pants.backend.python.util_rules.pex import PexRequest, VenvPex, VenvPexProcess
+from pants.backend.python.util_rules.pex import VenvPexProcess
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.test import TestFieldSet, TestRequest, TestResult, TestSubsystem
 from pants.core.util_rules.system_binaries import BinaryPathRequest, BinaryPaths
@@ -22,7 +22,7 @@ from aegis_plugin.goals.package import ModelPackageFieldSet
 from aegis_plugin.package_types import built_model_image
 from aegis_plugin.subsystems.contract import ContractTestSubsystem
 from aegis_plugin.target_types import ModelExamplesField, ModelIdField
-from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPexRequest
+from aegis_plugin.util_rules.core_process import AegisBuildError, CoreTool, CoreToolPex, CoreToolPexRequest
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ async def run_contract_test(
         WrappedTarget, WrappedTargetRequest(field_set.address, description_of_origin="the `test` goal")
     )
     driver, package, examples, bwrap, gpus = await MultiGet(
-        Get(VenvPex, PexRequest, await Get(PexRequest, CoreToolPexRequest(CoreTool.CONTRACT_TEST, subsystem.resolve))),
+        Get(CoreToolPex, CoreToolPexRequest(CoreTool.CONTRACT_TEST, subsystem.resolve)),
         Get(BuiltPackage, ModelPackageFieldSet, ModelPackageFieldSet.create(wrapped.target)),
         Get(HydratedSources, HydrateSourcesRequest(field_set.sources)),
         Get(BinaryPaths, BinaryPathRequest(binary_name="bwrap", search_path=("/usr/bin", "/bin"))),
@@ -86,7 +86,7 @@ async def run_contract_test(
     process = await Get(
         Process,
         VenvPexProcess(
-            driver,
+            driver.pex,
             argv=argv,
             input_digest=await Get(Digest, MergeDigests([layout, examples.snapshot.digest])),
             extra_env={"PATH": f"{os.path.dirname(bwrap.first_path.path)}:/usr/bin:/bin",

@@ -1,6 +1,7 @@
 """What a model package is built from: the targets its fields name, resolved, hydrated and checked, and its
-source revision. Apart from the goals that build, test, run and publish the image, as Pants' docker backend
-keeps its build context apart from its goals; every goal asks for `ModelInputs` by address."""
+source revision; the model's files (GBs of weights) are hydrated apart, by `ModelFiles`. Apart from the goals
+that build, test, run and publish the image, as Pants' docker backend keeps its build context apart from its
+goals; every goal asks for `ModelInputs` by address."""
 from __future__ import annotations
 
 import os
@@ -134,8 +135,8 @@ class ModelFilesRequest:
     base and dependency layers, which need none of them, are built meanwhile."""
 
     context: str
-    weights: tuple[Address, ...]
-    tokenizer: Address | None
+    weights: tuple[Target, ...]  # `file` targets, or one `mlflow_artifacts`
+    tokenizer: Target | None
     weights_sha256: str | None
 
 
@@ -147,7 +148,7 @@ class ModelFiles:
 
 @dataclass(frozen=True)
 class ModelInputs:
-    """Everything a model package is built from, resolved and checked."""
+    """Everything a model package is built from, resolved and checked; the model's files by target only."""
 
     context: str  # the target's address, which every error starts with
     files: ModelFilesRequest  # the weights and tokenizer, hydrated apart (see `ModelFiles`)
@@ -183,19 +184,28 @@ def unparsable_build_file(error: SyntaxError) -> str:
     return f"a BUILD file does not parse: {error}"
 
 
-def _weights_in_image(context: str, sources: list[tuple[Digest, tuple[str, ...]]]) -> list[tuple[str, Digest]]:
-    """One file is `/app/model/weights.safetensors` (the seed's anatomy), whatever its name in the repository;
-    the files of a sharded checkpoint keep their names under `/app/model/`."""
-    if len(sources) == 1:
-        return [(f"{MODEL_DIR}/{SINGLE_WEIGHTS}", sources[0][0])]
-    by_name: dict[str, Digest] = {}
-    for digest, paths in sources:
-        name = os.path.basename(paths[0])
-        if name in by_name:
+def _weights_in_image(context: str, paths: list[str]) -> dict[str, str]:
+    """Each weights file's path in the image, by its path in the repository. One file is
+    `/app/model/weights.safetensors` (the seed's anatomy), whatever its name; the files of a sharded checkpoint
+    keep their names under `/app/model/`."""
+    if len(paths) == 1:
+        return {paths[0]: f"{MODEL_DIR}/{SINGLE_WEIGHTS}"}
+    in_image: dict[str, str] = {}
+    for path in paths:
+        name = os.path.basename(path)
+        if f"{MODEL_DIR}/{name}" in in_image.values():
             raise AegisBuildError(f"{context}: field `weights`: two files are named {name}; a model directory "
                                   f"holds each name once")
-        by_name[name] = digest
-    return [(f"{MODEL_DIR}/{name}", digest) for name, digest in sorted(by_name.items())]
+        in_image[path] = f"{MODEL_DIR}/{name}"
+    return in_image
+
+
+def _check_pin_count(context: str, pin: str | None, weights: int) -> None:
+    if pin and weights != 1:
+        raise AegisBuildError(
+            f"{context}: field `weights_sha256` pins one weights file, but `weights` names {weights} files: pin "
+            f"a sharded checkpoint's files with `http_source(sha256=...)` or git, and drop it"
+        )
 
 
 @dataclass(frozen=True)
@@ -205,7 +215,7 @@ class ModelFileRequest:
 
     context: str  # the package's address
     alias: str  # the field that names the target
-    address: Address
+    target: Target
 
 
 @dataclass(frozen=True)
@@ -219,18 +229,10 @@ class ModelFileDigests:
     files: tuple[tuple[str, Digest], ...]  # (path as in `ModelFilePaths`, digest of that one file)
 
 
-async def _model_file_target(request: ModelFileRequest) -> Target:
-    wrapped = await Get(
-        WrappedTarget,
-        WrappedTargetRequest(request.address, description_of_origin=f"the `{request.alias}` field of {request.context}"),
-    )
-    return wrapped.target
-
-
 @rule
 async def model_file_paths(request: ModelFileRequest) -> ModelFilePaths:
     """Where the file is, without reading it: a missing file fails here, before any slow step."""
-    tgt = await _model_file_target(request)
+    tgt = request.target
     if tgt.has_field(MlflowFilesField):
         names = tgt[MlflowFilesField].value
         return ModelFilePaths(tuple(os.path.join(tgt.address.spec_path, name) for name in names), True)
@@ -246,11 +248,11 @@ async def model_file_paths(request: ModelFileRequest) -> ModelFilePaths:
     return ModelFilePaths(tuple(paths.files), False)
 
 
-@rule(desc="Hydrating a model file")
-async def hydrate_model_file(request: ModelFileRequest) -> ModelFileDigests:
-    """The file's bytes. Model files given as `http_source` are downloaded by a cacheable process, or by Pants
-    when the URL carries secrets (see util_rules/download.py)."""
-    tgt = await _model_file_target(request)
+@rule(desc="Hydrating a model file target")
+async def hydrate_model_target(request: ModelFileRequest) -> ModelFileDigests:
+    """The bytes of the target's files. Model files given as `http_source` are downloaded by a cacheable process,
+    or by Pants when the URL carries secrets (see util_rules/download.py)."""
+    tgt = request.target
     where = f"{request.context}: field `{request.alias}` ({tgt.address})"
     if tgt.has_field(MlflowFilesField):
         pins = tgt[MlflowFilesField].value
@@ -281,14 +283,16 @@ async def hydrate_model_file(request: ModelFileRequest) -> ModelFileDigests:
 
 @rule(desc="Hydrating the model's files")
 async def hydrate_model_files(request: ModelFilesRequest) -> ModelFiles:
-    requests = [
-        *(ModelFileRequest(request.context, WeightsField.alias, a) for a in request.weights),
-        *([ModelFileRequest(request.context, TokenizerField.alias, request.tokenizer)] if request.tokenizer else []),
-    ]
-    hydrated = await MultiGet(Get(ModelFileDigests, ModelFileRequest, r) for r in requests)
-    weights_sources = [(d, (path,)) for h in hydrated[:len(request.weights)] for path, d in h.files]
-    weights = _weights_in_image(request.context, weights_sources)
-    tokenizer = hydrated[len(request.weights)].files[0][1] if request.tokenizer else None
+    """Everything a path can tell was checked by `ModelInputs`; what needs the bytes (the pin) is checked here."""
+    hydrated = await MultiGet(
+        Get(ModelFileDigests, ModelFileRequest(request.context, alias, tgt))
+        for alias, tgt in [*((WeightsField.alias, t) for t in request.weights),
+                           *((TokenizerField.alias, t) for t in [request.tokenizer] if t is not None)]
+    )
+    weights_files = [f for found in hydrated[:len(request.weights)] for f in found.files]
+    in_image = _weights_in_image(request.context, [path for path, _ in weights_files])
+    weights = sorted(((in_image[path], digest) for path, digest in weights_files), key=lambda f: f[0])
+    _check_pin_count(request.context, request.weights_sha256, len(weights))
     if request.weights_sha256:
         (weights_entry,) = [
             e for e in await Get(DigestEntries, Digest, weights[0][1]) if isinstance(e, FileEntry)
@@ -298,6 +302,7 @@ async def hydrate_model_files(request: ModelFilesRequest) -> ModelFiles:
                 f"{request.context}: field `weights_sha256`: {weights_entry.path} has sha256 "
                 f"{weights_entry.file_digest.fingerprint}, expected {request.weights_sha256}"
             )
+    tokenizer = hydrated[len(request.weights)].files[0][1] if request.tokenizer else None
     return ModelFiles(tuple(weights), tokenizer)
 
 
@@ -359,20 +364,6 @@ async def resolve_model_inputs(
             f"third-party code from `[aegis].runtime_resolves` {list(aegis.runtime_resolves)} only"
         )
 
-    # The model's files by path only: their bytes are hydrated apart (`ModelFiles`).
-    found_paths = await MultiGet(
-        Get(ModelFilePaths, ModelFileRequest(context, alias, tgt.address))
-        for alias, tgt in [*((WeightsField.alias, t) for t in weights_tgts),
-                           *((TokenizerField.alias, t) for t in [tokenizer_tgt] if t is not None)]
-    )
-    weights_paths = [p for found in found_paths[:len(weights_tgts)] for p in found.paths]
-    tokenizer_paths = [p for found in found_paths[len(weights_tgts):] for p in found.paths]
-    registry_paths = {p for found in found_paths if found.from_registry for p in found.paths}
-    if fs.weights_sha256.value and len(weights_paths) != 1:
-        raise AegisBuildError(
-            f"{context}: field `weights_sha256` pins one weights file, but `weights` names {len(weights_paths)} "
-            f"files: pin a sharded checkpoint's files with `http_source(sha256=...)` or git, and drop it"
-        )
     hydrated = []
     for alias, field in ((ModelCardField.alias, fs.model_card), (HandlerField.alias, handler_tgt[PythonSourceField]),
                          (BaseImageField.alias, base_tgt[DebianLockfileField])):
@@ -381,6 +372,29 @@ async def resolve_model_inputs(
         except Exception as e:
             raise AegisBuildError(f"{context}: field `{alias}`: {str(e).strip().splitlines()[-1]}") from None
     card_src, handler_src, base_lock_src = hydrated
+
+    # The model's files by path only, one target after the other (so that of several bad ones, the first is
+    # named): their bytes are hydrated apart (`ModelFiles`), and all that paths can tell is checked here.
+    weights_paths: list[str] = []
+    registry_paths: set[str] = set()
+    for tgt in weights_tgts:
+        found = await Get(ModelFilePaths, ModelFileRequest(context, WeightsField.alias, tgt))
+        weights_paths.extend(found.paths)
+        registry_paths.update(found.paths if found.from_registry else ())
+    tokenizer_paths = [] if tokenizer_tgt is None else list(
+        (await Get(ModelFilePaths, ModelFileRequest(context, TokenizerField.alias, tokenizer_tgt))).paths
+    )
+    in_image = set(_weights_in_image(context, weights_paths).values())
+    if tokenizer_tgt is not None and f"{MODEL_DIR}/tokenizer.json" in in_image:
+        raise AegisBuildError(
+            f"{context}: field `tokenizer`: the checkpoint named by `weights` has its own tokenizer.json: "
+            f"drop one of them"
+        )
+    if f"{MODEL_DIR}/model_card.md" in in_image:
+        raise AegisBuildError(
+            f"{context}: field `weights`: the checkpoint has a model_card.md, which `model_card` provides: drop it"
+        )
+    _check_pin_count(context, fs.weights_sha256.value, len(weights_paths))
 
     # The handler's closure: its first-party code goes to /app/src.
     try:
@@ -427,8 +441,7 @@ async def resolve_model_inputs(
     )
     return ModelInputs(
         context=context,
-        files=ModelFilesRequest(context, tuple(t.address for t in weights_tgts),
-                                tokenizer_tgt.address if tokenizer_tgt else None, fs.weights_sha256.value),
+        files=ModelFilesRequest(context, tuple(weights_tgts), tokenizer_tgt, fs.weights_sha256.value),
         model_card=card_src.snapshot.digest,
         handler=handler_tgt.address,
         handler_source=handler_src,
