@@ -106,7 +106,7 @@ def write_files_layer(spec: FilesLayerSpec, out: str) -> None:
         if item.text is not None:
             entries.append(LayerEntry(item.path, "file", item.mode, data=item.text.encode()))
         else:
-            entries.append(LayerEntry(item.path, "file", item.mode, source=item.source))
+            entries.append(LayerEntry(item.path, "file", item.mode, source=item.source, sha256=item.sha256))
     info = _write_layer(entries, out, spec.mtime, spec.description, spec.compression)
     _write_json(os.path.join(out, FILES_INFO), [f.to_json() for f in info.files])
     if summary is not None:

@@ -16,6 +16,10 @@ class SpecError(AegisError, ValueError):
     """A spec file does not have the fields its command reads."""
 
 
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def _read(cls: type, data: Any, where: str) -> dict:
     """`data`'s fields for `cls`, refusing unknown and missing ones."""
     if not isinstance(data, dict):
@@ -53,10 +57,15 @@ class LayerEntrySpec:
     source: Optional[str] = None
     text: Optional[str] = None
     check: Optional[str] = None  # one of CHECKS
+    # The source's SHA-256 when the rule has it (Pants' digest of the input file): not hashed again, which is a
+    # pass over every byte of GBs of weights.
+    sha256: Optional[str] = None
 
     def __post_init__(self) -> None:
         if (self.source is None) == (self.text is None):
             raise SpecError(f"{self.path}: give exactly one of `source` and `text`")
+        if self.sha256 is not None and (self.source is None or not _is_sha256(self.sha256)):
+            raise SpecError(f"{self.path}: `sha256` is 64 lowercase hex digits, of a `source`")
         if self.check is not None and self.check not in CHECKS:
             raise SpecError(f"{self.path}: unknown check {self.check!r} (one of {', '.join(CHECKS)})")
 

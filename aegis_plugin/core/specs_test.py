@@ -43,3 +43,8 @@ def test_an_entry_has_one_content_and_a_known_check() -> None:
         LayerEntrySpec("/a", "o", "a", 0o644)
     with pytest.raises(SpecError, match="unknown check 'safetensor'"):
         LayerEntrySpec("/a", "o", "a", 0o644, text="x", check="safetensor")
+    for bad in (dict(text="x", sha256="0" * 64), dict(source="in/0/a", sha256="0" * 63),
+                dict(source="in/0/a", sha256="A" * 64)):
+        with pytest.raises(SpecError, match="`sha256` is 64 lowercase hex digits, of a `source`"):
+            LayerEntrySpec("/a", "o", "a", 0o644, **bad)
+    assert LayerEntrySpec("/a", "o", "a", 0o644, source="in/0/a", sha256="0" * 64).sha256 == "0" * 64

@@ -291,7 +291,8 @@ async def files_layer_inputs(request: FilesLayerRequest) -> tuple[Digest, FilesL
             path = f"{file.path}{entry.path}" if file.path.endswith("/") else file.path
             # Modes come from the digest: sandbox files may be hardlinks with the wrong bits.
             spec_entries.append(LayerEntrySpec(path, file.origin, entry.path, 0o755 if entry.is_executable else 0o644,
-                                               source=f"in/{index}/{entry.path}", check=file.check))
+                                               source=f"in/{index}/{entry.path}", check=file.check,
+                                               sha256=entry.file_digest.fingerprint))
     checkpoint_inputs = await MultiGet(
         Get(Digest, AddPrefix(d, f"checkpoint/{i}")) for i, (_, d) in enumerate(request.checkpoint)
     )

@@ -154,3 +154,29 @@ def test_a_layer_file_that_names_several_files() -> None:
                 MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=not_reached),
             ],
         )
+
+
+def test_a_files_layer_hands_the_core_each_files_sha256_from_its_digest() -> None:
+    """So the layer step does not hash GBs of weights again: Pants' digest of the input is their SHA-256."""
+    weights = LayerFile("/app/model/weights.safetensors", "field `weights`", EMPTY_DIGEST)
+    one = DigestEntries([FileEntry("m/w.safetensors", FileDigest("d" * 64, 9))])
+    seen: list = []
+
+    def core(process: CoreProcess) -> CoreResult:
+        seen.append(process.spec)
+        return CoreResult(EMPTY_DIGEST)
+
+    run_rule_with_mocks(
+        build_files_layer,
+        rule_args=[FilesLayerRequest("models/x:x", "model weights", (weights,), 0, compression="none")],
+        mock_gets=[
+            MockGet(output_type=DigestEntries, input_types=(Digest,), mock=lambda _: one),
+            MockGet(output_type=Digest, input_types=(AddPrefix,), mock=lambda _: EMPTY_DIGEST),
+            MockGet(output_type=Digest, input_types=(MergeDigests,), mock=lambda _: EMPTY_DIGEST),
+            MockGet(output_type=CoreResult, input_types=(CoreProcess,), mock=core),
+            MockGet(output_type=DigestContents, input_types=(DigestSubset,), mock=lambda _: DigestContents(
+                [FileContent("out/layer.json", json.dumps({"digest": "sha256:" + "e" * 64}).encode())])),
+        ],
+    )
+    ((entry,),) = [spec["entries"] for spec in seen]
+    assert (entry["source"], entry["sha256"]) == ("in/0/m/w.safetensors", "d" * 64)

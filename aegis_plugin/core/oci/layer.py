@@ -97,6 +97,7 @@ class LayerEntry:
     source: Optional[Union[str, os.PathLike[str]]] = None
     data: Optional[bytes] = None
     linkname: Optional[str] = None
+    sha256: Optional[str] = None  # of `source`, when the caller knows it: recorded as given, not hashed again
 
     def __post_init__(self) -> None:
         _check_image_path(self.path, "entry path")
@@ -112,6 +113,8 @@ class LayerEntry:
                 raise ValueError(f"{self.path}: data must be bytes")
         elif has_content:
             raise ValueError(f"{self.path}: only files may have source or data")
+        if self.sha256 is not None and self.source is None:
+            raise ValueError(f"{self.path}: a known sha256 is of a source file")
         if self.kind in ("symlink", "hardlink"):
             if not self.linkname:
                 raise ValueError(f"{self.path}: a {self.kind} needs a linkname")
@@ -205,23 +208,26 @@ def _hasher(name: str, size: int) -> "hashlib._Hash | _BackgroundHash":
 
 
 class _HashingReader:
-    """Hashes what tarfile reads from a source file, so the file's own digests need no second read."""
+    """Hashes what tarfile reads from a source file, so the file's own digests need no second read; a SHA-256
+    the caller already has is not taken again."""
 
-    def __init__(self, raw: BinaryIO, size: int, digests: bool = True) -> None:
+    def __init__(self, raw: BinaryIO, size: int, digests: bool = True, sha256: Optional[str] = None) -> None:
         self._raw = raw
-        self._hashes = (_hasher("sha256", size), _hasher("sha1", size)) if digests else ()
+        self._sha256 = sha256
+        names = ("sha1",) if sha256 else ("sha256", "sha1")
+        self._hashes = {name: _hasher(name, size) for name in names} if digests else {}
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
-        for h in self._hashes:
+        for h in self._hashes.values():
             h.update(data)
         self.size += len(data)
         return data
 
     def facts(self, path: str) -> FileFacts:
-        sha256, sha1 = self._hashes
-        return FileFacts(path, sha256.hexdigest(), sha1.hexdigest(), self.size)
+        sha256 = self._sha256 or self._hashes["sha256"].hexdigest()
+        return FileFacts(path, sha256, self._hashes["sha1"].hexdigest(), self.size)
 
 
 def _plan(entries: Iterable[LayerEntry]) -> List[LayerEntry]:
@@ -297,7 +303,7 @@ def _write_planned(plan: List[LayerEntry], fileobj: BinaryIO, mtime: int, file_d
                     if not stat.S_ISREG(st.st_mode):
                         raise ValueError(f"{entry.path}: source {entry.source} is not a regular file")
                     info.size = st.st_size
-                    reader = _HashingReader(src, info.size, digests=file_digests)
+                    reader = _HashingReader(src, info.size, digests=file_digests, sha256=entry.sha256)
                     tar.addfile(info, reader)  # type: ignore[arg-type]
                     if reader.size != st.st_size:
                         raise ValueError(f"{entry.path}: source {entry.source} changed while it was read")

@@ -252,6 +252,7 @@ def test_inconsistent_entries_raise(tmp_path: Path, entries: List[LayerEntry], m
         dict(path="/x", kind="symlink", mode=0o777),
         dict(path="/x", kind="hardlink", mode=0o644, linkname="relative"),
         dict(path="/x", kind="file", mode=0o644, data=b"", linkname="/y"),
+        dict(path="/x", kind="file", mode=0o644, data=b"", sha256="0" * 64),  # a known sha256 is of a source
     ],
 )
 def test_invalid_entries_are_rejected(kwargs: dict) -> None:
@@ -350,6 +351,22 @@ def test_file_digests_can_be_skipped_without_changing_the_blob(tmp_path) -> None
     assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
     assert with_digests.files and without.files == ()
     assert (without.digest, without.diff_id, without.toc) == (with_digests.digest, with_digests.diff_id, with_digests.toc)
+
+
+def test_a_known_sha256_is_recorded_as_given_and_the_blob_is_the_same(tmp_path) -> None:
+    """A caller with the file's SHA-256 already (Pants' digest of the input) spares a pass over its bytes:
+    recorded as given (a made-up one here, to tell them apart), SHA-1 still taken, the blob unchanged."""
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(os.urandom(3 << 20))
+    given = "ab" * 32
+    hashed = write_layer([LayerEntry("/app/w", "file", 0o644, source=str(weights))], tmp_path / "a.tar", MTIME,
+                         compression="none")
+    known = write_layer([LayerEntry("/app/w", "file", 0o644, source=str(weights), sha256=given)],
+                        tmp_path / "b.tar", MTIME, compression="none")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert known.digest == hashed.digest
+    assert hashed.files[0].sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (known.files[0].sha256, known.files[0].sha1) == (given, hashed.files[0].sha1)
 
 
 def test_large_layers_are_compressed_at_level_1(tmp_path, monkeypatch) -> None:
