@@ -270,8 +270,9 @@ class LayerCompressionField(_CheckedStringField):
         How the image's compressible layers (the base, the dependencies, the model's small files, the app and
         the SBOM) are compressed: `gzip`, which every registry and runtime reads, or `zstd`, which compresses
         ~5x faster and ~20% smaller (the PyTorch demo: an image of 2,328 MB against gzip's 2,981 MB, its
-        dependencies layer step 77 s against 123 s), for runtimes that read OCI zstd layers: containerd 1.5+, CRI-O, podman,
-        skopeo; umoci 0.4.7 (Debian 12) cannot unpack them. Weights layers are plain tars either way.
+        dependencies layer step 77 s against 123 s), for runtimes that read OCI zstd layers: containerd 1.5+,
+        CRI-O, podman, skopeo; umoci 0.4.7 (Debian 12) cannot unpack them. Weights layers are plain tars either
+        way.
         """
     )
 
