@@ -98,7 +98,7 @@ def test_metadata(bom: Dict[str, Any]) -> None:
     assert (image["name"], image["version"]) == ("aegis/fraud-detector", "1.0.0")
     assert image["purl"] == "pkg:oci/fraud-detector?arch=amd64&tag=1.0.0"
     assert {"name": "aegis:git_sha", "value": "0123456789abcdef0123456789abcdef01234567"} in metadata["properties"]
-    assert [t["name"] for t in metadata["tools"]["components"]] == ["aegis", "cyclonedx-python-lib"]
+    assert [t["name"] for t in metadata["tools"]["components"]] == ["aegis"]
     assert image["externalReferences"] == [{"type": "vcs", "url": "https://example.invalid/aegis.git"}]
 
 
@@ -238,6 +238,44 @@ def test_license_text_and_empty_package_lists() -> None:
     assert license_["text"]["content"].endswith("Redistribution...")
     graph = {d["ref"]: d.get("dependsOn", []) for d in bom["dependencies"]}
     assert graph[IMAGE_REF] == [APP_REF, MODEL_REF, "pkg:pypi/numpy@2.4.6"]
+
+
+
+LIBC6_REF = "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64&distro=debian-12"
+
+
+def test_each_list_is_sorted_and_holds_each_entry_once() -> None:
+    """Entries that say the same thing (two DEP-5 names for one SPDX id, an author listed twice, a file listed
+    twice) appear once, ids before names, whatever order the inventory gives them in."""
+    data = testutil.inventory()
+    libc6 = next(p for p in data["debian"] if p["name"] == "libc6")
+    libc6["licenses"] = ["public-domain", "GPL-2.0", "LGPL-2.1+", "GPL-2"]
+    libc6["files"] = libc6["files"] + libc6["files"][:1]
+    numpy = next(d for d in data["python"] if d["name"] == "numpy")
+    numpy["authors"] = ["Zed <z@numpy.invalid>", "numpy author <a@numpy.invalid>", "Zed <z@numpy.invalid>"]
+    output = build_cyclonedx(data)
+    assert validate_cyclonedx(output) == []
+    bom = json.loads(output)
+    declared = {"acknowledgement": "declared"}
+    libc6_component = _component(bom, LIBC6_REF)
+    assert libc6_component["licenses"] == [
+        {"license": {"id": "GPL-2.0-only", **declared}},
+        {"license": {"id": "LGPL-2.1-or-later", **declared}},
+        {"license": {"name": "public-domain", **declared}},
+    ]
+    assert libc6_component["evidence"]["occurrences"] == [
+        {"location": "/lib/x86_64-linux-gnu/libc.so.6"}, {"location": "/usr/lib/x86_64-linux-gnu/libc.so.6"}]
+    assert _component(bom, "pkg:pypi/numpy@2.4.6")["authors"] == [
+        {"name": "Zed", "email": "z@numpy.invalid"}, {"name": "numpy author", "email": "a@numpy.invalid"}]
+    assert build_cyclonedx(testutil.shuffled(data, 3)) == output
+
+
+def test_characters_a_uri_cannot_hold_are_escaped() -> None:
+    data = testutil.inventory()
+    data["image"]["creator"]["url"] = "https://example.invalid/ml platform/{team}"
+    output = build_cyclonedx(data)
+    assert validate_cyclonedx(output) == []
+    assert json.loads(output)["metadata"]["supplier"]["url"] == ["https://example.invalid/ml%20platform/%7Bteam%7D"]
 
 
 REGISTRY = {
