@@ -27,8 +27,9 @@ distributions and its files; model -> its files; every other component -> nothin
 complete).
 
 The document is built as plain JSON objects, like the SPDX one: cyclonedx-python-lib's model took 0.16 s of
-every handler edit to build and serialise the demo's BOM, and its import 0.04 s more. Each list is sorted and
-free of duplicates, so the same inventory in any order gives the same bytes. The library still supplies the
+every handler edit to build and serialise the demo's BOM, and its import 0.04 s more. Each list the library kept
+as a set is sorted and free of duplicates here too, so the same inventory in any order gives the same bytes
+(paths and names sort by code point). The library still supplies the
 1.7 JSON schema, which checks every document written. The output is serialised canonically
 (``common.canonical_json``); ``serialNumber`` is a uuid5 of that content and ``metadata.timestamp`` the
 image's ``created`` time, so the same inventory gives the same bytes.
@@ -84,7 +85,7 @@ def _listed(items: Iterable[Json], key: Callable[[Json], Any]) -> List[Json]:
 
 
 def _set(entry: Json, name: str, value: Any) -> Json:
-    """``entry`` with ``name`` set, unless the value is None or empty (CycloneDX leaves those out)."""
+    """``entry`` with ``name`` set, unless the value is None, an empty list or an empty string."""
     if value is not None and value != [] and value != "":
         entry[name] = value
     return entry
@@ -109,9 +110,11 @@ def _properties(pairs: Iterable[Tuple[str, str]]) -> List[Json]:
                    key=lambda p: (p["name"], p["value"]))
 
 
+_ALGORITHMS = {"sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
+
+
 def _hashes(file_hashes: Iterable[Tuple[str, str]]) -> List[Json]:
-    names = {"sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
-    return _listed(({"alg": names[alg], "content": value} for alg, value in file_hashes),
+    return _listed(({"alg": _ALGORITHMS[alg], "content": value} for alg, value in file_hashes),
                    key=lambda h: (h["alg"], h["content"]))
 
 
@@ -120,11 +123,11 @@ def _references(references: Iterable[Json]) -> List[Json]:
 
 
 def _licenses(entries: Iterable[Json]) -> List[Json]:
-    """A component's ``licenses``: one ``expression`` entry, or ``license`` entries, ids before names."""
+    """A component's ``licenses``: one ``expression`` entry alone, or ``license`` entries, ids before names."""
     entries = list(entries)
-    expression = next((e for e in entries if "expression" in e), None)
-    if expression is not None:
-        return [expression]
+    if any("expression" in e for e in entries):
+        assert len(entries) == 1, f"an SPDX expression goes alone in CycloneDX's licenses: {entries}"
+        return entries
     return _listed(entries, key=lambda e: _key(e["license"]["acknowledgement"], e["license"].get("id"),
                                                e["license"].get("name"), json.dumps(e["license"].get("text"))))
 
@@ -278,6 +281,7 @@ def _model_component(inv: Inventory, files: List[Json]) -> Json:
         external_references=_references(_registry_references(model.registry)),
         components=_components(files),
         pedigree=_pedigree(base_model) if base_model else None,
+        model_card=model_card(inv),
     )
 
 
@@ -294,12 +298,13 @@ def _data_ref(dataset: Dataset) -> str:
     return f"data:{dataset.role}:{dataset.location}"
 
 
-def _data_component(dataset: Dataset) -> Json:
-    """A dataset the model was trained or evaluated on: its file's sha256, and where it lives."""
+def _data_component(inv: Inventory, dataset: Dataset) -> Json:
+    """A dataset the model was trained or evaluated on: its file's sha256, where it lives, what the card says."""
     is_url = "://" in dataset.location
     return _component(
         "data", dataset.name, _data_ref(dataset),
         hashes=_hashes([("sha256", dataset.sha256)]),
+        data=[_component_data(inv, dataset)],
         external_references=[{"type": "distribution", "url": _uri(dataset.location)}] if is_url else [],
         properties=_properties([
             ("dataset:role", dataset.role),
@@ -426,7 +431,6 @@ def _document(inv: Inventory) -> Json:
     python = [_python_component(dist) for dist in inv.python]
     model_files = [_file_component(f, [("model:role", f.role), ("file:size", str(f.size))]) for f in inv.model.files]
     model = _model_component(inv, model_files)
-    model["modelCard"] = model_card(inv)
     app_files = [_file_component(f) for f in inv.app.files]
     app = _component(
         "application", common.app_name(inv), common.app_ref(inv),
@@ -439,10 +443,7 @@ def _document(inv: Inventory) -> Json:
         components=_components(app_files),
     )
     # Lineage, outside the image: the datasets (the training run in `formulation` names them as its inputs).
-    data = []
-    for dataset in inv.model.lineage.datasets if inv.model.lineage else ():
-        data.append(_data_component(dataset))
-        data[-1]["data"] = [_component_data(inv, dataset)]
+    data = [_data_component(inv, dataset) for dataset in (inv.model.lineage.datasets if inv.model.lineage else ())]
 
     graph: Dict[str, List[Json]] = {
         image_component["bom-ref"]: debian + python + [model, app],
