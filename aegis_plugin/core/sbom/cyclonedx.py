@@ -100,11 +100,6 @@ def _uri(value: str) -> str:
     return "".join(_URI_ESCAPES.get(c, c) for c in value)
 
 
-def _purl(value: str) -> str:
-    """A package URL in its canonical spelling."""
-    return PackageURL.from_string(value).to_string()
-
-
 def _properties(pairs: Iterable[Tuple[str, str]]) -> List[Json]:
     return _listed(({"name": f"{_P}:{name}", "value": value} for name, value in pairs),
                    key=lambda p: (p["name"], p["value"]))
@@ -224,7 +219,7 @@ def _occurrences(files: Iterable[str]) -> Optional[Json]:
 
 
 def _debian_component(pkg: DebianPackage) -> Json:
-    purl = _purl(common.debian_purl(pkg))
+    purl = common.debian_purl(pkg)
     return _component(
         "library", pkg.name, purl,
         version=pkg.version,
@@ -240,7 +235,7 @@ def _debian_component(pkg: DebianPackage) -> Json:
 
 
 def _python_component(dist: PythonDist) -> Json:
-    purl = _purl(common.python_purl(dist))
+    purl = common.python_purl(dist)
     return _component(
         "library", dist.name, purl,
         version=dist.version,
@@ -406,7 +401,7 @@ def _document(inv: Inventory) -> Json:
     image_component = _component(
         "container", image.name, common.image_ref(inv),
         version=image.version,
-        purl=_purl(common.image_purl(image)),
+        purl=common.image_purl(image),
         supplier=_entity(creator or parties.owner(inv)),
         licenses=[{"expression": concluded, "acknowledgement": "concluded"}] if concluded else [],
         copyright=card.copyright,
