@@ -14,6 +14,7 @@
 # Needs root (apt-get for buildah/mmdebstrap, buildah's storage) and ~4×BIG_MB of free disk under /var/tmp.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source build-support/bench_timing.sh  # now, since, timed, stop_pantsd
 big_mb="${1:-2048}"
 small_mb="${2:-20}"
 repo="${PWD}"
@@ -22,7 +23,7 @@ rss_pid=""
 BUILDAH_STORE=(--root "${work}/buildah" --runroot "${work}/buildah-run" --storage-driver overlay)
 cleanup() {
   [[ -n "${rss_pid}" ]] && kill "${rss_pid}" 2>/dev/null || true
-  (cd "${work}/clone" 2>/dev/null && ./pants kill-pantsd >/dev/null 2>&1) || true
+  stop_pantsd "${work}/clone"
   buildah "${BUILDAH_STORE[@]}" rm --all >/dev/null 2>&1 || true
   umount -R "${work}/buildah" 2>/dev/null || true
   rm -rf "${work}"
@@ -37,7 +38,6 @@ if ((${#missing[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-source build-support/bench_timing.sh  # now, since, timed
 # Seconds between a Pants log's `Starting: LABEL` and `Completed: LABEL` lines (-ldebug or -ltrace).
 step_seconds() { python3 - "$1" "$2" <<'PY'
 import re, sys
@@ -118,7 +118,7 @@ fig[aegis_retrained_pantsd]=$(timed a-retrained pants package models/fraud::)
 kill "${rss_pid}"; rss_pid=""
 summary "${big_mb} MiB weights"
 use_weights "${work}/big1.safetensors"
-./pants kill-pantsd >/dev/null 2>&1 || true
+stop_pantsd .
 fig[aegis_retrained_nopantsd]=$(timed a-retrained-nopantsd pants --no-pantsd package models/fraud::)
 # What Pants itself spends on the weights, apart from any step: a run without pantsd (every step cached)
 # fingerprints the source file again; the same hash in Python (OpenSSL) and in sha256sum, beside it.
@@ -146,7 +146,7 @@ with tarfile.open(f"{root}/oci/blobs/sha256/{app['digest'][7:]}") as tar:
     print(tar.extractfile("app/requirements.lock").read().decode())
 PY
 )"
-./pants kill-pantsd >/dev/null 2>&1 || true
+stop_pantsd .
 
 # --- buildah ---------------------------------------------------------------------------------------------------
 echo "buildah: a Debian bookworm + Python base (not timed)…"

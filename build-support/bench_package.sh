@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target="${1:-models/fraud::}"
 work="$(mktemp -d)"
-trap 'cd / && (cd "${work}/clone" 2>/dev/null && ./pants --pantsd kill-pantsd >/dev/null 2>&1 || true); rm -rf "${work}"' EXIT
+source build-support/bench_timing.sh  # stop_pantsd
+trap 'stop_pantsd "${work}/clone"; rm -rf "${work}"' EXIT
 
 git clone --quiet "${PWD}" "${work}/clone"
 cd "${work}/clone"

@@ -9,17 +9,17 @@
 # Needs ~25 GB free under /var/tmp (the wheels, the installed distributions, the store and the image).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source build-support/bench_timing.sh  # now, since, timed, stop_pantsd
 repo="${PWD}"
 work="$(mktemp -d /var/tmp/aegis-bench-pytorch.XXXXXX)"
 rss_pid=""
 cleanup() {
   [[ -n "${rss_pid}" ]] && kill "${rss_pid}" 2>/dev/null || true
-  (cd "${work}/clone" 2>/dev/null && ./pants kill-pantsd >/dev/null 2>&1) || true
+  stop_pantsd "${work}/clone"
   rm -rf "${work}"
 }
 trap cleanup EXIT
 
-source build-support/bench_timing.sh  # now, since, timed
 
 git clone --quiet "${repo}" "${work}/clone"
 cd "${work}/clone"
